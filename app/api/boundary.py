@@ -1,0 +1,51 @@
+"""The request boundary: one commit per request, and database failures as 503."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Response, g, jsonify
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from app.api.context import request_actor
+from app.extensions import db
+from app.services import audit
+
+log = logging.getLogger("keymint.boundary")
+
+RETRY_AFTER_SECONDS = "5"
+
+
+def unavailable_response() -> Response:
+    response = jsonify(error="temporarily_unavailable",
+                       error_description="The database is unavailable; nothing was changed. "
+                                         "Retry later.")
+    response.status_code = 503
+    response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
+
+
+def finish(response: Response) -> Response:
+    """Commit a successful request (or one that must keep its security writes); else roll back.
+
+    A failed client authentication is then audited in its own short transaction, so the
+    event survives the rollback of the request that failed.
+    """
+    keep = response.status_code < 400 or g.get("commit_on_error", False)
+    try:
+        if keep:
+            db.session.commit()
+        else:
+            db.session.rollback()
+        failure = g.pop("auth_failure", None)
+        if failure is not None:
+            audit.record(db.session, "client.auth_failed", request_actor("client", None,
+                         None), workspace_id=failure["workspace_id"], target_type="key",
+                         target_id=failure["client_id"] or None,
+                         details={"reason": failure["reason"]})
+            db.session.commit()
+    except (OperationalError, DBAPIError):
+        db.session.rollback()
+        log.warning("database unavailable at commit", exc_info=False)
+        return unavailable_response()
+    return response

@@ -1,0 +1,69 @@
+"""HTTP routes of the OAuth endpoints: guard the form, hand over to Authlib, commit."""
+
+from __future__ import annotations
+
+from authlib.oauth2 import OAuth2Error
+from flask import Blueprint, Response, jsonify
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from app.api.boundary import finish, unavailable_response
+from app.api.context import issuer
+from app.extensions import db
+from app.oauth.client import AUTH_METHODS
+from app.oauth.server import authorization, check_form_request
+from app.services.keys import INTROSPECT_SCOPE, MANAGEMENT_SCOPES
+
+bp = Blueprint("oauth", __name__)
+
+
+def _run(handler) -> Response:  # noqa: ANN001
+    try:
+        check_form_request()
+        response = handler()
+    except OAuth2Error as error:
+        response = authorization.handle_error_response(None, error)
+    except (OperationalError, DBAPIError):
+        db.session.rollback()
+        return unavailable_response()
+    return finish(response)
+
+
+@bp.post("/oauth/token")
+def token() -> Response:
+    return _run(authorization.create_token_response)
+
+
+@bp.post("/oauth/introspect")
+def introspect() -> Response:
+    return _run(lambda: authorization.create_endpoint_response("introspection"))
+
+
+@bp.post("/oauth/revoke")
+def revoke() -> Response:
+    return _run(lambda: authorization.create_endpoint_response("revocation"))
+
+
+@bp.post("/oauth/rotate")
+def rotate() -> Response:
+    return _run(lambda: authorization.create_endpoint_response("rotation"))
+
+
+@bp.get("/.well-known/oauth-authorization-server")
+def metadata() -> Response:
+    base = issuer()
+    methods = list(AUTH_METHODS)
+    response = jsonify({
+        "issuer": base,
+        "token_endpoint": f"{base}/oauth/token",
+        "introspection_endpoint": f"{base}/oauth/introspect",
+        "revocation_endpoint": f"{base}/oauth/revoke",
+        "grant_types_supported": ["client_credentials"],
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": methods,
+        "introspection_endpoint_auth_methods_supported": methods,
+        "revocation_endpoint_auth_methods_supported": methods,
+        "scopes_supported": sorted({INTROSPECT_SCOPE, *MANAGEMENT_SCOPES}),
+        "service_documentation": f"{base}/openapi.json",
+    })
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response

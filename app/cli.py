@@ -1,0 +1,251 @@
+"""The `keymint` / `flask --app wsgi` commands, each a thin call into the services."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import click
+from flask import Flask
+from flask.cli import FlaskGroup, with_appcontext
+
+from app.clock import isoformat, parse_rfc3339
+from app.extensions import db
+from app.serialize import key_json
+from app.services import accounts, keys, tokens
+from app.services.audit import Actor
+from app.services.errors import DomainError
+
+
+def transactional(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command in one transaction: commit on success, clean one-line error otherwise."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = func(*args, **kwargs)
+            db.session.commit()
+            return result
+        except DomainError as exc:
+            db.session.rollback()
+            raise click.ClickException(exc.message) from None
+        except BaseException:
+            db.session.rollback()
+            raise
+
+    return with_appcontext(wrapper)
+
+
+def _emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
+    click.echo(json.dumps(payload, sort_keys=True) if as_json else text)
+
+
+def _parse_time(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return parse_rfc3339(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+users = click.Group("users", help="Create and disable users.")
+workspaces = click.Group("workspaces", help="Create workspaces.")
+members = click.Group("members", help="Add and remove workspace members.")
+keys_cli = click.Group("keys", help="Create, list, revoke and rotate API keys.")
+tokens_cli = click.Group("tokens", help="Maintain the access-token table.")
+
+
+@users.command("create")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@transactional
+def users_create(email: str, as_json: bool) -> None:
+    user = accounts.create_user(db.session, email, Actor.cli())
+    _emit(as_json, {"id": str(user.id), "email": user.email, "status": user.status},
+          f"created user {user.email} (id {user.id})")
+
+
+@users.command("disable")
+@click.argument("email")
+@transactional
+def users_disable(email: str) -> None:
+    user = accounts.get_user_by_email(db.session, email)
+    accounts.disable_user(db.session, user, Actor.cli())
+    click.echo(f"disabled {user.email}; their keys and tokens stop working now")
+
+
+@workspaces.command("create")
+@click.argument("slug")
+@click.option("--owner", required=True, help="Email of an existing user.")
+@click.option("--name", default=None)
+@click.option("--json", "as_json", is_flag=True)
+@transactional
+def workspaces_create(slug: str, owner: str, name: str | None, as_json: bool) -> None:
+    user = accounts.get_user_by_email(db.session, owner)
+    workspace = accounts.create_workspace(db.session, slug, user, Actor.cli(), name=name)
+    _emit(as_json, {"id": str(workspace.id), "slug": workspace.slug, "owner": user.email},
+          f"created workspace {workspace.slug} owned by {user.email}")
+
+
+@members.command("add")
+@click.argument("slug")
+@click.argument("email")
+@click.option("--role", default="member", show_default=True,
+              help="owner, admin or member.")
+@transactional
+def members_add(slug: str, email: str, role: str) -> None:
+    workspace = accounts.get_workspace(db.session, slug)
+    user = accounts.get_user_by_email(db.session, email)
+    membership = accounts.add_member(db.session, workspace, user, role, Actor.cli())
+    click.echo(f"added {user.email} to {workspace.slug} as {membership.role}")
+
+
+@members.command("remove")
+@click.argument("slug")
+@click.argument("email")
+@transactional
+def members_remove(slug: str, email: str) -> None:
+    workspace = accounts.get_workspace(db.session, slug)
+    user = accounts.get_user_by_email(db.session, email)
+    membership = accounts.get_membership(db.session, workspace, user)
+    if membership is None:
+        raise click.ClickException(f"{user.email} is not a member of {workspace.slug}")
+    revoked = accounts.remove_member(db.session, membership, Actor.cli())
+    click.echo(f"removed {user.email} from {workspace.slug}; {revoked} key(s) revoked")
+
+
+@keys_cli.command("create")
+@click.option("--workspace", "slug", required=True)
+@click.option("--user", "email", required=True)
+@click.option("--name", default="default", show_default=True)
+@click.option("--scope", "scope", default="", help='Space separated, e.g. "keys:read introspect".')
+@click.option("--expires-at", callback=_parse_time, help="RFC 3339, e.g. 2030-01-01T00:00:00Z.")
+@click.option("--expires-in-days", type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True)
+@transactional
+def keys_create(slug: str, email: str, name: str, scope: str, expires_at: Any,
+                expires_in_days: int | None, as_json: bool) -> None:
+    workspace = accounts.get_workspace(db.session, slug)
+    user = accounts.get_user_by_email(db.session, email)
+    created = keys.create_key(db.session, workspace, user, Actor.cli(), name=name, scopes=scope,
+                              expires_at=expires_at, expires_in_days=expires_in_days)
+    payload = {**key_json(created.key), "client_secret": created.client_secret}
+    _emit(as_json, payload,
+          f"client_id:     {created.key.client_id}\n"
+          f"client_secret: {created.client_secret}\n"
+          f"scopes:        {created.key.scopes or '(none)'}\n"
+          f"expires_at:    {isoformat(created.key.expires_at) or 'never'}\n"
+          "The secret is shown once; store it now.")
+
+
+def _print_keys(rows: list[Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"keys": [key_json(k) for k in rows]}, sort_keys=True))
+        return
+    for k in rows:
+        data = key_json(k)
+        click.echo(f"{data['client_id']}  {data['state']:<8} {data['workspace']:<20} "
+                   f"{data['owner']['email']:<30} {data['name']!r} "
+                   f"expires={data['expires_at'] or 'never'}")
+
+
+@keys_cli.command("list")
+@click.option("--workspace", "slug", default=None)
+@click.option("--user", "email", default=None)
+@click.option("--state", type=click.Choice(["active", "expired", "revoked"]), default=None)
+@click.option("--json", "as_json", is_flag=True)
+@transactional
+def keys_list(slug: str | None, email: str | None, state: str | None, as_json: bool) -> None:
+    workspace_id = accounts.get_workspace(db.session, slug).id if slug else None
+    user_id = accounts.get_user_by_email(db.session, email).id if email else None
+    _print_keys(keys.list_keys(db.session, workspace_id=workspace_id, user_id=user_id,
+                               state=state), as_json)
+
+
+@keys_cli.command("expiring")
+@click.option("--within-days", type=click.IntRange(min=1), required=True)
+@click.option("--json", "as_json", is_flag=True)
+@transactional
+def keys_expiring(within_days: int, as_json: bool) -> None:
+    _print_keys(keys.list_keys(db.session, expiring_within=timedelta(days=within_days)),
+                as_json)
+
+
+@keys_cli.command("revoke")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True)
+@transactional
+def keys_revoke(client_id: str, as_json: bool) -> None:
+    key = keys.revoke_key(db.session, keys.get_key(db.session, client_id), Actor.cli())
+    _emit(as_json, key_json(key),
+          f"revoked {key.client_id}; its secrets and tokens no longer work")
+
+
+@keys_cli.command("rotate")
+@click.argument("client_id")
+@click.option("--grace-period", type=int, default=keys.DEFAULT_GRACE_PERIOD, show_default=True,
+              help="Seconds the previous secret keeps working (0 ends it now, max 604800).")
+@click.option("--json", "as_json", is_flag=True)
+@transactional
+def keys_rotate(client_id: str, grace_period: int, as_json: bool) -> None:
+    rotated = keys.rotate_secret(db.session, keys.get_key(db.session, client_id), Actor.cli(),
+                                 grace_period)
+    previous = isoformat(rotated.previous_expires_at)
+    _emit(as_json,
+          {**key_json(rotated.key), "client_secret": rotated.client_secret,
+           "previous_secret_expires_at": previous},
+          f"client_id:     {rotated.key.client_id}\n"
+          f"client_secret: {rotated.client_secret}\n"
+          f"previous secret works until: {previous or 'no longer valid'}\n"
+          "The secret is shown once; store it now.")
+
+
+@tokens_cli.command("purge")
+@click.option("--retention-days", type=click.IntRange(min=0), default=None,
+              help="Keep expired/revoked rows this long (default KEYMINT_TOKEN_RETENTION_DAYS).")
+@click.option("--batch-size", type=click.IntRange(min=1, max=100000), default=5000)
+@with_appcontext
+def tokens_purge(retention_days: int | None, batch_size: int) -> None:
+    from flask import current_app
+
+    days = (current_app.config["KEYMINT_TOKEN_RETENTION_DAYS"]
+            if retention_days is None else retention_days)
+    total = 0
+    # One short transaction per batch, so issuance never waits behind a long delete.
+    while True:
+        removed = tokens.purge(db.session, timedelta(days=days), batch_size)
+        db.session.commit()
+        total += removed
+        if removed < batch_size:
+            break
+    click.echo(f"purged {total} token row(s) expired or revoked more than {days} day(s) ago")
+
+
+@click.command("serve")
+@click.option("--bind", default="127.0.0.1:8000", show_default=True)
+@click.option("--workers", type=click.IntRange(min=1, max=64), default=None,
+              help="Worker processes (default: number of CPUs).")
+def serve(bind: str, workers: int | None) -> None:
+    """Serve keymint with the production WSGI server (gunicorn), as benchmarked."""
+    from app.serving import run
+
+    run(bind=bind, workers=workers or os.cpu_count() or 1)
+
+
+def register(app: Flask) -> None:
+    for group in (users, workspaces, members, keys_cli, tokens_cli, serve):
+        app.cli.add_command(group)
+
+
+def main() -> None:
+    from app import create_app
+
+    cli = FlaskGroup(create_app=create_app, add_version_option=False,
+                     help="keymint: OAuth 2.0 token server for API keys.")
+    sys.exit(cli.main(prog_name="keymint"))

@@ -1,0 +1,106 @@
+"""Make, parse, hash and verify keymint's public ids, secrets and tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import zlib
+
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_BASE62_SET = frozenset(BASE62)
+
+CLIENT_ID_PREFIX = "key_"
+CLIENT_ID_BODY = 24
+SECRET_PREFIX = "sk_"
+TOKEN_PREFIX = "at_"
+TOKEN_ID_PREFIX = "tok_"
+RANDOM_BODY = 40
+CHECKSUM_LEN = 6
+HINT_LEN = 8  # prefix plus a few characters: enough to recognise, far too few to guess
+
+CLIENT_ID_LEN = len(CLIENT_ID_PREFIX) + CLIENT_ID_BODY
+SECRET_LEN = len(SECRET_PREFIX) + RANDOM_BODY + CHECKSUM_LEN
+TOKEN_LEN = len(TOKEN_PREFIX) + RANDOM_BODY + CHECKSUM_LEN
+
+
+def _random_base62(length: int) -> str:
+    return "".join(secrets.choice(BASE62) for _ in range(length))
+
+
+def _base62_fixed(number: int, width: int) -> str:
+    digits = []
+    for _ in range(width):
+        number, rem = divmod(number, 62)
+        digits.append(BASE62[rem])
+    return "".join(reversed(digits))
+
+
+def checksum(body: str) -> str:
+    return _base62_fixed(zlib.crc32(body.encode("ascii")), CHECKSUM_LEN)
+
+
+def _make_checked(prefix: str) -> str:
+    body = _random_base62(RANDOM_BODY)
+    return prefix + body + checksum(body)
+
+
+def _has_valid_shape(value: str, prefix: str) -> bool:
+    if len(value) != len(prefix) + RANDOM_BODY + CHECKSUM_LEN or not value.startswith(prefix):
+        return False
+    rest = value[len(prefix) :]
+    if not _BASE62_SET.issuperset(rest):
+        return False
+    body, check = rest[:RANDOM_BODY], rest[RANDOM_BODY:]
+    return hmac.compare_digest(checksum(body), check)
+
+
+def new_client_id() -> str:
+    return CLIENT_ID_PREFIX + _random_base62(CLIENT_ID_BODY)
+
+
+def new_secret() -> str:
+    return _make_checked(SECRET_PREFIX)
+
+
+def new_access_token() -> str:
+    return _make_checked(TOKEN_PREFIX)
+
+
+def new_token_id() -> str:
+    """The public `jti` of a token: safe to list and log, useless as a credential."""
+    return TOKEN_ID_PREFIX + _random_base62(CLIENT_ID_BODY)
+
+
+def is_client_id(value: str | None) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) == CLIENT_ID_LEN
+        and value.startswith(CLIENT_ID_PREFIX)
+        and _BASE62_SET.issuperset(value[len(CLIENT_ID_PREFIX) :])
+    )
+
+
+def is_secret(value: str | None) -> bool:
+    return isinstance(value, str) and _has_valid_shape(value, SECRET_PREFIX)
+
+
+def is_access_token(value: str | None) -> bool:
+    return isinstance(value, str) and _has_valid_shape(value, TOKEN_PREFIX)
+
+
+def digest(value: str) -> str:
+    """SHA-256 hex digest: secrets and tokens are high-entropy, so no slow KDF is needed."""
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def digests_match(expected_hex: str, presented: str) -> bool:
+    return hmac.compare_digest(expected_hex, digest(presented))
+
+
+def hint(value: str) -> str:
+    return value[:HINT_LEN]
+
+
+# Compared against when a client id is unknown, so that path costs what a wrong secret costs.
+DUMMY_SECRET_DIGEST = digest("sk_" + "0" * (RANDOM_BODY + CHECKSUM_LEN))

@@ -1,0 +1,23 @@
+"""The ORM models; importing this package registers every table on Base.metadata."""
+
+from app.models.accounts import Membership, Role, User, UserStatus, Workspace
+from app.models.audit import AuditEvent, AuditSeal
+from app.models.base import Base
+from app.models.keys import ApiKey, KeySecret
+from app.models.legacy import LegacyKey
+from app.models.tokens import AccessToken
+
+__all__ = [
+    "AccessToken",
+    "ApiKey",
+    "AuditEvent",
+    "AuditSeal",
+    "Base",
+    "KeySecret",
+    "LegacyKey",
+    "Membership",
+    "Role",
+    "User",
+    "UserStatus",
+    "Workspace",
+]

@@ -1,0 +1,52 @@
+"""Append-only audit events and the seal records that chain them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, BigId, UTCDateTime
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index(None, "workspace_id", "id"),
+        Index(None, "action"),
+        Index(None, "seal_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    workspace_id: Mapped[int | None] = mapped_column(ForeignKey("workspaces.id"))
+    actor_type: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[str | None] = mapped_column(String(64))
+    actor_key: Mapped[str | None] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str | None] = mapped_column(String(32))
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Set when a seal takes the event into the hash chain; unsealed rows are NULL.
+    seal_id: Mapped[int | None] = mapped_column(ForeignKey("audit_seals.id"))
+
+
+class AuditSeal(Base):
+    """One link of the hash chain: covers a set of events and the previous seal's hash."""
+
+    __tablename__ = "audit_seals"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(16))
+    event_count: Mapped[int]
+    first_event_id: Mapped[int | None] = mapped_column(BigId)
+    last_event_id: Mapped[int | None] = mapped_column(BigId)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

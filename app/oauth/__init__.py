@@ -1,0 +1,1 @@
+"""Authlib wiring: the OAuth server, grants and endpoints."""

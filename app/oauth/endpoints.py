@@ -1,0 +1,120 @@
+"""Introspection (RFC 7662), revocation (RFC 7009) and token rotation endpoints."""
+
+from __future__ import annotations
+
+from authlib.consts import default_json_headers
+from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, InvalidScopeError
+from authlib.oauth2.rfc6749.endpoint import Endpoint
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from flask import current_app, g
+
+from app.api.context import issuer
+from app.clock import epoch, utcnow
+from app.extensions import db
+from app.oauth.client import AUTH_METHODS, KeyClient
+from app.oauth.errors import InsufficientScope
+from app.oauth.grants import requested_scopes
+from app.services import tokens as token_service
+from app.services.errors import InvalidInput
+from app.services.keys import INTROSPECT_SCOPE
+
+INACTIVE = {"active": False}
+
+
+def _token_param(request) -> str:  # noqa: ANN001
+    token = request.form.get("token")
+    if not token:
+        raise InvalidRequestError("Missing 'token' parameter.")
+    return token
+
+
+class KeyIntrospectionEndpoint(IntrospectionEndpoint):
+    CLIENT_AUTH_METHODS = list(AUTH_METHODS)
+
+    def create_endpoint_response(self, request):  # noqa: ANN001, ANN201
+        client: KeyClient = self.authenticate_endpoint_client(request)
+        if INTROSPECT_SCOPE not in client.credential.scopes:
+            raise InsufficientScope(
+                f"Introspection needs a key with the '{INTROSPECT_SCOPE}' scope.")
+        token = _token_param(request)
+        return 200, self.introspect(token, client), default_json_headers
+
+    def introspect(self, token: str, client: KeyClient) -> dict:
+        """RFC 7662 answer; anything not active *for this caller* is exactly inactive."""
+        now = utcnow()
+        info = token_service.lookup(db.session, token)
+        if info is None:
+            legacy = current_app.extensions.get("keymint_legacy_introspect")
+            return legacy(token, client) if legacy else dict(INACTIVE)
+        if info.workspace_id != client.credential.workspace_id or not info.is_active(now):
+            return dict(INACTIVE)
+        return {
+            "active": True,
+            "scope": " ".join(info.scopes),
+            "client_id": info.client_id,
+            "sub": str(info.user_id),
+            "username": info.user_email,
+            "token_type": "Bearer",
+            "exp": epoch(info.expires_at),
+            "iat": epoch(info.issued_at),
+            "jti": info.jti,
+            "iss": issuer(),
+            "workspace_id": str(info.workspace_id),
+        }
+
+
+class KeyRevocationEndpoint(RevocationEndpoint):
+    CLIENT_AUTH_METHODS = list(AUTH_METHODS)
+
+    def check_params(self, request, client) -> None:  # noqa: ANN001
+        # RFC 7009 §2.1: an unknown or wrong token_type_hint is not an error.
+        _token_param(request)
+
+    def authenticate_token(self, request, client: KeyClient):  # noqa: ANN001, ANN201
+        self.check_params(request, client)
+        info = token_service.lookup(db.session, request.form["token"])
+        # A foreign or unknown token answers 200 and changes nothing (no existence oracle).
+        if info is None or info.key_id != client.credential.id:
+            return None
+        return info
+
+    def revoke_token(self, token: token_service.TokenInfo, request) -> None:  # noqa: ANN001
+        token_service.revoke(db.session, token, self.server.client_actor(request.client))
+
+    def create_endpoint_response(self, request):  # noqa: ANN001, ANN201
+        client = self.authenticate_endpoint_client(request)
+        token = self.authenticate_token(request, client)
+        if token is not None:
+            self.revoke_token(token, request)
+        return 200, {}, default_json_headers
+
+
+class TokenRotationEndpoint(Endpoint):
+    """POST /oauth/rotate: retire a token and issue its replacement in one transaction."""
+
+    ENDPOINT_NAME = "rotation"
+
+    def create_endpoint_response(self, request):  # noqa: ANN001, ANN201
+        client: KeyClient = self.server.authenticate_client(request, list(AUTH_METHODS),
+                                                            self.ENDPOINT_NAME)
+        request.client = client
+        info = token_service.lookup(db.session, _token_param(request))
+        if info is None or info.key_id != client.credential.id:
+            raise InvalidGrantError("The token is unknown or does not belong to this key.")
+        scope = request.form.get("scope")
+        scopes = None
+        if scope is not None and scope.strip():
+            scopes = requested_scopes(scope, info.scopes)
+        actor = self.server.client_actor(client)
+        try:
+            issued = token_service.rotate(db.session, info, client.credential, client.secret,
+                                          scopes, self.server.token_ttl(client.credential), actor)
+        except token_service.ReusedToken as exc:
+            g.commit_on_error = True  # the lineage revocation and its audit event must stay
+            raise InvalidGrantError(exc.message) from None
+        except InvalidInput as exc:
+            if exc.field == "scope":
+                raise InvalidScopeError(exc.message) from None
+            raise InvalidGrantError(exc.message) from None
+        return 200, issued.response(utcnow()), default_json_headers

@@ -1,0 +1,36 @@
+"""OAuth errors with keymint's exact headers (RFC 6749 §5.2 shape, Basic realm)."""
+
+from __future__ import annotations
+
+from authlib.oauth2.rfc6749.errors import InvalidClientError, OAuth2Error
+
+REALM = "keymint"
+
+
+class ClientAuthFailed(InvalidClientError):
+    """One answer for unknown id, wrong secret, revoked/expired key, disabled owner."""
+
+    status_code = 401
+
+    def __init__(self, description: str = "Client authentication failed.") -> None:
+        super().__init__(description=description, status_code=401)
+
+    def get_headers(self):  # noqa: ANN201
+        headers = [h for h in super().get_headers() if h[0] != "WWW-Authenticate"]
+        headers.append(("WWW-Authenticate", f'Basic realm="{REALM}"'))
+        return headers
+
+
+class InsufficientScope(OAuth2Error):
+    error = "insufficient_scope"
+    status_code = 403
+
+
+class TemporarilyUnavailable(OAuth2Error):
+    """The database cannot be reached; nothing was issued or changed."""
+
+    error = "temporarily_unavailable"
+    status_code = 503
+
+    def get_headers(self):  # noqa: ANN201
+        return [*super().get_headers(), ("Retry-After", "5")]

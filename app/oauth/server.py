@@ -1,0 +1,109 @@
+"""Authlib wiring: the authorization server, key-based client authentication, form guards."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from urllib.parse import unquote
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749 import InvalidRequestError
+from authlib.oauth2.rfc6749.authenticate_client import ClientAuthentication
+from flask import Flask, current_app, g, request
+
+from app.api.context import client_ip, request_actor
+from app.clock import utcnow
+from app.extensions import db
+from app.oauth.client import KeyClient
+from app.oauth.errors import ClientAuthFailed
+from app.services import keys as key_service
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+
+def parse_basic(header: str | None) -> tuple[str, str] | None:
+    """RFC 6749 §2.3.1 Basic credentials (form-urlencoded, then base64); None if absent.
+
+    Raises ClientAuthFailed for a Basic header keymint cannot read, never a 500.
+    """
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ClientAuthFailed() from None
+    user, sep, password = decoded.partition(":")
+    if not sep:
+        raise ClientAuthFailed()
+    return unquote(user), unquote(password)
+
+
+def check_form_request() -> None:
+    """Guards Authlib leaves to us: form body only, no query string, no repeated parameter."""
+    if request.args:
+        raise InvalidRequestError("Parameters must be sent in the POST body, not the URL.")
+    if request.mimetype != FORM_CONTENT_TYPE:
+        raise InvalidRequestError(f"The request body must be {FORM_CONTENT_TYPE}.")
+    for name in request.form:
+        if len(request.form.getlist(name)) > 1:
+            raise InvalidRequestError(f"Parameter '{name}' was sent more than once.")
+
+
+def note_auth_failure(reason: str, client_id: str | None, workspace_id: int | None = None) -> None:
+    """Remember a failed client authentication; written after the request's rollback."""
+    g.auth_failure = {"reason": reason, "client_id": (client_id or "")[:64],
+                      "workspace_id": workspace_id}
+
+
+class KeyAuthentication(ClientAuthentication):
+    """client_secret_basic and client_secret_post against hashed key secrets."""
+
+    def authenticate(self, request, methods, endpoint):  # noqa: ANN001, ANN201
+        basic = parse_basic(request.headers.get("Authorization"))
+        form = request.form
+        in_body = "client_id" in form or "client_secret" in form
+        if basic is not None and in_body:
+            raise InvalidRequestError(
+                "Client credentials were sent both in the Authorization header and the body.")
+        if basic is not None and "client_secret_basic" in methods:
+            method, (client_id, secret) = "client_secret_basic", basic
+        elif in_body and "client_secret_post" in methods:
+            method = "client_secret_post"
+            client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
+        else:
+            note_auth_failure("missing_credentials", None)
+            raise ClientAuthFailed("Client authentication is required.")
+        now = utcnow()
+        cred = key_service.load_credential(db.session, client_id, now)
+        matched = key_service.match_secret(cred, secret)
+        if cred is None or matched is None:
+            if cred is None:
+                note_auth_failure("unknown_or_inactive_client", client_id)
+            else:
+                note_auth_failure("wrong_secret", client_id, cred.workspace_id)
+            raise ClientAuthFailed()
+        key_service.mark_used(db.session, cred, now, client_ip(),
+                              current_app.config["KEYMINT_LAST_USED_INTERVAL"])
+        request.auth_method = method
+        return KeyClient(cred, matched)
+
+
+class KeymintAuthorizationServer(AuthorizationServer):
+    def init_app(self, app: Flask, query_client=None, save_token=None) -> None:  # noqa: ANN001
+        super().init_app(app, query_client=lambda _id: None, save_token=lambda *_: None)
+        self._client_auth = KeyAuthentication(self.query_client)
+        self.scopes_supported = None
+
+    def client_actor(self, client: KeyClient):  # noqa: ANN201
+        return request_actor("user", str(client.credential.user_id), client.client_id)
+
+    def token_ttl(self, cred: key_service.KeyCredential) -> int:
+        """The workspace's token TTL policy, else the server default; never above the max."""
+        ttl = cred.token_ttl or current_app.config["KEYMINT_ACCESS_TOKEN_TTL"]
+        return min(ttl, current_app.config["KEYMINT_MAX_ACCESS_TOKEN_TTL"])
+
+
+authorization = KeymintAuthorizationServer()

@@ -1,0 +1,42 @@
+"""Stable JSON shapes of keys and tokens, shared by the API and the CLI's --json output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.clock import isoformat, utcnow
+from app.models import AccessToken, ApiKey
+
+
+def current_secret_hint(key: ApiKey) -> str | None:
+    for secret in reversed(key.secrets):
+        if secret.revoked_at is None and secret.expires_at is None:
+            return secret.hint
+    return None
+
+
+def key_json(key: ApiKey) -> dict[str, Any]:
+    return {
+        "client_id": key.client_id,
+        "name": key.name,
+        "workspace": key.workspace.slug,
+        "owner": {"id": str(key.user_id), "email": key.user.email},
+        "scopes": key.scope_list,
+        "state": key.state(utcnow()),
+        "created_at": isoformat(key.created_at),
+        "expires_at": isoformat(key.expires_at),
+        "revoked_at": isoformat(key.revoked_at),
+        "last_used_at": isoformat(key.last_used_at),
+        "last_used_ip": key.last_used_ip,
+        "secret_hint": current_secret_hint(key),
+    }
+
+
+def token_json(token: AccessToken) -> dict[str, Any]:
+    return {
+        "jti": token.jti,
+        "scopes": token.scopes.split(),
+        "issued_at": isoformat(token.issued_at),
+        "expires_at": isoformat(token.expires_at),
+        "rotated_from": bool(token.rotated_from_id),
+    }

@@ -1,0 +1,213 @@
+"""Users, workspaces and memberships: creation, roles, disabling and removal."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.clock import utcnow
+from app.models import Membership, Role, User, UserStatus, Workspace
+from app.services import audit
+from app.services.audit import Actor
+from app.services.errors import Conflict, InvalidInput, NotFound
+
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.[A-Za-z]{2,63}$")
+_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+MAX_POLICY_DAYS = 3650
+
+
+def normalize_email(email: str) -> str:
+    email = (email or "").strip().lower()
+    if len(email) > 254 or not _EMAIL.match(email):
+        raise InvalidInput(f"not a valid email address: {email!r}", field="email")
+    return email
+
+
+def parse_role(role: str) -> Role:
+    try:
+        return Role(role)
+    except ValueError:
+        choices = ", ".join(r.value for r in Role)
+        raise InvalidInput(f"invalid role {role!r}; choose one of {choices}", field="role") from None
+
+
+def get_user_by_email(session: Session, email: str) -> User:
+    email = normalize_email(email)
+    user = session.scalar(select(User).where(User.email == email))
+    if user is None:
+        raise NotFound(f"no user with email {email}", field="email")
+    return user
+
+
+def get_workspace(session: Session, slug: str) -> Workspace:
+    workspace = session.scalar(select(Workspace).where(Workspace.slug == slug))
+    if workspace is None:
+        raise NotFound(f"no workspace {slug!r}", field="workspace")
+    return workspace
+
+
+def get_membership(session: Session, workspace: Workspace, user: User) -> Membership | None:
+    return session.scalar(
+        select(Membership).where(
+            Membership.workspace_id == workspace.id, Membership.user_id == user.id
+        )
+    )
+
+
+def create_user(session: Session, email: str, actor: Actor) -> User:
+    email = normalize_email(email)
+    if session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise Conflict(f"a user with email {email} already exists", field="email")
+    user = User(email=email, status=UserStatus.ACTIVE.value, created_at=utcnow())
+    session.add(user)
+    session.flush()
+    audit.record(session, "user.created", actor, workspace_id=None,
+                 target_type="user", target_id=str(user.id))
+    return user
+
+
+def disable_user(session: Session, user: User, actor: Actor) -> User:
+    """A disabled user's keys authenticate nothing and their tokens stop at once."""
+    if user.status == UserStatus.DISABLED:
+        return user
+    user.status = UserStatus.DISABLED.value
+    user.disabled_at = utcnow()
+    for membership in user.memberships:
+        audit.record(session, "user.disabled", actor, workspace_id=membership.workspace_id,
+                     target_type="user", target_id=str(user.id))
+    if not user.memberships:
+        audit.record(session, "user.disabled", actor, workspace_id=None,
+                     target_type="user", target_id=str(user.id))
+    session.flush()
+    return user
+
+
+def create_workspace(
+    session: Session, slug: str, owner: User, actor: Actor, name: str | None = None
+) -> Workspace:
+    slug = (slug or "").strip()
+    if not _SLUG.match(slug):
+        raise InvalidInput(
+            f"invalid workspace slug {slug!r}: use 1-63 lowercase letters, digits and hyphens",
+            field="slug",
+        )
+    if session.scalar(select(Workspace.id).where(Workspace.slug == slug)) is not None:
+        raise Conflict(f"workspace {slug!r} already exists", field="slug")
+    if not owner.is_active:
+        raise InvalidInput(f"user {owner.email} is disabled", field="owner")
+    workspace = Workspace(slug=slug, name=(name or slug)[:200], created_at=utcnow())
+    session.add(workspace)
+    session.flush()
+    session.add(Membership(user_id=owner.id, workspace_id=workspace.id,
+                           role=Role.OWNER.value, created_at=utcnow()))
+    audit.record(session, "workspace.created", actor, workspace_id=workspace.id,
+                 target_type="workspace", target_id=str(workspace.id),
+                 details={"slug": slug, "owner": owner.id})
+    session.flush()
+    return workspace
+
+
+def add_member(
+    session: Session, workspace: Workspace, user: User, role: str, actor: Actor
+) -> Membership:
+    parsed = parse_role(role)
+    if get_membership(session, workspace, user) is not None:
+        raise Conflict(f"{user.email} is already a member of {workspace.slug}", field="email")
+    membership = Membership(user_id=user.id, workspace_id=workspace.id, role=parsed.value,
+                            created_at=utcnow())
+    session.add(membership)
+    session.flush()
+    audit.record(session, "member.added", actor, workspace_id=workspace.id,
+                 target_type="user", target_id=str(user.id), details={"role": parsed.value})
+    return membership
+
+
+def _owner_count(session: Session, workspace_id: int) -> int:
+    return session.scalar(
+        select(func.count()).select_from(Membership).where(
+            Membership.workspace_id == workspace_id, Membership.role == Role.OWNER.value
+        )
+    ) or 0
+
+
+def _lock_workspace(session: Session, workspace_id: int) -> None:
+    """Serialise owner changes of one workspace so two demotions cannot both pass."""
+    session.execute(
+        select(Workspace.id).where(Workspace.id == workspace_id).with_for_update()
+    )
+
+
+def change_role(
+    session: Session, membership: Membership, role: str, actor: Actor
+) -> Membership:
+    parsed = parse_role(role)
+    if membership.role == parsed.value:
+        return membership
+    _lock_workspace(session, membership.workspace_id)
+    if membership.role == Role.OWNER and _owner_count(session, membership.workspace_id) <= 1:
+        raise Conflict("the last owner of a workspace cannot be demoted", field="role")
+    old = membership.role
+    membership.role = parsed.value
+    audit.record(session, "member.role_changed", actor, workspace_id=membership.workspace_id,
+                 target_type="user", target_id=str(membership.user_id),
+                 details={"from": old, "to": parsed.value})
+    session.flush()
+    return membership
+
+
+def remove_member(session: Session, membership: Membership, actor: Actor) -> int:
+    """Remove a member; their keys in the workspace are revoked at once. Returns that count."""
+    _lock_workspace(session, membership.workspace_id)
+    if membership.role == Role.OWNER and _owner_count(session, membership.workspace_id) <= 1:
+        raise Conflict("the last owner of a workspace cannot be removed", field="user")
+    from app.services.keys import revoke_keys_of_member  # keys depend on accounts, not back
+
+    revoked = revoke_keys_of_member(session, membership.workspace_id, membership.user_id, actor)
+    audit.record(session, "member.removed", actor, workspace_id=membership.workspace_id,
+                 target_type="user", target_id=str(membership.user_id),
+                 details={"role": membership.role, "keys_revoked": revoked})
+    session.delete(membership)
+    session.flush()
+    return revoked
+
+
+def update_policy(
+    session: Session,
+    workspace: Workspace,
+    actor: Actor,
+    *,
+    max_key_lifetime_days: int | None | type[Ellipsis] = ...,
+    default_key_lifetime_days: int | None | type[Ellipsis] = ...,
+    token_ttl_seconds: int | None | type[Ellipsis] = ...,
+    max_token_ttl: int = 86400,
+) -> Workspace:
+    """Change workspace policy; `...` leaves a field as it is, None clears it."""
+    changes: dict[str, object] = {}
+    new_max = workspace.max_key_lifetime_days if max_key_lifetime_days is ... else max_key_lifetime_days
+    new_default = (workspace.default_key_lifetime_days
+                   if default_key_lifetime_days is ... else default_key_lifetime_days)
+    new_ttl = workspace.token_ttl_seconds if token_ttl_seconds is ... else token_ttl_seconds
+    for field, value, upper in (
+        ("max_key_lifetime_days", new_max, MAX_POLICY_DAYS),
+        ("default_key_lifetime_days", new_default, MAX_POLICY_DAYS),
+        ("token_ttl_seconds", new_ttl, max_token_ttl),
+    ):
+        if value is not None and (isinstance(value, bool) or not 1 <= value <= upper):
+            raise InvalidInput(f"{field} must be between 1 and {upper}", field=field)
+    if new_max is not None and new_default is not None and new_default > new_max:
+        raise InvalidInput("default_key_lifetime_days cannot exceed max_key_lifetime_days",
+                           field="default_key_lifetime_days")
+    for field, value in (("max_key_lifetime_days", new_max),
+                         ("default_key_lifetime_days", new_default),
+                         ("token_ttl_seconds", new_ttl)):
+        if getattr(workspace, field) != value:
+            changes[field] = {"from": getattr(workspace, field), "to": value}
+            setattr(workspace, field, value)
+    if changes:
+        audit.record(session, "workspace.policy_changed", actor, workspace_id=workspace.id,
+                     target_type="workspace", target_id=str(workspace.id), details=changes)
+        session.flush()
+    return workspace
+

@@ -1,0 +1,82 @@
+"""Recording audit events in the caller's transaction, and who the actor is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.clock import utcnow
+from app.models import AuditEvent
+
+# Details are small, structured facts; values this long are almost certainly a mistake.
+_MAX_DETAIL_LEN = 500
+_FORBIDDEN_DETAIL_KEYS = frozenset(
+    {"secret", "client_secret", "token", "access_token", "digest", "authorization", "password"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who caused a change: a user through a key, the CLI, the system or a legacy key."""
+
+    type: str
+    id: str | None = None
+    key: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+
+    @classmethod
+    def cli(cls) -> Actor:
+        return cls(type="system", id="cli")
+
+    @classmethod
+    def system(cls, name: str = "keymint") -> Actor:
+        return cls(type="system", id=name)
+
+    def with_request(
+        self, ip: str | None, user_agent: str | None, request_id: str | None
+    ) -> Actor:
+        return replace(self, ip=ip, user_agent=user_agent, request_id=request_id)
+
+
+def _clean_details(details: dict[str, Any] | None) -> dict[str, Any]:
+    clean: dict[str, Any] = {}
+    for name, value in (details or {}).items():
+        if name.lower() in _FORBIDDEN_DETAIL_KEYS:
+            raise ValueError(f"audit details must not carry {name!r}")
+        if isinstance(value, str) and len(value) > _MAX_DETAIL_LEN:
+            value = value[:_MAX_DETAIL_LEN] + "…"
+        clean[name] = value
+    return clean
+
+
+def record(
+    session: Session,
+    action: str,
+    actor: Actor,
+    *,
+    workspace_id: int | None,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Add one event to the session: it commits or rolls back with the change it describes."""
+    event = AuditEvent(
+        occurred_at=utcnow(),
+        workspace_id=workspace_id,
+        actor_type=actor.type,
+        actor_id=actor.id,
+        actor_key=actor.key,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        ip=actor.ip,
+        user_agent=(actor.user_agent or None) and actor.user_agent[:512],
+        request_id=actor.request_id,
+        details=_clean_details(details),
+    )
+    session.add(event)
+    return event

@@ -1,0 +1,445 @@
+"""API keys: creation within policy, scopes, expiry, revocation and secret rotation."""
+
+from __future__ import annotations
+
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from app import credentials
+from app.clock import utcnow
+from app.models import AccessToken, ApiKey, KeySecret, Membership, User, UserStatus, Workspace
+from app.services import audit
+from app.services.audit import Actor
+from app.services.errors import Conflict, InvalidInput, NotFound
+
+# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,64}$")
+MAX_SCOPES = 50
+MAX_NAME_LEN = 200
+DEFAULT_GRACE_PERIOD = 86400
+MAX_GRACE_PERIOD = 7 * 86400
+MANAGEMENT_SCOPES = frozenset(
+    {"keys:read", "keys:write", "audit:read", "members:read", "members:write"}
+)
+INTROSPECT_SCOPE = "introspect"
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey:
+    key: ApiKey
+    client_secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class RotatedSecret:
+    key: ApiKey
+    client_secret: str
+    previous_expires_at: datetime | None
+
+
+def parse_scopes(scopes: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """Validate scope tokens per RFC 6749 §3.3; returns them de-duplicated in given order."""
+    if scopes is None:
+        return []
+    items = scopes.split(" ") if isinstance(scopes, str) else list(scopes)
+    result: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise InvalidInput("scopes must be strings", field="scopes")
+        if item == "" and isinstance(scopes, str):
+            continue
+        if not _SCOPE_TOKEN.match(item):
+            raise InvalidInput(
+                f"invalid scope {item!r}: a scope is 1-64 printable ASCII characters "
+                "without spaces, quotes or backslashes", field="scopes")
+        if item not in result:
+            result.append(item)
+    if len(result) > MAX_SCOPES:
+        raise InvalidInput(f"a key holds at most {MAX_SCOPES} scopes", field="scopes")
+    return result
+
+
+def clean_name(name: str | None) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput("name must not be empty", field="name")
+    if len(name) > MAX_NAME_LEN:
+        raise InvalidInput(f"name is longer than {MAX_NAME_LEN} characters", field="name")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        raise InvalidInput("name must not contain control characters", field="name")
+    return name
+
+
+def resolve_expiry(
+    workspace: Workspace,
+    now: datetime,
+    *,
+    expires_at: datetime | None = None,
+    expires_in_days: int | None = None,
+    use_default: bool = True,
+) -> datetime | None:
+    """The expiry a key gets: explicit, or the workspace default; always within policy."""
+    if expires_at is not None and expires_in_days is not None:
+        raise InvalidInput("give expires_at or expires_in_days, not both", field="expires_at")
+    if expires_in_days is not None:
+        if isinstance(expires_in_days, bool) or not 1 <= expires_in_days <= 36500:
+            raise InvalidInput("expires_in_days must be between 1 and 36500",
+                               field="expires_in_days")
+        expires_at = now + timedelta(days=expires_in_days)
+    if expires_at is None and use_default:
+        days = workspace.default_key_lifetime_days or workspace.max_key_lifetime_days
+        if days:
+            expires_at = now + timedelta(days=days)
+    if expires_at is None:
+        if workspace.max_key_lifetime_days:
+            raise InvalidInput(
+                f"workspace policy requires an expiry within "
+                f"{workspace.max_key_lifetime_days} days", field="expires_at")
+        return None
+    if expires_at.tzinfo is None:
+        raise InvalidInput("expires_at needs a timezone, e.g. 2030-01-01T00:00:00Z",
+                           field="expires_at")
+    if expires_at <= now:
+        raise InvalidInput("expires_at must be in the future", field="expires_at")
+    if workspace.max_key_lifetime_days:
+        limit = now + timedelta(days=workspace.max_key_lifetime_days)
+        if expires_at > limit:
+            raise InvalidInput(
+                f"expires_at is beyond the workspace's maximum key lifetime of "
+                f"{workspace.max_key_lifetime_days} days", field="expires_at")
+    return expires_at
+
+
+def _add_secret(session: Session, key: ApiKey, now: datetime) -> str:
+    secret = credentials.new_secret()
+    session.add(KeySecret(key_id=key.id, digest=credentials.digest(secret),
+                          hint=credentials.hint(secret), created_at=now))
+    return secret
+
+
+def create_key(
+    session: Session,
+    workspace: Workspace,
+    user: User,
+    actor: Actor,
+    *,
+    name: str,
+    scopes: str | list[str] | None,
+    expires_at: datetime | None = None,
+    expires_in_days: int | None = None,
+) -> CreatedKey:
+    now = utcnow()
+    name = clean_name(name)
+    scope_list = parse_scopes(scopes)
+    if not user.is_active:
+        raise InvalidInput(f"user {user.email} is disabled", field="user")
+    membership = session.scalar(
+        select(Membership).where(Membership.workspace_id == workspace.id,
+                                 Membership.user_id == user.id))
+    if membership is None:
+        raise InvalidInput(f"{user.email} is not a member of {workspace.slug}", field="user")
+    expiry = resolve_expiry(workspace, now, expires_at=expires_at,
+                            expires_in_days=expires_in_days)
+    key = ApiKey(client_id=credentials.new_client_id(), user_id=user.id,
+                 workspace_id=workspace.id, name=name, scopes=" ".join(scope_list),
+                 created_at=now, expires_at=expiry)
+    session.add(key)
+    session.flush()
+    secret = _add_secret(session, key, now)
+    audit.record(session, "key.created", actor, workspace_id=workspace.id,
+                 target_type="key", target_id=key.client_id,
+                 details={"name": name, "scopes": scope_list, "user": user.id,
+                          "expires_at": expiry.isoformat() if expiry else None})
+    session.flush()
+    return CreatedKey(key=key, client_secret=secret)
+
+
+def get_key(session: Session, client_id: str, *, workspace_id: int | None = None,
+            lock: bool = False) -> ApiKey:
+    if not credentials.is_client_id(client_id):
+        raise NotFound(f"no key {client_id!r}", field="client_id")
+    query = select(ApiKey).where(ApiKey.client_id == client_id)
+    if workspace_id is not None:
+        query = query.where(ApiKey.workspace_id == workspace_id)
+    if lock:
+        query = query.with_for_update()
+    key = session.scalar(query)
+    if key is None:
+        raise NotFound(f"no key {client_id!r}", field="client_id")
+    return key
+
+
+def _revoke_tokens_of_keys(session: Session, key_ids, now: datetime, reason: str) -> int:  # noqa: ANN001
+    result = session.execute(
+        update(AccessToken)
+        .where(AccessToken.key_id.in_(key_ids), AccessToken.revoked_at.is_(None),
+               AccessToken.expires_at > now)
+        .values(revoked_at=now, revoked_reason=reason)
+    )
+    return result.rowcount or 0
+
+
+def revoke_key(session: Session, key: ApiKey, actor: Actor, reason: str = "revoked") -> ApiKey:
+    """Revoke a key with every secret and token at once; the key row stays readable."""
+    key = get_key(session, key.client_id, lock=True)
+    if key.revoked_at is not None:
+        return key
+    now = utcnow()
+    key.revoked_at = now
+    key.revoked_reason = reason
+    session.execute(update(KeySecret).where(KeySecret.key_id == key.id,
+                                            KeySecret.revoked_at.is_(None))
+                    .values(revoked_at=now))
+    tokens = _revoke_tokens_of_keys(session, [key.id], now, "key_revoked")
+    audit.record(session, "key.revoked", actor, workspace_id=key.workspace_id,
+                 target_type="key", target_id=key.client_id,
+                 details={"reason": reason, "tokens_revoked": tokens})
+    session.flush()
+    return key
+
+
+def revoke_keys_of_member(session: Session, workspace_id: int, user_id: int, actor: Actor) -> int:
+    keys = session.scalars(select(ApiKey).where(
+        ApiKey.workspace_id == workspace_id, ApiKey.user_id == user_id,
+        ApiKey.revoked_at.is_(None))).all()
+    for key in keys:
+        revoke_key(session, key, actor, reason="member_removed")
+    return len(keys)
+
+
+def revoke_tokens(session: Session, key: ApiKey, actor: Actor) -> int:
+    """Revoke every live token of a key; the key and its secrets stay."""
+    count = _revoke_tokens_of_keys(session, [key.id], utcnow(), "bulk_revoked")
+    audit.record(session, "key.tokens_revoked", actor, workspace_id=key.workspace_id,
+                 target_type="key", target_id=key.client_id, details={"count": count})
+    session.flush()
+    return count
+
+
+def rotate_secret(
+    session: Session, key: ApiKey, actor: Actor, grace_period: int = DEFAULT_GRACE_PERIOD
+) -> RotatedSecret:
+    """New current secret; the old one lives `grace_period` seconds, older ones end now."""
+    if isinstance(grace_period, bool) or not 0 <= grace_period <= MAX_GRACE_PERIOD:
+        raise InvalidInput(f"grace_period must be between 0 and {MAX_GRACE_PERIOD} seconds",
+                           field="grace_period")
+    key = get_key(session, key.client_id, lock=True)  # serialises concurrent rotations
+    now = utcnow()
+    if key.revoked_at is not None:
+        raise Conflict("a revoked key cannot be rotated", field="client_id")
+    if key.is_expired(now):
+        raise Conflict("an expired key cannot be rotated", field="client_id")
+    live = session.scalars(select(KeySecret).where(
+        KeySecret.key_id == key.id, KeySecret.revoked_at.is_(None),
+        or_(KeySecret.expires_at.is_(None), KeySecret.expires_at > now))).all()
+    previous_end: datetime | None = None
+    for secret in live:
+        if secret.expires_at is None and grace_period > 0:
+            end = now + timedelta(seconds=grace_period)
+            if key.expires_at is not None:
+                end = min(end, key.expires_at)
+            secret.expires_at = end
+            previous_end = end
+        else:
+            secret.revoked_at = now
+            end = now
+        # A token never outlives the secret that minted it.
+        session.execute(update(AccessToken)
+                        .where(AccessToken.secret_id == secret.id, AccessToken.expires_at > end)
+                        .values(expires_at=end))
+    new_secret = _add_secret(session, key, now)
+    audit.record(session, "key.secret_rotated", actor, workspace_id=key.workspace_id,
+                 target_type="key", target_id=key.client_id,
+                 details={"grace_period": grace_period,
+                          "previous_expires_at": previous_end.isoformat() if previous_end
+                          else None})
+    session.flush()
+    return RotatedSecret(key=key, client_secret=new_secret, previous_expires_at=previous_end)
+
+
+def update_key(
+    session: Session,
+    key: ApiKey,
+    workspace: Workspace,
+    actor: Actor,
+    *,
+    name: str | None = None,
+    scopes: str | list[str] | None = None,
+    expires_at: datetime | None | type[Ellipsis] = ...,
+) -> ApiKey:
+    """Rename, narrow scopes (never widen) or move the expiry within policy."""
+    now = utcnow()
+    if key.revoked_at is not None:
+        raise Conflict("a revoked key cannot be changed", field="client_id")
+    changes: dict[str, object] = {}
+    if name is not None:
+        name = clean_name(name)
+        if name != key.name:
+            changes["name"] = {"from": key.name, "to": name}
+            key.name = name
+    if scopes is not None:
+        new_scopes = parse_scopes(scopes)
+        widened = sorted(set(new_scopes) - set(key.scope_list))
+        if widened:
+            raise InvalidInput(f"scopes can only be narrowed; not held: {' '.join(widened)}",
+                               field="scopes")
+        if new_scopes != key.scope_list:
+            changes["scopes"] = {"from": key.scope_list, "to": new_scopes}
+            key.scopes = " ".join(new_scopes)
+            _narrow_live_tokens(session, key, set(new_scopes), now)
+    if expires_at is not ...:
+        new_expiry = resolve_expiry(workspace, now, expires_at=expires_at, use_default=False)
+        if new_expiry != key.expires_at:
+            changes["expires_at"] = {
+                "from": key.expires_at.isoformat() if key.expires_at else None,
+                "to": new_expiry.isoformat() if new_expiry else None}
+            key.expires_at = new_expiry
+            if new_expiry is not None:
+                session.execute(update(AccessToken)
+                                .where(AccessToken.key_id == key.id,
+                                       AccessToken.expires_at > new_expiry)
+                                .values(expires_at=new_expiry))
+    if changes:
+        audit.record(session, "key.updated", actor, workspace_id=key.workspace_id,
+                     target_type="key", target_id=key.client_id, details=changes)
+        session.flush()
+    return key
+
+
+def _narrow_live_tokens(session: Session, key: ApiKey, allowed: set[str], now: datetime) -> None:
+    """Tokens holding a scope the key no longer has are revoked; no token keeps more."""
+    live = session.scalars(select(AccessToken).where(
+        AccessToken.key_id == key.id, AccessToken.revoked_at.is_(None),
+        AccessToken.expires_at > now)).all()
+    for token in live:
+        if not set(token.scopes.split()) <= allowed:
+            token.revoked_at = now
+            token.revoked_reason = "scopes_narrowed"
+
+
+def list_keys(session: Session, *, workspace_id: int | None = None,
+              user_id: int | None = None, state: str | None = None,
+              expiring_within: timedelta | None = None) -> list[ApiKey]:
+    now = utcnow()
+    query = select(ApiKey).order_by(ApiKey.id.desc())
+    if workspace_id is not None:
+        query = query.where(ApiKey.workspace_id == workspace_id)
+    if user_id is not None:
+        query = query.where(ApiKey.user_id == user_id)
+    query = query.where(state_filter(state, now))
+    if expiring_within is not None:
+        query = query.where(ApiKey.revoked_at.is_(None), ApiKey.expires_at.is_not(None),
+                            ApiKey.expires_at > now, ApiKey.expires_at <= now + expiring_within)
+    return list(session.scalars(query))
+
+
+def state_filter(state: str | None, now: datetime):  # noqa: ANN201
+    if state is None:
+        return and_(True)
+    if state == "active":
+        return and_(ApiKey.revoked_at.is_(None),
+                    or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now))
+    if state == "expired":
+        return and_(ApiKey.revoked_at.is_(None), ApiKey.expires_at <= now)
+    if state == "revoked":
+        return ApiKey.revoked_at.is_not(None)
+    raise InvalidInput("state must be one of active, expired, revoked", field="state")
+
+
+# --- the hot path -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SecretRow:
+    id: int
+    digest: str
+    expires_at: datetime | None
+
+
+@dataclass(slots=True)
+class KeyCredential:
+    """Everything client authentication needs about a key, read in one query (no ORM)."""
+
+    id: int
+    client_id: str
+    user_id: int
+    workspace_id: int
+    scopes: list[str]
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    user_email: str
+    role: str | None
+    token_ttl: int | None
+    secrets: list[SecretRow]
+
+
+def load_credential(session: Session, client_id: str, now: datetime) -> KeyCredential | None:
+    """The key behind `client_id` if it may authenticate now, with its live secrets.
+
+    One indexed query: key + owner + membership + workspace policy + unrevoked secrets. Revoked or expired keys,
+    disabled owners and removed memberships yield None, exactly like an unknown id.
+    """
+    if not credentials.is_client_id(client_id):
+        return None
+    rows = session.execute(
+        select(ApiKey.id, ApiKey.client_id, ApiKey.user_id, ApiKey.workspace_id, ApiKey.scopes,
+               ApiKey.expires_at, ApiKey.last_used_at, User.email, Membership.role,
+               KeySecret.id, KeySecret.digest, KeySecret.expires_at,
+               Workspace.token_ttl_seconds)
+        .join(User, User.id == ApiKey.user_id)
+        .join(Workspace, Workspace.id == ApiKey.workspace_id)
+        .join(Membership, and_(Membership.user_id == ApiKey.user_id,
+                               Membership.workspace_id == ApiKey.workspace_id))
+        .join(KeySecret, and_(KeySecret.key_id == ApiKey.id, KeySecret.revoked_at.is_(None)))
+        .where(ApiKey.client_id == client_id, ApiKey.revoked_at.is_(None),
+               User.status == UserStatus.ACTIVE.value)
+    ).all()
+    if not rows:
+        return None
+    first = rows[0]
+    if first[5] is not None and now >= first[5]:
+        return None
+    live = [SecretRow(r[9], r[10], r[11]) for r in rows if r[11] is None or now < r[11]]
+    if not live:
+        return None
+    return KeyCredential(id=first[0], client_id=first[1], user_id=first[2],
+                         workspace_id=first[3], scopes=first[4].split(), expires_at=first[5],
+                         last_used_at=first[6], user_email=first[7], role=first[8],
+                         token_ttl=first[12], secrets=live)
+
+
+def match_secret(cred: KeyCredential | None, presented: str) -> SecretRow | None:
+    """Constant-time check of a presented secret against every live secret of the key.
+
+    An unknown key compares against a dummy digest so both paths cost the same.
+    """
+    well_formed = credentials.is_secret(presented)
+    presented_digest = credentials.digest(presented if well_formed else "")
+    candidates = cred.secrets if cred is not None else []
+    found = None
+    for secret in candidates or [SecretRow(0, credentials.DUMMY_SECRET_DIGEST, None)]:
+        if hmac.compare_digest(secret.digest, presented_digest) and well_formed and cred:
+            found = secret
+    return found
+
+
+def mark_used(session: Session, cred: KeyCredential, now: datetime, ip: str | None,
+              interval: int) -> None:
+    """Record last use at most once per `interval` seconds per key (not a write per request)."""
+    if cred.last_used_at is not None and (now - cred.last_used_at).total_seconds() < interval:
+        return
+    session.execute(update(ApiKey).where(ApiKey.id == cred.id).values(
+        last_used_at=now, last_used_ip=(ip or None) and ip[:64]))
+
+
+def scope_error(requested: list[str], held: list[str]) -> str | None:
+    missing = [s for s in requested if s not in held]
+    if missing:
+        return f"scope not allowed for this key: {' '.join(missing)}"
+    return None
+

@@ -1,0 +1,234 @@
+"""Access tokens: issuance, lookup for introspection, revocation, rotation and purge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from app import credentials
+from app.clock import utcnow
+from app.models import AccessToken, ApiKey, Membership, User, UserStatus
+from app.services import audit
+from app.services.audit import Actor
+from app.services.errors import Conflict, InvalidInput
+from app.services.keys import KeyCredential, SecretRow
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    access_token: str
+    jti: str
+    scopes: list[str]
+    issued_at: datetime
+    expires_at: datetime
+    row_id: int
+
+    def response(self, now: datetime) -> dict[str, object]:
+        return {
+            "access_token": self.access_token,
+            "token_type": "Bearer",
+            "expires_in": max(0, int((self.expires_at - now).total_seconds())),
+            "scope": " ".join(self.scopes),
+        }
+
+
+@dataclass(slots=True)
+class TokenInfo:
+    """A token joined with the facts that decide whether it is active right now."""
+
+    id: int
+    jti: str
+    key_id: int
+    client_id: str
+    user_id: int
+    user_email: str
+    workspace_id: int
+    scopes: list[str]
+    issued_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    replaced_by_id: int | None
+    key_revoked: bool
+    key_expires_at: datetime | None
+    user_active: bool
+    is_member: bool
+
+    def is_active(self, now: datetime) -> bool:
+        return (
+            self.revoked_at is None
+            and now < self.expires_at
+            and not self.key_revoked
+            and (self.key_expires_at is None or now < self.key_expires_at)
+            and self.user_active
+            and self.is_member
+        )
+
+
+class ReusedToken(Conflict):
+    """An already rotated token came back: its whole lineage has been revoked."""
+
+
+def token_lifetime_end(
+    now: datetime, ttl: int, key_expires_at: datetime | None, secret_expires_at: datetime | None
+) -> datetime:
+    """A token never outlives its key, nor the secret that minted it."""
+    end = now + timedelta(seconds=ttl)
+    for limit in (key_expires_at, secret_expires_at):
+        if limit is not None and limit < end:
+            end = limit
+    return end
+
+
+def issue(
+    session: Session,
+    cred: KeyCredential,
+    secret: SecretRow | None,
+    scopes: list[str],
+    ttl: int,
+    actor: Actor,
+    *,
+    rotated_from_id: int | None = None,
+    audit_action: str = "token.issued",
+) -> IssuedToken:
+    now = utcnow()
+    plaintext = credentials.new_access_token()
+    jti = credentials.new_token_id()
+    expires_at = token_lifetime_end(now, ttl, cred.expires_at, secret.expires_at if secret else None)
+    row = AccessToken(digest=credentials.digest(plaintext), jti=jti, key_id=cred.id,
+                      secret_id=secret.id if secret else None, user_id=cred.user_id,
+                      workspace_id=cred.workspace_id, scopes=" ".join(scopes), issued_at=now,
+                      expires_at=expires_at, rotated_from_id=rotated_from_id)
+    session.add(row)
+    session.flush()
+    audit.record(session, audit_action, actor, workspace_id=cred.workspace_id,
+                 target_type="token", target_id=jti,
+                 details={"scopes": scopes, "expires_at": expires_at.isoformat(),
+                          **({"rotated_from": rotated_from_id} if rotated_from_id else {})})
+    return IssuedToken(access_token=plaintext, jti=jti, scopes=scopes, issued_at=now,
+                       expires_at=expires_at, row_id=row.id)
+
+
+def lookup(session: Session, token: str) -> TokenInfo | None:
+    """The token's row with its key, owner and membership; None for garbage or unknown.
+
+    A value whose checksum fails is rejected here without a database query.
+    """
+    if not credentials.is_access_token(token):
+        return None
+    row = session.execute(
+        select(AccessToken.id, AccessToken.jti, AccessToken.key_id, ApiKey.client_id,
+               AccessToken.user_id, User.email, AccessToken.workspace_id, AccessToken.scopes,
+               AccessToken.issued_at, AccessToken.expires_at, AccessToken.revoked_at,
+               AccessToken.replaced_by_id, ApiKey.revoked_at, ApiKey.expires_at, User.status,
+               Membership.id)
+        .join(ApiKey, ApiKey.id == AccessToken.key_id)
+        .join(User, User.id == AccessToken.user_id)
+        .outerjoin(Membership, and_(Membership.user_id == AccessToken.user_id,
+                                    Membership.workspace_id == AccessToken.workspace_id))
+        .where(AccessToken.digest == credentials.digest(token))
+    ).first()
+    if row is None:
+        return None
+    return TokenInfo(id=row[0], jti=row[1], key_id=row[2], client_id=row[3], user_id=row[4],
+                     user_email=row[5], workspace_id=row[6], scopes=row[7].split(),
+                     issued_at=row[8], expires_at=row[9], revoked_at=row[10],
+                     replaced_by_id=row[11], key_revoked=row[12] is not None,
+                     key_expires_at=row[13], user_active=row[14] == UserStatus.ACTIVE.value,
+                     is_member=row[15] is not None)
+
+
+def revoke(session: Session, info: TokenInfo, actor: Actor, reason: str = "revoked") -> bool:
+    """Revoke one token; True if this call changed it (idempotent otherwise)."""
+    now = utcnow()
+    result = session.execute(
+        update(AccessToken)
+        .where(AccessToken.id == info.id, AccessToken.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason))
+    if not result.rowcount:
+        return False
+    audit.record(session, "token.revoked", actor, workspace_id=info.workspace_id,
+                 target_type="token", target_id=info.jti, details={"reason": reason})
+    return True
+
+
+def _revoke_lineage(session: Session, root_id: int, now: datetime) -> list[int]:
+    """Revoke every descendant of a token (following replaced_by); returns their ids."""
+    revoked: list[int] = []
+    current = session.scalar(select(AccessToken.replaced_by_id).where(AccessToken.id == root_id))
+    seen = {root_id}
+    while current is not None and current not in seen:
+        seen.add(current)
+        session.execute(update(AccessToken)
+                        .where(AccessToken.id == current, AccessToken.revoked_at.is_(None))
+                        .values(revoked_at=now, revoked_reason="reuse_detected"))
+        revoked.append(current)
+        current = session.scalar(select(AccessToken.replaced_by_id)
+                                 .where(AccessToken.id == current))
+    return revoked
+
+
+def rotate(
+    session: Session,
+    info: TokenInfo,
+    cred: KeyCredential,
+    secret: SecretRow | None,
+    scopes: list[str] | None,
+    ttl: int,
+    actor: Actor,
+) -> IssuedToken:
+    """Atomically retire `info` and issue its replacement; a second rotation is reuse."""
+    now = utcnow()
+    if info.replaced_by_id is not None:
+        descendants = _revoke_lineage(session, info.id, now)
+        audit.record(session, "token.reuse_detected", actor, workspace_id=info.workspace_id,
+                     target_type="token", target_id=info.jti,
+                     details={"lineage_revoked": len(descendants)})
+        raise ReusedToken("this token was already rotated; its lineage has been revoked")
+    if not info.is_active(now):
+        raise InvalidInput("the token is not active", field="token")
+    new_scopes = info.scopes if scopes is None else scopes
+    if not set(new_scopes) <= set(info.scopes):
+        raise InvalidInput("a rotated token can only narrow its scopes", field="scope")
+    # Conditional update: of two concurrent rotations only one sees revoked_at IS NULL.
+    claimed = session.execute(
+        update(AccessToken)
+        .where(AccessToken.id == info.id, AccessToken.revoked_at.is_(None),
+               AccessToken.replaced_by_id.is_(None))
+        .values(revoked_at=now, revoked_reason="rotated"))
+    if not claimed.rowcount:
+        raise ReusedToken("this token was already rotated or revoked")
+    issued = issue(session, cred, secret, new_scopes, ttl, actor, rotated_from_id=info.id,
+                   audit_action="token.rotated")
+    session.execute(update(AccessToken).where(AccessToken.id == info.id)
+                    .values(replaced_by_id=issued.row_id))
+    return issued
+
+
+def purge(session: Session, retention: timedelta, batch_size: int = 5000) -> int:
+    """Delete one batch of tokens expired or revoked before now - retention; returns count."""
+    cutoff = utcnow() - retention
+    ids = session.scalars(
+        select(AccessToken.id)
+        .where(or_(AccessToken.expires_at < cutoff, AccessToken.revoked_at < cutoff))
+        .limit(batch_size)
+    ).all()
+    if not ids:
+        return 0
+    session.execute(update(AccessToken).where(AccessToken.replaced_by_id.in_(ids))
+                    .values(replaced_by_id=None))
+    session.execute(update(AccessToken).where(AccessToken.rotated_from_id.in_(ids))
+                    .values(rotated_from_id=None))
+    session.execute(delete(AccessToken).where(AccessToken.id.in_(ids)))
+    return len(ids)
+
+
+def list_active(session: Session, key_id: int) -> list[AccessToken]:
+    now = utcnow()
+    return list(session.scalars(
+        select(AccessToken)
+        .where(AccessToken.key_id == key_id, AccessToken.revoked_at.is_(None),
+               AccessToken.expires_at > now)
+        .order_by(AccessToken.id.desc())))

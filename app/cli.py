@@ -238,8 +238,51 @@ def serve(bind: str, workers: int | None) -> None:
     run(bind=bind, workers=workers or os.cpu_count() or 1)
 
 
+DEMO_EMAIL = "demo@example.com"
+DEMO_WORKSPACE = "demo"
+DEMO_SCOPES = "introspect keys:read keys:write audit:read members:read members:write"
+
+
+@click.command("demo")
+@click.option("--port", type=int, default=8000, show_default=True)
+@transactional
+def demo(port: int) -> None:
+    """Create (or reuse) a demo user and workspace, and a fresh demo key; print how to use it."""
+    from app.services.errors import NotFound
+
+    try:
+        user = accounts.get_user_by_email(db.session, DEMO_EMAIL)
+    except NotFound:
+        user = accounts.create_user(db.session, DEMO_EMAIL, Actor.cli())
+    try:
+        workspace = accounts.get_workspace(db.session, DEMO_WORKSPACE)
+    except NotFound:
+        workspace = accounts.create_workspace(db.session, DEMO_WORKSPACE, user, Actor.cli(),
+                                              name="Demo workspace")
+    created = keys.create_key(db.session, workspace, user, Actor.cli(), name="quickstart",
+                              scopes=DEMO_SCOPES, expires_in_days=30)
+    cid, secret = created.key.client_id, created.client_secret
+    base = f"http://127.0.0.1:{port}"
+    click.echo(f"""
+Demo user {user.email}, workspace {workspace.slug}, key {cid} (expires in 30 days).
+The secret is shown only this once:
+
+  client_id:     {cid}
+  client_secret: {secret}
+
+Get an access token (client_credentials grant):
+  curl -s -u '{cid}:{secret}' -d grant_type=client_credentials {base}/oauth/token
+
+Then, with TOKEN set to its access_token:
+  curl -s -H "Authorization: Bearer $TOKEN" {base}/api/v1/me
+  curl -s -u '{cid}:{secret}' -d "token=$TOKEN" {base}/oauth/introspect
+  curl -s -u '{cid}:{secret}' -d "token=$TOKEN" {base}/oauth/rotate
+  curl -s -u '{cid}:{secret}' -d "token=$TOKEN" {base}/oauth/revoke
+""")
+
+
 def register(app: Flask) -> None:
-    for group in (users, workspaces, members, keys_cli, tokens_cli, serve):
+    for group in (users, workspaces, members, keys_cli, tokens_cli, serve, demo):
         app.cli.add_command(group)
 
 
@@ -249,3 +292,7 @@ def main() -> None:
     cli = FlaskGroup(create_app=create_app, add_version_option=False,
                      help="keymint: OAuth 2.0 token server for API keys.")
     sys.exit(cli.main(prog_name="keymint"))
+
+
+if __name__ == "__main__":
+    main()

@@ -12,9 +12,9 @@ _BASE62_SET = frozenset(BASE62)
 
 CLIENT_ID_PREFIX = "key_"
 CLIENT_ID_BODY = 24
-SECRET_PREFIX = "sk_"
-TOKEN_PREFIX = "at_"
-TOKEN_ID_PREFIX = "tok_"
+SECRET_PREFIX = "sk_"  # noqa: S105 (a format prefix, not a secret)
+TOKEN_PREFIX = "at_"  # noqa: S105
+TOKEN_ID_PREFIX = "tok_"  # noqa: S105
 RANDOM_BODY = 40
 CHECKSUM_LEN = 6
 HINT_LEN = 8  # prefix plus a few characters: enough to recognise, far too few to guess

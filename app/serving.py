@@ -28,7 +28,7 @@ class KeymintServer(BaseApplication):
             if name in self.cfg.settings and value is not None:
                 self.cfg.set(name, value)
 
-    def load(self):  # noqa: ANN201
+    def load(self):
         from app import create_app
 
         return create_app()

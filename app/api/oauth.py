@@ -16,7 +16,7 @@ from app.services.keys import INTROSPECT_SCOPE, MANAGEMENT_SCOPES
 bp = Blueprint("oauth", __name__)
 
 
-def _run(handler) -> Response:  # noqa: ANN001
+def _run(handler) -> Response:
     try:
         check_form_request()
         response = handler()

@@ -26,7 +26,7 @@ class UTCDateTime(TypeDecorator):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect):  # noqa: ANN201
+    def process_bind_param(self, value: datetime | None, dialect):
         if value is None:
             return None
         if value.tzinfo is None:
@@ -36,7 +36,7 @@ class UTCDateTime(TypeDecorator):
             return value.replace(tzinfo=None)
         return value
 
-    def process_result_value(self, value: datetime | None, dialect):  # noqa: ANN201
+    def process_result_value(self, value: datetime | None, dialect):
         if value is None:
             return None
         if value.tzinfo is None:

@@ -22,7 +22,7 @@ from app.services.keys import INTROSPECT_SCOPE
 INACTIVE = {"active": False}
 
 
-def _token_param(request) -> str:  # noqa: ANN001
+def _token_param(request) -> str:
     token = request.form.get("token")
     if not token:
         raise InvalidRequestError("Missing 'token' parameter.")
@@ -32,7 +32,7 @@ def _token_param(request) -> str:  # noqa: ANN001
 class KeyIntrospectionEndpoint(IntrospectionEndpoint):
     CLIENT_AUTH_METHODS = list(AUTH_METHODS)
 
-    def create_endpoint_response(self, request):  # noqa: ANN001, ANN201
+    def create_endpoint_response(self, request):
         client: KeyClient = self.authenticate_endpoint_client(request)
         if INTROSPECT_SCOPE not in client.credential.scopes:
             raise InsufficientScope(
@@ -67,11 +67,11 @@ class KeyIntrospectionEndpoint(IntrospectionEndpoint):
 class KeyRevocationEndpoint(RevocationEndpoint):
     CLIENT_AUTH_METHODS = list(AUTH_METHODS)
 
-    def check_params(self, request, client) -> None:  # noqa: ANN001
+    def check_params(self, request, client) -> None:
         # RFC 7009 §2.1: an unknown or wrong token_type_hint is not an error.
         _token_param(request)
 
-    def authenticate_token(self, request, client: KeyClient):  # noqa: ANN001, ANN201
+    def authenticate_token(self, request, client: KeyClient):
         self.check_params(request, client)
         info = token_service.lookup(db.session, request.form["token"])
         # A foreign or unknown token answers 200 and changes nothing (no existence oracle).
@@ -79,10 +79,10 @@ class KeyRevocationEndpoint(RevocationEndpoint):
             return None
         return info
 
-    def revoke_token(self, token: token_service.TokenInfo, request) -> None:  # noqa: ANN001
+    def revoke_token(self, token: token_service.TokenInfo, request) -> None:
         token_service.revoke(db.session, token, self.server.client_actor(request.client))
 
-    def create_endpoint_response(self, request):  # noqa: ANN001, ANN201
+    def create_endpoint_response(self, request):
         client = self.authenticate_endpoint_client(request)
         token = self.authenticate_token(request, client)
         if token is not None:
@@ -95,7 +95,7 @@ class TokenRotationEndpoint(Endpoint):
 
     ENDPOINT_NAME = "rotation"
 
-    def create_endpoint_response(self, request):  # noqa: ANN001, ANN201
+    def create_endpoint_response(self, request):
         client: KeyClient = self.server.authenticate_client(request, list(AUTH_METHODS),
                                                             self.ENDPOINT_NAME)
         request.client = client

@@ -15,7 +15,7 @@ class ClientAuthFailed(InvalidClientError):
     def __init__(self, description: str = "Client authentication failed.") -> None:
         super().__init__(description=description, status_code=401)
 
-    def get_headers(self):  # noqa: ANN201
+    def get_headers(self):
         headers = [h for h in super().get_headers() if h[0] != "WWW-Authenticate"]
         headers.append(("WWW-Authenticate", f'Basic realm="{REALM}"'))
         return headers
@@ -32,5 +32,5 @@ class TemporarilyUnavailable(OAuth2Error):
     error = "temporarily_unavailable"
     status_code = 503
 
-    def get_headers(self):  # noqa: ANN201
+    def get_headers(self):
         return [*super().get_headers(), ("Retry-After", "5")]

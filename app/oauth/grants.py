@@ -33,7 +33,7 @@ class KeyClientCredentialsGrant(grants.ClientCredentialsGrant):
         self.request.keymint_scopes = requested_scopes(
             self.request.payload.scope, self.request.client.credential.scopes)
 
-    def create_token_response(self):  # noqa: ANN201
+    def create_token_response(self):
         client = self.request.client
         cred = client.credential
         ttl = self.server.token_ttl(cred)

@@ -61,7 +61,7 @@ def note_auth_failure(reason: str, client_id: str | None, workspace_id: int | No
 class KeyAuthentication(ClientAuthentication):
     """client_secret_basic and client_secret_post against hashed key secrets."""
 
-    def authenticate(self, request, methods, endpoint):  # noqa: ANN001, ANN201
+    def authenticate(self, request, methods, endpoint):
         basic = parse_basic(request.headers.get("Authorization"))
         form = request.form
         in_body = "client_id" in form or "client_secret" in form
@@ -92,12 +92,12 @@ class KeyAuthentication(ClientAuthentication):
 
 
 class KeymintAuthorizationServer(AuthorizationServer):
-    def init_app(self, app: Flask, query_client=None, save_token=None) -> None:  # noqa: ANN001
+    def init_app(self, app: Flask, query_client=None, save_token=None) -> None:
         super().init_app(app, query_client=lambda _id: None, save_token=lambda *_: None)
         self._client_auth = KeyAuthentication(self.query_client)
         self.scopes_supported = None
 
-    def client_actor(self, client: KeyClient):  # noqa: ANN201
+    def client_actor(self, client: KeyClient):
         return request_actor("user", str(client.credential.user_id), client.client_id)
 
     def token_ttl(self, cred: key_service.KeyCredential) -> int:

@@ -13,7 +13,9 @@ from app.services import audit
 from app.services.audit import Actor
 from app.services.errors import Conflict, InvalidInput, NotFound
 
-_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.[A-Za-z]{2,63}$")
+_EMAIL = re.compile(
+    r"^[^@\s\x00-\x1f\x7f]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.[A-Za-z]{2,63}$"
+)
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 MAX_POLICY_DAYS = 3650
 
@@ -30,7 +32,8 @@ def parse_role(role: str) -> Role:
         return Role(role)
     except ValueError:
         choices = ", ".join(r.value for r in Role)
-        raise InvalidInput(f"invalid role {role!r}; choose one of {choices}", field="role") from None
+        raise InvalidInput(f"invalid role {role!r}; choose one of {choices}",
+                           field="role") from None
 
 
 def get_user_by_email(session: Session, email: str) -> User:
@@ -178,14 +181,15 @@ def update_policy(
     workspace: Workspace,
     actor: Actor,
     *,
-    max_key_lifetime_days: int | None | type[Ellipsis] = ...,
-    default_key_lifetime_days: int | None | type[Ellipsis] = ...,
-    token_ttl_seconds: int | None | type[Ellipsis] = ...,
+    max_key_lifetime_days: int | type[Ellipsis] | None = ...,
+    default_key_lifetime_days: int | type[Ellipsis] | None = ...,
+    token_ttl_seconds: int | type[Ellipsis] | None = ...,
     max_token_ttl: int = 86400,
 ) -> Workspace:
     """Change workspace policy; `...` leaves a field as it is, None clears it."""
     changes: dict[str, object] = {}
-    new_max = workspace.max_key_lifetime_days if max_key_lifetime_days is ... else max_key_lifetime_days
+    new_max = (workspace.max_key_lifetime_days
+               if max_key_lifetime_days is ... else max_key_lifetime_days)
     new_default = (workspace.default_key_lifetime_days
                    if default_key_lifetime_days is ... else default_key_lifetime_days)
     new_ttl = workspace.token_ttl_seconds if token_ttl_seconds is ... else token_ttl_seconds

@@ -174,7 +174,7 @@ def get_key(session: Session, client_id: str, *, workspace_id: int | None = None
     return key
 
 
-def _revoke_tokens_of_keys(session: Session, key_ids, now: datetime, reason: str) -> int:  # noqa: ANN001
+def _revoke_tokens_of_keys(session: Session, key_ids, now: datetime, reason: str) -> int:
     result = session.execute(
         update(AccessToken)
         .where(AccessToken.key_id.in_(key_ids), AccessToken.revoked_at.is_(None),
@@ -270,7 +270,7 @@ def update_key(
     *,
     name: str | None = None,
     scopes: str | list[str] | None = None,
-    expires_at: datetime | None | type[Ellipsis] = ...,
+    expires_at: datetime | type[Ellipsis] | None = ...,
 ) -> ApiKey:
     """Rename, narrow scopes (never widen) or move the expiry within policy."""
     now = utcnow()
@@ -338,7 +338,7 @@ def list_keys(session: Session, *, workspace_id: int | None = None,
     return list(session.scalars(query))
 
 
-def state_filter(state: str | None, now: datetime):  # noqa: ANN201
+def state_filter(state: str | None, now: datetime):
     if state is None:
         return and_(True)
     if state == "active":
@@ -381,8 +381,9 @@ class KeyCredential:
 def load_credential(session: Session, client_id: str, now: datetime) -> KeyCredential | None:
     """The key behind `client_id` if it may authenticate now, with its live secrets.
 
-    One indexed query: key + owner + membership + workspace policy + unrevoked secrets. Revoked or expired keys,
-    disabled owners and removed memberships yield None, exactly like an unknown id.
+    One indexed query: key, owner, membership, workspace policy and unrevoked secrets.
+    Revoked or expired keys, disabled owners and removed memberships yield None, exactly
+    like an unknown id.
     """
     if not credentials.is_client_id(client_id):
         return None

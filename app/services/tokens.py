@@ -96,7 +96,8 @@ def issue(
     now = utcnow()
     plaintext = credentials.new_access_token()
     jti = credentials.new_token_id()
-    expires_at = token_lifetime_end(now, ttl, cred.expires_at, secret.expires_at if secret else None)
+    secret_end = secret.expires_at if secret else None
+    expires_at = token_lifetime_end(now, ttl, cred.expires_at, secret_end)
     row = AccessToken(digest=credentials.digest(plaintext), jti=jti, key_id=cred.id,
                       secret_id=secret.id if secret else None, user_id=cred.user_id,
                       workspace_id=cred.workspace_id, scopes=" ".join(scopes), issued_at=now,

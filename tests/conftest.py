@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
@@ -41,8 +42,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                 raise pytest.UsageError(f"CI=true but PostgreSQL is unreachable: {exc}") from exc
 
 
-def _worker() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+def _test_db_name() -> str:
+    """Unique per checkout and xdist worker, so parallel runs never drop each other's DB."""
+    checkout = hashlib.sha256(str(REPO).encode()).hexdigest()[:8]
+    return f"keymint_test_{checkout}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 
 
 def _migrate(url: str) -> None:
@@ -73,7 +76,7 @@ def postgres_url() -> Iterator[str]:
     if not PG_URL:
         pytest.skip("PostgreSQL tests need KEYMINT_TEST_DATABASE_URL (set by .ci/run)")
     base = make_url(PG_URL)
-    name = f"keymint_test_{_worker()}"
+    name = _test_db_name()
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

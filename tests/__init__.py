@@ -1,0 +1,1 @@
+"""keymint test suite."""

@@ -1,0 +1,25 @@
+"""GET /.well-known/oauth-authorization-server (RFC 8414)."""
+
+
+def test_metadata_lists_endpoints_grant_and_auth_methods(client):
+    response = client.get("/.well-known/oauth-authorization-server")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["issuer"] == "http://localhost"
+    assert body["token_endpoint"] == "http://localhost/oauth/token"
+    assert body["introspection_endpoint"] == "http://localhost/oauth/introspect"
+    assert body["revocation_endpoint"] == "http://localhost/oauth/revoke"
+    assert body["grant_types_supported"] == ["client_credentials"]
+    for endpoint in ("token", "introspection", "revocation"):
+        assert body[f"{endpoint}_endpoint_auth_methods_supported"] == [
+            "client_secret_basic", "client_secret_post"]
+    assert "introspect" in body["scopes_supported"]
+
+
+def test_issuer_setting_drives_every_url(app_config):
+    from app import create_app
+
+    app = create_app({**app_config, "KEYMINT_ISSUER": "https://auth.example.com"})
+    body = app.test_client().get("/.well-known/oauth-authorization-server").get_json()
+    assert body["issuer"] == "https://auth.example.com"
+    assert body["token_endpoint"] == "https://auth.example.com/oauth/token"

@@ -1,0 +1,42 @@
+"""TLS: plain HTTP is refused unless explicitly allowed; a trusted proxy's scheme is honoured.
+
+Authlib >= 1.7 itself allows plain HTTP to loopback hosts (RFC 8252 §7.3), so these tests use a
+non-loopback host name to see the production behaviour.
+"""
+
+from app import create_app
+from tests.conftest import Factory
+
+GRANT = {"grant_type": "client_credentials"}
+HOST = "http://auth.example.com"
+
+
+def test_plain_http_is_refused_without_the_explicit_switch(app_config, monkeypatch):
+    app = create_app(app_config)
+    key = Factory(app).key()
+    monkeypatch.delenv("AUTHLIB_INSECURE_TRANSPORT")
+    response = app.test_client().post("/oauth/token", data=GRANT, auth=key.auth, base_url=HOST)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "insecure_transport"
+
+
+def test_https_from_a_trusted_proxy_is_accepted(app_config, monkeypatch):
+    app = create_app({**app_config, "KEYMINT_TRUSTED_PROXIES": 1})
+    key = Factory(app).key()
+    monkeypatch.delenv("AUTHLIB_INSECURE_TRANSPORT")
+    client = app.test_client()
+    response = client.post("/oauth/token", data=GRANT, auth=key.auth, base_url=HOST,
+                           headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"})
+    assert response.status_code == 200
+    meta = client.get("/.well-known/oauth-authorization-server", base_url=HOST,
+                      headers={"X-Forwarded-Proto": "https"}).get_json()
+    assert meta["issuer"].startswith("https://")
+
+
+def test_forwarded_proto_is_ignored_without_trusted_proxies(app_config, monkeypatch):
+    app = create_app(app_config)
+    key = Factory(app).key()
+    monkeypatch.delenv("AUTHLIB_INSECURE_TRANSPORT")
+    response = app.test_client().post("/oauth/token", data=GRANT, auth=key.auth, base_url=HOST,
+                                      headers={"X-Forwarded-Proto": "https"})
+    assert response.status_code == 400

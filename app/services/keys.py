@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from app import credentials
@@ -378,28 +378,31 @@ class KeyCredential:
     secrets: list[SecretRow]
 
 
+# Built once: the hot path binds parameters into a ready statement instead of rebuilding it.
+_CREDENTIAL_QUERY = (
+    select(ApiKey.id, ApiKey.client_id, ApiKey.user_id, ApiKey.workspace_id, ApiKey.scopes,
+           ApiKey.expires_at, ApiKey.last_used_at, User.email, Membership.role,
+           KeySecret.id, KeySecret.digest, KeySecret.expires_at, Workspace.token_ttl_seconds)
+    .join(User, User.id == ApiKey.user_id)
+    .join(Workspace, Workspace.id == ApiKey.workspace_id)
+    .join(Membership, and_(Membership.user_id == ApiKey.user_id,
+                           Membership.workspace_id == ApiKey.workspace_id))
+    .join(KeySecret, and_(KeySecret.key_id == ApiKey.id, KeySecret.revoked_at.is_(None)))
+    .where(ApiKey.client_id == bindparam("client_id"), ApiKey.revoked_at.is_(None),
+           User.status == UserStatus.ACTIVE.value)
+)
+
+
 def load_credential(session: Session, client_id: str, now: datetime) -> KeyCredential | None:
     """The key behind `client_id` if it may authenticate now, with its live secrets.
 
-    One indexed query: key, owner, membership, workspace policy and unrevoked secrets.
-    Revoked or expired keys, disabled owners and removed memberships yield None, exactly
-    like an unknown id.
+    One indexed query: key, owner, membership, workspace policy and unrevoked secrets, run as
+    Core on the session's connection (no ORM objects). Revoked or expired keys, disabled owners
+    and removed memberships yield None, exactly like an unknown id.
     """
     if not credentials.is_client_id(client_id):
         return None
-    rows = session.execute(
-        select(ApiKey.id, ApiKey.client_id, ApiKey.user_id, ApiKey.workspace_id, ApiKey.scopes,
-               ApiKey.expires_at, ApiKey.last_used_at, User.email, Membership.role,
-               KeySecret.id, KeySecret.digest, KeySecret.expires_at,
-               Workspace.token_ttl_seconds)
-        .join(User, User.id == ApiKey.user_id)
-        .join(Workspace, Workspace.id == ApiKey.workspace_id)
-        .join(Membership, and_(Membership.user_id == ApiKey.user_id,
-                               Membership.workspace_id == ApiKey.workspace_id))
-        .join(KeySecret, and_(KeySecret.key_id == ApiKey.id, KeySecret.revoked_at.is_(None)))
-        .where(ApiKey.client_id == client_id, ApiKey.revoked_at.is_(None),
-               User.status == UserStatus.ACTIVE.value)
-    ).all()
+    rows = session.connection().execute(_CREDENTIAL_QUERY, {"client_id": client_id}).all()
     if not rows:
         return None
     first = rows[0]
@@ -429,13 +432,18 @@ def match_secret(cred: KeyCredential | None, presented: str) -> SecretRow | None
     return found
 
 
+_MARK_USED = (update(ApiKey).where(ApiKey.id == bindparam("key_id"))
+              .values(last_used_at=bindparam("last_used_at"),
+                      last_used_ip=bindparam("last_used_ip")))
+
+
 def mark_used(session: Session, cred: KeyCredential, now: datetime, ip: str | None,
               interval: int) -> None:
     """Record last use at most once per `interval` seconds per key (not a write per request)."""
     if cred.last_used_at is not None and (now - cred.last_used_at).total_seconds() < interval:
         return
-    session.execute(update(ApiKey).where(ApiKey.id == cred.id).values(
-        last_used_at=now, last_used_ip=(ip or None) and ip[:64]))
+    session.connection().execute(_MARK_USED, {"key_id": cred.id, "last_used_at": now,
+                                              "last_used_ip": (ip or None) and ip[:64]})
 
 
 def scope_error(requested: list[str], held: list[str]) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app import credentials
@@ -82,6 +82,9 @@ def token_lifetime_end(
     return end
 
 
+_INSERT_TOKEN = insert(AccessToken)
+
+
 def issue(
     session: Session,
     cred: KeyCredential,
@@ -98,18 +101,32 @@ def issue(
     jti = credentials.new_token_id()
     secret_end = secret.expires_at if secret else None
     expires_at = token_lifetime_end(now, ttl, cred.expires_at, secret_end)
-    row = AccessToken(digest=credentials.digest(plaintext), jti=jti, key_id=cred.id,
-                      secret_id=secret.id if secret else None, user_id=cred.user_id,
-                      workspace_id=cred.workspace_id, scopes=" ".join(scopes), issued_at=now,
-                      expires_at=expires_at, rotated_from_id=rotated_from_id)
-    session.add(row)
-    session.flush()
+    row_id = session.connection().execute(_INSERT_TOKEN, {
+        "digest": credentials.digest(plaintext), "jti": jti, "key_id": cred.id,
+        "secret_id": secret.id if secret else None, "user_id": cred.user_id,
+        "workspace_id": cred.workspace_id, "scopes": " ".join(scopes), "issued_at": now,
+        "expires_at": expires_at, "rotated_from_id": rotated_from_id,
+    }).inserted_primary_key[0]
     audit.record(session, audit_action, actor, workspace_id=cred.workspace_id,
                  target_type="token", target_id=jti,
                  details={"scopes": scopes, "expires_at": expires_at.isoformat(),
                           **({"rotated_from": rotated_from_id} if rotated_from_id else {})})
     return IssuedToken(access_token=plaintext, jti=jti, scopes=scopes, issued_at=now,
-                       expires_at=expires_at, row_id=row.id)
+                       expires_at=expires_at, row_id=row_id)
+
+
+_LOOKUP_QUERY = (
+    select(AccessToken.id, AccessToken.jti, AccessToken.key_id, ApiKey.client_id,
+           AccessToken.user_id, User.email, AccessToken.workspace_id, AccessToken.scopes,
+           AccessToken.issued_at, AccessToken.expires_at, AccessToken.revoked_at,
+           AccessToken.replaced_by_id, ApiKey.revoked_at, ApiKey.expires_at, User.status,
+           Membership.id)
+    .join(ApiKey, ApiKey.id == AccessToken.key_id)
+    .join(User, User.id == AccessToken.user_id)
+    .outerjoin(Membership, and_(Membership.user_id == AccessToken.user_id,
+                                Membership.workspace_id == AccessToken.workspace_id))
+    .where(AccessToken.digest == bindparam("digest"))
+)
 
 
 def lookup(session: Session, token: str) -> TokenInfo | None:
@@ -119,18 +136,8 @@ def lookup(session: Session, token: str) -> TokenInfo | None:
     """
     if not credentials.is_access_token(token):
         return None
-    row = session.execute(
-        select(AccessToken.id, AccessToken.jti, AccessToken.key_id, ApiKey.client_id,
-               AccessToken.user_id, User.email, AccessToken.workspace_id, AccessToken.scopes,
-               AccessToken.issued_at, AccessToken.expires_at, AccessToken.revoked_at,
-               AccessToken.replaced_by_id, ApiKey.revoked_at, ApiKey.expires_at, User.status,
-               Membership.id)
-        .join(ApiKey, ApiKey.id == AccessToken.key_id)
-        .join(User, User.id == AccessToken.user_id)
-        .outerjoin(Membership, and_(Membership.user_id == AccessToken.user_id,
-                                    Membership.workspace_id == AccessToken.workspace_id))
-        .where(AccessToken.digest == credentials.digest(token))
-    ).first()
+    row = session.connection().execute(
+        _LOOKUP_QUERY, {"digest": credentials.digest(token)}).first()
     if row is None:
         return None
     return TokenInfo(id=row[0], jti=row[1], key_id=row[2], client_id=row[3], user_id=row[4],

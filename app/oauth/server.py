@@ -16,7 +16,7 @@ from app.api.context import client_ip, request_actor
 from app.clock import utcnow
 from app.extensions import db
 from app.oauth.client import KeyClient
-from app.oauth.errors import ClientAuthFailed
+from app.oauth.errors import ClientAuthFailed, safe_description
 from app.services import keys as key_service
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -54,7 +54,8 @@ def check_form_request() -> None:
         raise InvalidRequestError("Too many parameters.")
     for name in request.form:
         if len(request.form.getlist(name)) > 1:
-            raise InvalidRequestError(f"Parameter '{name}' was sent more than once.")
+            raise InvalidRequestError(
+                safe_description(f"Parameter '{name}' was sent more than once."))
 
 
 def note_auth_failure(reason: str, client_id: str | None, workspace_id: int | None = None) -> None:

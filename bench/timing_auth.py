@@ -85,8 +85,8 @@ def main() -> None:
         print(f"{label:<20}" + "  ".join(f"{v:6.0f}" for v in row))
     a, b = rows["unknown client_id"], rows["wrong secret"]
     lower, upper = max(a[1], b[1]), min(a[-2], b[-2])
-    print(f"p10–p90 ranges overlap: {'yes' if lower <= upper else 'NO'} "
-          f"({lower:.0f}–{upper:.0f} µs); median difference "
+    print(f"p10-p90 ranges overlap: {'yes' if lower <= upper else 'NO'} "
+          f"({lower:.0f}-{upper:.0f} µs); median difference "
           f"{abs(a[3] - b[3]):.0f} µs ({abs(a[3] - b[3]) / max(a[3], b[3]) * 100:.1f}%)")
 
 

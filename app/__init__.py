@@ -13,14 +13,15 @@ MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    from app import cli, database
-    from app.api import context, errors, me, oauth, ops
+    from app import cli, database, logs, metrics
+    from app.api import context, errors, guards, me, oauth, ops, ratelimit, telemetry
     from app.config import build_config
     from app.extensions import db, migrate
     from app.oauth import endpoints, grants, server
 
     app = Flask(__name__, instance_relative_config=True)
     app.config.update(build_config(config, app.instance_path))
+    logs.configure(app.config["KEYMINT_LOG_LEVEL"])
 
     proxies = app.config["KEYMINT_TRUSTED_PROXIES"]
     if proxies:
@@ -36,7 +37,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     server.authorization.register_endpoint(endpoints.KeyRevocationEndpoint)
     server.authorization.register_endpoint(endpoints.TokenRotationEndpoint)
 
+    metrics.install_session_hooks()
+    ratelimit.init_app(app)
+
     context.init_app(app)
+    telemetry.init_app(app)
+    guards.init_app(app)
     for blueprint in (oauth.bp, me.bp, ops.bp):
         app.register_blueprint(blueprint)
     errors.register(app)

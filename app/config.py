@@ -47,6 +47,26 @@ def _time(name: str, default: str) -> Any:
         raise ConfigError(f"{name}: {exc}") from None
 
 
+def _limit(name: str, default: str) -> str:
+    """A rate-limit string such as "120 per minute" or "10/minute;100/hour"."""
+    from limits import parse_many
+
+    raw = os.environ.get(name) or default
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a rate limit like '120 per minute', got {raw!r}") \
+            from None
+    return raw
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = (os.environ.get(name) or default).lower()
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def load_from_environment() -> dict[str, Any]:
     """Read every KEYMINT_* setting; unknown values fail loudly at start-up."""
     return {
@@ -64,7 +84,22 @@ def load_from_environment() -> dict[str, Any]:
             "KEYMINT_RATELIMIT_STORAGE_URL", "memory://"
         ),
         "KEYMINT_RATELIMIT_ENABLED": _bool("KEYMINT_RATELIMIT_ENABLED", True),
+        "KEYMINT_RATELIMIT_KEY_PREFIX": os.environ.get("KEYMINT_RATELIMIT_KEY_PREFIX",
+                                                       "keymint"),
+        "KEYMINT_RATELIMIT_IP": _limit("KEYMINT_RATELIMIT_IP", "600 per minute"),
+        "KEYMINT_RATELIMIT_CLIENT": _limit("KEYMINT_RATELIMIT_CLIENT", "120 per minute"),
+        "KEYMINT_RATELIMIT_INTROSPECT": _limit("KEYMINT_RATELIMIT_INTROSPECT",
+                                               "3000 per minute"),
+        "KEYMINT_RATELIMIT_LEGACY_KEY": _limit("KEYMINT_RATELIMIT_LEGACY_KEY", "600 per minute"),
+        "KEYMINT_RATELIMIT_FAILED_CLIENT": _limit("KEYMINT_RATELIMIT_FAILED_CLIENT",
+                                                  "10 per minute;50 per hour"),
+        "KEYMINT_RATELIMIT_FAILED_IP": _limit("KEYMINT_RATELIMIT_FAILED_IP",
+                                              "30 per minute;300 per hour"),
         "KEYMINT_TRUSTED_PROXIES": _int("KEYMINT_TRUSTED_PROXIES", 0),
+        "KEYMINT_LOG_LEVEL": _choice("KEYMINT_LOG_LEVEL", "info",
+                                     ("debug", "info", "warning", "error")),
+        "KEYMINT_READYZ_TIMEOUT_MS": _int("KEYMINT_READYZ_TIMEOUT_MS", 2000, minimum=1),
+        "KEYMINT_DB_CONNECT_TIMEOUT": _int("KEYMINT_DB_CONNECT_TIMEOUT", 5, minimum=1),
         "KEYMINT_LAST_USED_INTERVAL": _int("KEYMINT_LAST_USED_INTERVAL", 60),
         "KEYMINT_TOKEN_RETENTION_DAYS": _int("KEYMINT_TOKEN_RETENTION_DAYS", 7),
     }
@@ -82,9 +117,19 @@ def build_config(overrides: dict[str, Any] | None, instance_path: str) -> dict[s
     )
     if overrides:
         config.update(overrides)
+    # Flask-Limiter reads its own RATELIMIT_* keys; keymint's settings are the source of truth.
+    config["RATELIMIT_ENABLED"] = bool(config["KEYMINT_RATELIMIT_ENABLED"])
+    config["RATELIMIT_STORAGE_URI"] = config["KEYMINT_RATELIMIT_STORAGE_URL"]
     if not config.get("SQLALCHEMY_DATABASE_URI"):
         os.makedirs(instance_path, exist_ok=True)
         config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(
             instance_path, "keymint.sqlite3"
         )
+    if str(config["SQLALCHEMY_DATABASE_URI"]).startswith("postgresql"):
+        # A blackholed database host must fail a request (and /readyz) in seconds, not minutes.
+        options = dict(config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+        connect_args = dict(options.get("connect_args") or {})
+        connect_args.setdefault("connect_timeout", config["KEYMINT_DB_CONNECT_TIMEOUT"])
+        options["connect_args"] = connect_args
+        config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     return config

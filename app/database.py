@@ -1,11 +1,14 @@
-"""Engine settings per backend: SQLite durability pragmas and foreign keys."""
+"""Engine settings per backend (SQLite pragmas, foreign keys) and the readiness probe."""
 
 from __future__ import annotations
 
 import sqlite3
+import time
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
 
 _configured = False
 
@@ -19,7 +22,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.close()
 
 
@@ -28,3 +31,33 @@ def configure_engine_events() -> None:
     if not _configured:
         event.listen(Engine, "connect", _sqlite_pragmas)
         _configured = True
+
+
+# The readiness probe's statement; tests swap in a slow one to prove the timeout is real.
+READINESS_PROBE = "SELECT 1"
+
+
+def probe(engine: Engine, timeout_ms: int) -> None:
+    """Run READINESS_PROBE on its own connection, aborted after `timeout_ms` on both backends.
+
+    PostgreSQL: a server-side statement_timeout for this transaction only (the connect
+    timeout is the engine's connect_timeout). SQLite: a progress handler interrupts the
+    statement at the deadline and busy_timeout bounds the wait for a lock.
+    Raises sqlalchemy.exc.DBAPIError when the database is unreachable, slow or locked.
+    """
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        if isinstance(raw, sqlite3.Connection):
+            deadline = time.monotonic() + timeout_ms / 1000
+            raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
+            raw.execute(f"PRAGMA busy_timeout={int(timeout_ms)}")
+            try:
+                conn.execute(text(READINESS_PROBE)).all()
+            finally:
+                raw.set_progress_handler(None, 0)
+                raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+                conn.rollback()
+        else:
+            with conn.begin():
+                conn.execute(text(f"SET LOCAL statement_timeout = {int(timeout_ms)}"))
+                conn.execute(text(READINESS_PROBE)).all()

@@ -1,5 +1,7 @@
 """Unbound Flask extensions, bound to an app in create_app()."""
 
+from flask import Flask, request
+from flask_limiter import Limiter
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 
@@ -7,3 +9,31 @@ from app.models.base import Base
 
 db = SQLAlchemy(model_class=Base, engine_options={"pool_pre_ping": True})
 migrate = Migrate()
+
+
+class KeymintLimiter(Limiter):
+    """Flask-Limiter, re-initialisable: one process may build several apps (tests, CLI).
+
+    Flask-Limiter keeps some per-app state on the extension object; each init_app starts from
+    a clean slate so one app's dead Redis or disabled limiter never leaks into the next app.
+    """
+
+    def init_app(self, app: Flask) -> None:
+        self.enabled = bool(app.config.get("RATELIMIT_ENABLED", True))
+        self._storage_dead = False
+        super().init_app(app)
+
+
+def _socket_ip() -> str:
+    return request.remote_addr or "unknown"
+
+
+# Every keymint limit names its own key function (app/api/ratelimit.py); this default only
+# covers limits declared without one. Strategy, fallback and error handling come from config.
+limiter = KeymintLimiter(
+    _socket_ip,
+    strategy="sliding-window-counter",
+    in_memory_fallback_enabled=True,
+    swallow_errors=True,
+    headers_enabled=False,
+)

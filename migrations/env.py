@@ -1,5 +1,4 @@
 import logging
-from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
@@ -8,9 +7,9 @@ from flask import current_app
 # access to the values within the .ini file in use.
 config = context.config
 
-# Interpret the config file for Python logging.
-# This line sets up loggers basically.
-fileConfig(config.config_file_name)
+# No fileConfig(alembic.ini) here: migrations run inside keymint's app, whose create_app()
+# already set up redacted JSON logging; fileConfig would replace the root handler and disable
+# every logger created before the migration (request logs, gunicorn, Flask-Limiter).
 logger = logging.getLogger('alembic.env')
 
 

@@ -31,6 +31,25 @@ def request_actor(actor_type: str, actor_id: str | None = None,
                  user_agent=request.headers.get("User-Agent"), request_id=request_id())
 
 
+# Paths whose answers never carry credentials and may be cached by intermediaries.
+CACHEABLE_PATHS = frozenset({"/.well-known/oauth-authorization-server", "/openapi.json"})
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+def must_not_cache() -> bool:
+    """True unless the answer is a public document fetched without any credential."""
+    return ("Authorization" in request.headers or "X-API-Key" in request.headers
+            or request.path not in CACHEABLE_PATHS)
+
+
 def init_app(app: Flask) -> None:
     @app.before_request
     def _assign_request_id() -> None:
@@ -38,11 +57,19 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def _common_headers(response: Response) -> Response:
-        response.headers["X-Request-ID"] = request_id()
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Cache-Control", "no-store")
-        if response.headers.get("Cache-Control") == "no-store":
-            response.headers.setdefault("Pragma", "no-cache")
+        headers = response.headers
+        headers["X-Request-ID"] = request_id()
+        for name, value in SECURITY_HEADERS.items():
+            headers.setdefault(name, value)
+        if request.is_secure:  # only meaningful (and only honoured) over HTTPS
+            headers.setdefault("Strict-Transport-Security", HSTS)
+        # Credentials and everything answered to them are never stored by a cache; only
+        # public, credential-free documents may choose their own caching.
+        if must_not_cache() or "Cache-Control" not in headers:
+            headers["Cache-Control"] = "no-store"
+        if headers.get("Cache-Control") == "no-store":
+            headers["Pragma"] = "no-cache"
+        headers.pop("Server", None)
         return response
 
 

@@ -8,6 +8,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app.api.boundary import finish, unavailable_response
 from app.api.context import issuer
+from app.api.ratelimit import oauth_limits
 from app.extensions import db
 from app.oauth.client import AUTH_METHODS
 from app.oauth.server import authorization, check_form_request
@@ -29,21 +30,25 @@ def _run(handler) -> Response:
 
 
 @bp.post("/oauth/token")
+@oauth_limits()
 def token() -> Response:
     return _run(authorization.create_token_response)
 
 
 @bp.post("/oauth/introspect")
+@oauth_limits("KEYMINT_RATELIMIT_INTROSPECT")
 def introspect() -> Response:
     return _run(lambda: authorization.create_endpoint_response("introspection"))
 
 
 @bp.post("/oauth/revoke")
+@oauth_limits()
 def revoke() -> Response:
     return _run(lambda: authorization.create_endpoint_response("revocation"))
 
 
 @bp.post("/oauth/rotate")
+@oauth_limits()
 def rotate() -> Response:
     return _run(lambda: authorization.create_endpoint_response("rotation"))
 

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 from authlib.oauth2.rfc6749.errors import InvalidClientError, OAuth2Error
 
 REALM = "keymint"
+
+# RFC 6749 §5.2: error_description is %x20-21 / %x23-5B / %x5D-7E; Authlib raises (a 500)
+# on anything else, and echoed client input can hold anything.
+_NOT_ALLOWED_IN_DESCRIPTION = re.compile(r'[^\x20\x21\x23-\x5b\x5d-\x7e]')
+
+
+def safe_description(text: str, limit: int = 200) -> str:
+    """A description fit for an OAuth error, whatever client input it quotes."""
+    return _NOT_ALLOWED_IN_DESCRIPTION.sub("?", text)[:limit]
 
 
 class ClientAuthFailed(InvalidClientError):

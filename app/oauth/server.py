@@ -11,11 +11,12 @@ from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749.authenticate_client import ClientAuthentication
 from flask import Flask, current_app, g, request
 
+from app import credentials, metrics
 from app.api.context import client_ip, request_actor
 from app.clock import utcnow
 from app.extensions import db
 from app.oauth.client import KeyClient
-from app.oauth.errors import ClientAuthFailed
+from app.oauth.errors import ClientAuthFailed, safe_description
 from app.services import keys as key_service
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -47,14 +48,26 @@ def check_form_request() -> None:
         raise InvalidRequestError("Parameters must be sent in the POST body, not the URL.")
     if request.mimetype != FORM_CONTENT_TYPE:
         raise InvalidRequestError(f"The request body must be {FORM_CONTENT_TYPE}.")
+    # Werkzeug caps multipart parts, not urlencoded fields; an OAuth request has a handful.
+    fields = sum(len(values) for values in request.form.listvalues())
+    if fields > current_app.config["MAX_FORM_PARTS"]:
+        raise InvalidRequestError("Too many parameters.")
     for name in request.form:
         if len(request.form.getlist(name)) > 1:
-            raise InvalidRequestError(f"Parameter '{name}' was sent more than once.")
+            raise InvalidRequestError(
+                safe_description(f"Parameter '{name}' was sent more than once."))
 
 
 def note_auth_failure(reason: str, client_id: str | None, workspace_id: int | None = None) -> None:
-    """Remember a failed client authentication; written after the request's rollback."""
-    g.auth_failure = {"reason": reason, "client_id": (client_id or "")[:64],
+    """Remember a failed client authentication; written after the request's rollback.
+
+    Only a well-formed client_id is kept: whatever else sits in that field (a secret pasted
+    into the wrong field, 64 KiB of junk, NUL bytes) never reaches the audit trail.
+    """
+    if client_id and not credentials.is_client_id(client_id):
+        reason, client_id = "malformed_client_id", None
+    metrics.count_auth_failure(reason)
+    g.auth_failure = {"reason": reason, "client_id": client_id or "",
                       "workspace_id": workspace_id}
 
 

@@ -53,6 +53,13 @@ def _clean_details(details: dict[str, Any] | None) -> dict[str, Any]:
     return clean
 
 
+def _column_text(value: str | None, limit: int) -> str | None:
+    """Client-supplied text fit for any backend: no NUL (PostgreSQL rejects it), bounded."""
+    if not value:
+        return None
+    return value.replace("\x00", "\ufffd")[:limit]
+
+
 def record(
     session: Session,
     action: str,
@@ -74,7 +81,7 @@ def record(
         target_type=target_type,
         target_id=target_id,
         ip=actor.ip,
-        user_agent=(actor.user_agent or None) and actor.user_agent[:512],
+        user_agent=_column_text(actor.user_agent, 512),
         request_id=actor.request_id,
         details=_clean_details(details),
     )

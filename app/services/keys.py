@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, or_, select, update
@@ -357,8 +357,8 @@ def state_filter(state: str | None, now: datetime):
 @dataclass(slots=True)
 class SecretRow:
     id: int
-    digest: str
-    expires_at: datetime | None
+    digest: str = field(repr=False)  # never in a repr, a log line or a traceback
+    expires_at: datetime | None = None
 
 
 @dataclass(slots=True)

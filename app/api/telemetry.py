@@ -1,0 +1,43 @@
+"""Per-request telemetry: one structured access-log line and the request metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Flask, Response, g, request
+
+from app import metrics
+from app.api.context import client_ip, request_id
+
+log = logging.getLogger("keymint.request")
+
+# Probes hit these every few seconds; their lines are debug-level noise.
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def endpoint_label() -> str:
+    """The route template (bounded cardinality), never the raw path a client made up."""
+    rule = request.url_rule
+    return rule.rule if rule is not None else "<unmatched>"
+
+
+def init_app(app: Flask) -> None:
+    @app.before_request
+    def _start_clock() -> None:
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def _record(response: Response) -> Response:
+        started = g.get("request_started")
+        elapsed = time.perf_counter() - started if started is not None else 0.0
+        metrics.count_request(endpoint_label(), request.method, response.status_code, elapsed)
+        level = logging.DEBUG if request.path in QUIET_PATHS else logging.INFO
+        if response.status_code >= 500:
+            level = logging.ERROR
+        # request.path only: a query string may carry credentials a client should not send.
+        log.log(level, "%s %s %s", request.method, request.path, response.status_code,
+                extra={"request_id": request_id(), "method": request.method,
+                       "path": request.path, "status": response.status_code,
+                       "duration_ms": round(elapsed * 1000, 3), "client_ip": client_ip()})
+        return response

@@ -1,0 +1,130 @@
+"""Structured JSON logging with secret redaction, shared by the app and gunicorn.
+
+One JSON object per line: time, level, logger, message, plus request fields when a request
+is being served (request_id, method, path, status, duration_ms, client_ip). keymint never
+logs a credential on purpose; the redactor is the second line of defence for anything a
+library or a future change might log: secrets, tokens, 64-hex digests, Basic/Bearer values
+and Authorization / X-API-Key header values are replaced by "[REDACTED]".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from typing import Any
+
+REDACTED = "[REDACTED]"
+
+_PATTERNS = [
+    # keymint secrets and tokens: prefix + base62 (any length: also catch truncated ones)
+    re.compile(r"\b(?:sk|at)_[0-9A-Za-z]{8,}"),
+    # SHA-256 digests (how secrets and tokens are stored) and any longer hex run
+    re.compile(r"\b[0-9a-fA-F]{64,}\b"),
+    # HTTP credentials however they are rendered: "Basic xxx", "Bearer xxx"
+    re.compile(r"(?i)\b(?:basic|bearer)\s+[A-Za-z0-9+/=._~-]+"),
+    # header dumps: Authorization: ..., 'X-API-Key': '...', x_api_key=..., HTTP_AUTHORIZATION
+    re.compile(r"(?i)(?:http_)?(?:authorization|x[-_]api[-_]key|client_secret|access_token"
+               r"|refresh_token|password)[\"']?\s*[:=]\s*[\"']?[^\s\"',;&}]+"),
+]
+
+REQUEST_FIELDS = ("request_id", "method", "path", "status", "duration_ms", "client_ip")
+
+
+def redact(text: str) -> str:
+    for pattern in _PATTERNS:
+        text = pattern.sub(REDACTED, text)
+    return text
+
+
+class JsonFormatter(logging.Formatter):
+    """Render a record as one redacted JSON line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for field in REQUEST_FIELDS:
+            value = getattr(record, field, None)
+            if value is None:
+                value = _request_field(field)
+            if value is not None:
+                entry[field] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        line = json.dumps(entry, ensure_ascii=False, default=str)
+        return redact(line)
+
+
+def _request_field(field: str) -> Any:
+    """request_id and client_ip of the request being served, for any log line inside it."""
+    if field not in ("request_id", "client_ip", "method", "path"):
+        return None
+    from flask import has_request_context
+
+    if not has_request_context():
+        return None
+    from flask import request
+
+    from app.api import context
+
+    if field == "request_id":
+        return context.request_id()
+    if field == "client_ip":
+        return context.client_ip()
+    if field == "method":
+        return request.method
+    return request.path
+
+
+class RedactingFilter(logging.Filter):
+    """Redact the rendered message of a record, for handlers keymint does not format."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string must not hide the record
+            message = str(record.msg)
+        cleaned = redact(message)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+_HANDLER_MARK = "_keymint_json_handler"
+
+
+class _Stderr:
+    """Whatever sys.stderr is at write time (test runners and daemons swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def configure(level: str = "info", stream: Any = None) -> logging.Handler:
+    """Install one JSON handler on the root logger (idempotent); returns it."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if getattr(handler, _HANDLER_MARK, False):
+            handler.setLevel(level.upper())
+            return handler
+    handler = logging.StreamHandler(stream or _Stderr())
+    setattr(handler, _HANDLER_MARK, True)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactingFilter())
+    handler.setLevel(level.upper())
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > handler.level:
+        root.setLevel(handler.level)
+    return handler

@@ -1,0 +1,165 @@
+"""Prometheus metrics: what keymint counts, and how one process or many gunicorn workers expose it.
+
+Single process: metrics live in this module's registry. Under `keymint serve` with several
+workers, `enable_multiprocess()` (called by the master before it forks) switches
+prometheus_client to its multiprocess mode, so every worker writes to files in
+PROMETHEUS_MULTIPROC_DIR and a scrape of any worker sums them all.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prom_multiprocess
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """Every metric keymint exports, registered in one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        labels = ("endpoint", "method", "status")
+        self.requests = Counter("keymint_http_requests", "HTTP requests answered.", labels,
+                                registry=registry)
+        self.latency = Histogram("keymint_http_request_duration_seconds",
+                                 "Time to answer an HTTP request.", labels,
+                                 buckets=LATENCY_BUCKETS, registry=registry)
+        self.tokens_issued = Counter("keymint_tokens_issued", "Access tokens issued.",
+                                     ("grant",), registry=registry)
+        self.tokens_revoked = Counter("keymint_tokens_revoked", "Access tokens revoked.",
+                                      ("reason",), registry=registry)
+        self.tokens_rotated = Counter("keymint_tokens_rotated",
+                                      "Access tokens rotated through /oauth/rotate.",
+                                      registry=registry)
+        self.auth_failures = Counter("keymint_auth_failures", "Failed authentications.",
+                                     ("reason",), registry=registry)
+        self.rate_limited = Counter("keymint_rate_limited_requests",
+                                    "Requests refused with 429 by a rate limit.",
+                                    ("limit", "endpoint"), registry=registry)
+        self.legacy_uses = Counter("keymint_legacy_key_uses",
+                                   "Requests presenting a legacy API key.", ("outcome",),
+                                   registry=registry)
+
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+METRICS = Metrics(REGISTRY)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def enable_multiprocess(directory: str) -> None:
+    """Switch this process (and the workers it forks) to prometheus multiprocess mode.
+
+    prometheus_client picks its value store when it is imported; keymint's metrics already
+    exist by the time `serve` runs, so the store is switched and the metrics re-created.
+    """
+    global METRICS, REGISTRY
+    from prometheus_client import values
+
+    os.environ[MULTIPROC_ENV] = directory
+    values.ValueClass = values.get_value_class()
+    REGISTRY = CollectorRegistry(auto_describe=True)
+    METRICS = Metrics(REGISTRY)
+
+
+def mark_process_dead(pid: int) -> None:
+    """A gunicorn worker exited: drop its live-only series (gunicorn child_exit hook)."""
+    if multiprocess_dir():
+        prom_multiprocess.mark_process_dead(pid)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text of every metric of every worker."""
+    if multiprocess_dir():
+        registry = CollectorRegistry()
+        prom_multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+# --- counters other modules call -------------------------------------------------------------
+
+
+def count_request(endpoint: str, method: str, status: int, seconds: float) -> None:
+    labels = (endpoint, method, str(status))
+    METRICS.requests.labels(*labels).inc()
+    METRICS.latency.labels(*labels).observe(seconds)
+
+
+def count_auth_failure(reason: str) -> None:
+    METRICS.auth_failures.labels(reason).inc()
+
+
+def count_rate_limited(limit: str, endpoint: str) -> None:
+    METRICS.rate_limited.labels(limit, endpoint).inc()
+
+
+def count_legacy_use(outcome: str) -> None:
+    """For the legacy-key code: outcome is e.g. "accepted", "sunset", "unknown", "brownout"."""
+    METRICS.legacy_uses.labels(outcome).inc()
+
+
+# --- token counts, from the audit events a transaction actually commits ----------------------
+
+
+def _token_counts(action: str, details: dict[str, Any]) -> None:
+    if action == "token.issued":
+        METRICS.tokens_issued.labels("client_credentials").inc()
+    elif action == "token.rotated":
+        METRICS.tokens_issued.labels("rotation").inc()
+        METRICS.tokens_rotated.inc()
+    elif action == "token.revoked":
+        METRICS.tokens_revoked.labels(str(details.get("reason") or "revoked")).inc()
+    elif action == "key.tokens_revoked":
+        METRICS.tokens_revoked.labels("bulk_revoked").inc(int(details.get("count") or 0))
+    elif action == "key.revoked":
+        METRICS.tokens_revoked.labels("key_revoked").inc(int(details.get("tokens_revoked") or 0))
+    elif action == "token.reuse_detected":
+        METRICS.tokens_revoked.labels("reuse_detected").inc(
+            int(details.get("lineage_revoked") or 0))
+
+
+def _after_flush(session: Session, _flush_context: Any) -> None:
+    from app.models import AuditEvent
+
+    pending = session.info.setdefault("keymint_metric_events", [])
+    for obj in session.new:
+        if isinstance(obj, AuditEvent):
+            pending.append((obj.action, dict(obj.details or {})))
+
+
+def _after_commit(session: Session) -> None:
+    for action, details in session.info.pop("keymint_metric_events", []):
+        _token_counts(action, details)
+
+
+def _after_rollback(session: Session) -> None:
+    session.info.pop("keymint_metric_events", None)
+
+
+_hooks_installed = False
+
+
+def install_session_hooks() -> None:
+    """Count tokens when their audit events commit: rolled-back work is never counted."""
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    event.listen(Session, "after_flush", _after_flush)
+    event.listen(Session, "after_commit", _after_commit)
+    event.listen(Session, "after_soft_rollback", lambda s, _prev: _after_rollback(s))
+    _hooks_installed = True

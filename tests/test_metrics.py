@@ -1,0 +1,146 @@
+"""GET /metrics (Prometheus), counters for tokens, failures and legacy use; /readyz timeout."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from app import database, metrics
+
+
+def scrape(text: str) -> dict[tuple[str, tuple], float]:
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return values
+
+
+def value(samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_metrics_count_requests_tokens_and_failures(client, factory):
+    key = factory.key()
+    before = scrape(client.get("/metrics").get_data(as_text=True))
+    token = factory.token(client, key)
+    client.post("/oauth/token", data={"grant_type": "client_credentials"},
+                auth=(key.client_id, "sk_wrong"))
+    rotated = client.post("/oauth/rotate", data={"token": token}, auth=key.auth).get_json()
+    client.post("/oauth/revoke", data={"token": rotated["access_token"]}, auth=key.auth)
+    client.post("/oauth/revoke", data={"token": rotated["access_token"]}, auth=key.auth)
+    metrics.count_legacy_use("accepted")
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    after = scrape(response.get_data(as_text=True))
+
+    def delta(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("keymint_tokens_issued_total", grant="client_credentials") == 1
+    assert delta("keymint_tokens_issued_total", grant="rotation") == 1
+    assert delta("keymint_tokens_rotated_total") == 1
+    assert delta("keymint_tokens_revoked_total", reason="revoked") == 1  # the second is a no-op
+    assert delta("keymint_auth_failures_total", reason="wrong_secret") == 1
+    assert delta("keymint_legacy_key_uses_total", outcome="accepted") == 1
+    assert delta("keymint_http_requests_total", endpoint="/oauth/token", method="POST",
+                 status="200") == 1
+    assert delta("keymint_http_requests_total", endpoint="/oauth/token", method="POST",
+                 status="401") == 1
+    assert delta("keymint_http_request_duration_seconds_count", endpoint="/oauth/revoke",
+                 method="POST", status="200") == 2
+
+
+def test_rolled_back_tokens_are_not_counted(client, factory):
+    key = factory.key()
+    before = scrape(client.get("/metrics").get_data(as_text=True))
+    client.post("/oauth/token", data={"grant_type": "client_credentials", "scope": "nope"},
+                auth=key.auth)
+    after = scrape(client.get("/metrics").get_data(as_text=True))
+    name = "keymint_tokens_issued_total"
+    assert value(after, name, grant="client_credentials") == value(
+        before, name, grant="client_credentials")
+
+
+def test_unmatched_paths_share_one_label(client):
+    client.get("/random/path/1")
+    client.get("/random/path/2")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "/random/path" not in text
+    assert 'endpoint="<unmatched>"' in text
+
+
+def test_readyz_answers_ok(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200 and response.get_json()["database"] == "ok"
+
+
+def test_readyz_times_out_on_a_slow_database(app, client, backend, monkeypatch):
+    app.config["KEYMINT_READYZ_TIMEOUT_MS"] = 300
+    slow = ("SELECT pg_sleep(30)" if backend == "postgres" else
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+            "SELECT count(*) FROM c")  # never ends on its own
+    monkeypatch.setattr(database, "READINESS_PROBE", slow)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "unavailable", "database": "unreachable"}
+    monkeypatch.setattr(database, "READINESS_PROBE", "SELECT 1")
+    assert client.get("/readyz").status_code == 200  # the connection is usable again
+
+
+def test_readyz_unavailable_when_the_database_is_unreachable(tmp_path):
+    from app import create_app
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI":
+                      "postgresql+psycopg://postgres@127.0.0.1:1/none",
+                      "KEYMINT_RATELIMIT_ENABLED": False})
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+
+
+@pytest.mark.slow
+def test_multiprocess_metrics_sum_all_workers_and_the_directory_is_removed(
+        database_url, factory, tmp_path):
+    from conftest import ServerProcess
+
+    key = factory.key()
+    server = ServerProcess(database_url, workers=2, env={"TMPDIR": str(tmp_path)}).start()
+    try:
+        for _ in range(6):  # a fresh connection each time: both workers answer some
+            with requests.Session() as session:
+                assert session.post(server.url + "/oauth/token", auth=key.auth, timeout=10,
+                                    data={"grant_type": "client_credentials"}).status_code == 200
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith("keymint-metrics-")]
+        totals = set()
+        for _ in range(4):
+            with requests.Session() as session:
+                text = session.get(server.url + "/metrics", timeout=10).text
+            totals.add(value(scrape(text), "keymint_tokens_issued_total",
+                             grant="client_credentials"))
+    finally:
+        server.stop()
+    assert totals == {6.0}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("keymint-metrics-")]
+
+
+@pytest.mark.slow
+def test_operator_metrics_dir_is_kept_and_emptied_of_stale_files(database_url, tmp_path):
+    from conftest import ServerProcess
+
+    directory = tmp_path / "prom"
+    directory.mkdir()
+    (directory / "counter_999999.db").write_bytes(b"stale")
+    server = ServerProcess(database_url, env={"PROMETHEUS_MULTIPROC_DIR": str(directory)})
+    server.start()
+    try:
+        text = requests.get(server.url + "/metrics", timeout=10).text
+    finally:
+        server.stop()
+    assert re.search(r"^keymint_http_requests_total", text, re.M)
+    assert directory.exists() and not (directory / "counter_999999.db").exists()
+    assert os.listdir(directory)  # the workers' own files

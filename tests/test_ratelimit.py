@@ -1,0 +1,397 @@
+"""Rate limits on the OAuth endpoints and legacy-key requests, in memory and in Redis."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from conftest import IN_CI, Factory, ServerProcess
+from freezegun import freeze_time
+from sqlalchemy import select
+
+REDIS_URL = os.environ.get("KEYMINT_TEST_REDIS_URL", "")
+GRANT = {"grant_type": "client_credentials"}
+
+
+def _redis_client():
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    client.ping()
+    return client
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    if not REDIS_URL:
+        if IN_CI:
+            pytest.fail("CI=true but KEYMINT_TEST_REDIS_URL is not set")
+        pytest.skip("Redis tests need KEYMINT_TEST_REDIS_URL (set by .ci/run)")
+    try:
+        _redis_client()
+    except Exception as exc:
+        if IN_CI:
+            pytest.fail(f"CI=true but Redis at {REDIS_URL} is unreachable: {exc}")
+        pytest.skip(f"Redis at {REDIS_URL} is unreachable: {exc}")
+    return REDIS_URL
+
+
+@pytest.fixture(params=["memory", "redis"])
+def storage(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """Limiter storage settings with a key prefix no other test (or parallel run) shares."""
+    prefix = f"keymint-test-{uuid.uuid4().hex}"
+    if request.param == "memory":
+        yield {"KEYMINT_RATELIMIT_STORAGE_URL": "memory://",
+               "KEYMINT_RATELIMIT_KEY_PREFIX": prefix}
+        return
+    url = request.getfixturevalue("redis_url")
+    yield {"KEYMINT_RATELIMIT_STORAGE_URL": url, "KEYMINT_RATELIMIT_KEY_PREFIX": prefix}
+    client = _redis_client()
+    for key in client.scan_iter(match=f"*{prefix}*"):
+        client.delete(key)
+
+
+@pytest.fixture
+def make_app(app_config: dict[str, Any], storage: dict[str, str]) -> Iterator[Any]:
+    """create_app with rate limiting on (the functional fixtures switch it off)."""
+    from app import create_app
+    from app.extensions import db
+
+    made = []
+
+    def make(**settings: Any) -> Any:
+        application = create_app({**app_config, **storage, "KEYMINT_RATELIMIT_ENABLED": True,
+                                  **settings})
+        made.append(application)
+        return application
+
+    yield make
+    for application in made:
+        with application.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+def token_request(client, auth, ip: str = "10.0.0.1"):
+    return client.post("/oauth/token", data=GRANT, auth=auth, environ_base={"REMOTE_ADDR": ip})
+
+
+def assert_rate_limited(response) -> None:
+    assert response.status_code == 429, response.get_json()
+    body = response.get_json()
+    assert body["error"] == "rate_limited"
+    assert set(body) == {"error", "error_description"}
+    assert int(response.headers["Retry-After"]) >= 1
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def audit_rows(app, action: str) -> list[Any]:
+    from app.extensions import db
+    from app.models import AuditEvent
+
+    with app.app_context():
+        return list(db.session.scalars(select(AuditEvent).where(AuditEvent.action == action)))
+
+
+def test_per_client_limit_on_token_endpoint(make_app):
+    app = make_app(KEYMINT_RATELIMIT_CLIENT="3 per hour")
+    factory, client = Factory(app), app.test_client()
+    key, other = factory.key(), factory.key()
+    for n in range(3):  # from three addresses: the limit follows the client_id
+        assert token_request(client, key.auth, ip=f"10.0.0.{n}").status_code == 200
+    assert_rate_limited(token_request(client, key.auth, ip="10.0.0.9"))
+    assert token_request(client, other.auth).status_code == 200
+
+
+def test_per_ip_limit_covers_every_client_behind_it(make_app):
+    app = make_app(KEYMINT_RATELIMIT_IP="3 per hour")
+    factory, client = Factory(app), app.test_client()
+    keys = [factory.key() for _ in range(4)]
+    for key in keys[:3]:
+        assert token_request(client, key.auth, ip="192.0.2.1").status_code == 200
+    assert_rate_limited(token_request(client, keys[3].auth, ip="192.0.2.1"))
+    assert token_request(client, keys[3].auth, ip="192.0.2.2").status_code == 200
+
+
+def test_failed_authentications_throttle_a_client_id_across_rotating_ips(make_app):
+    app = make_app(KEYMINT_RATELIMIT_FAILED_CLIENT="3 per hour")
+    factory, client = Factory(app), app.test_client()
+    key, bystander = factory.key(), factory.key()
+    wrong = (key.client_id, "sk_" + "A" * 46)
+    for n in range(3):
+        assert token_request(client, wrong, ip=f"198.51.100.{n}").status_code == 401
+    # The attacker's next guess is refused before the secret is even compared, and so is
+    # the real secret until the window passes: the price of a key id under attack.
+    assert_rate_limited(token_request(client, wrong, ip="198.51.100.50"))
+    assert_rate_limited(token_request(client, key.auth, ip="203.0.113.1"))
+    # The failure budget is shared by every OAuth endpoint of that key id.
+    assert_rate_limited(client.post("/oauth/introspect", data={"token": "x"}, auth=key.auth))
+    assert token_request(client, bystander.auth, ip="198.51.100.1").status_code == 200
+
+
+def test_failed_authentications_throttle_an_ip_across_client_ids(make_app):
+    app = make_app(KEYMINT_RATELIMIT_FAILED_IP="3 per hour")
+    factory, client = Factory(app), app.test_client()
+    key = factory.key()
+    for _ in range(3):  # credential stuffing: a new made-up key id each time
+        stuffed = (factory.key().client_id, "sk_" + "B" * 46)
+        assert token_request(client, stuffed, ip="192.0.2.66").status_code == 401
+    assert_rate_limited(token_request(client, key.auth, ip="192.0.2.66"))
+    assert token_request(client, key.auth, ip="192.0.2.67").status_code == 200
+
+
+def test_successful_requests_do_not_spend_the_failure_budget(make_app):
+    app = make_app(KEYMINT_RATELIMIT_FAILED_CLIENT="2 per hour",
+                   KEYMINT_RATELIMIT_FAILED_IP="2 per hour")
+    factory, client = Factory(app), app.test_client()
+    key = factory.key()
+    for _ in range(5):
+        assert token_request(client, key.auth).status_code == 200
+
+
+def test_introspection_has_its_own_per_client_limit(make_app):
+    app = make_app(KEYMINT_RATELIMIT_INTROSPECT="2 per hour", KEYMINT_RATELIMIT_CLIENT="50/hour")
+    factory, client = Factory(app), app.test_client()
+    key = factory.key()
+    token = factory.token(client, key)
+    for _ in range(2):
+        assert client.post("/oauth/introspect", data={"token": token},
+                           auth=key.auth).get_json()["active"] is True
+    assert_rate_limited(client.post("/oauth/introspect", data={"token": token}, auth=key.auth))
+    assert token_request(client, key.auth).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/oauth/revoke", "/oauth/rotate"])
+def test_revoke_and_rotate_are_limited_per_client(make_app, path):
+    app = make_app(KEYMINT_RATELIMIT_CLIENT="1 per hour")
+    factory, client = Factory(app), app.test_client()
+    key = factory.key()
+    token = factory.token(client, key)
+    assert client.post(path, data={"token": token}, auth=key.auth).status_code == 200
+    assert_rate_limited(client.post(path, data={"token": token}, auth=key.auth))
+
+
+def test_client_secret_post_is_keyed_by_the_form_client_id(make_app):
+    app = make_app(KEYMINT_RATELIMIT_CLIENT="1 per hour")
+    factory, client = Factory(app), app.test_client()
+    key = factory.key()
+    form = {**GRANT, "client_id": key.client_id, "client_secret": key.secret}
+    assert client.post("/oauth/token", data=form).status_code == 200
+    assert_rate_limited(client.post("/oauth/token", data=form,
+                                    environ_base={"REMOTE_ADDR": "10.9.9.9"}))
+
+
+def test_rate_limit_event_is_audited_once_per_window_and_counted(make_app):
+    from app import metrics
+
+    app = make_app(KEYMINT_RATELIMIT_CLIENT="1 per hour")
+    factory, client = Factory(app), app.test_client()
+    key = factory.key()
+    before = metrics.METRICS.rate_limited.labels("client", "/oauth/token")._value.get()
+    assert token_request(client, key.auth).status_code == 200
+    for _ in range(10):
+        assert_rate_limited(token_request(client, key.auth))
+    events = audit_rows(app, "ratelimit.exceeded")
+    assert len(events) == 1
+    event = events[0]
+    assert (event.target_type, event.target_id, event.actor_key) == ("key", key.client_id,
+                                                                     key.client_id)
+    assert event.workspace_id is not None and event.details["limit"] == "client"
+    after = metrics.METRICS.rate_limited.labels("client", "/oauth/token")._value.get()
+    assert after - before == 10
+
+
+def test_limits_reset_after_the_window(make_app, storage):
+    if storage["KEYMINT_RATELIMIT_STORAGE_URL"] != "memory://":
+        pytest.skip("freezegun moves the app's clock, not the Redis server's key expiry")
+    with freeze_time("2030-01-01T00:00:00Z") as frozen:
+        app = make_app(KEYMINT_RATELIMIT_FAILED_CLIENT="2 per minute")
+        factory, client = Factory(app), app.test_client()
+        key = factory.key()
+        wrong = (key.client_id, "sk_" + "C" * 46)
+        for _ in range(2):
+            assert token_request(client, wrong).status_code == 401
+        assert_rate_limited(token_request(client, key.auth))
+        frozen.tick(30)
+        assert_rate_limited(token_request(client, key.auth))
+        frozen.tick(91)  # two full windows later the sliding counter holds nothing
+        assert token_request(client, key.auth).status_code == 200
+
+
+def test_limits_off_when_disabled(make_app):
+    app = make_app(KEYMINT_RATELIMIT_ENABLED=False, KEYMINT_RATELIMIT_FAILED_CLIENT="1/hour",
+                   KEYMINT_RATELIMIT_CLIENT="1/hour")
+    factory, client = Factory(app), app.test_client()
+    key = factory.key()
+    for _ in range(3):
+        assert token_request(client, (key.client_id, "sk_x")).status_code == 401
+    assert token_request(client, key.auth).status_code == 200
+
+
+def test_forged_forwarded_for_is_ignored_without_trusted_proxies(make_app):
+    app = make_app(KEYMINT_RATELIMIT_IP="2 per hour")
+    factory, client = Factory(app), app.test_client()
+    key = factory.key()
+    for n in range(2):
+        response = client.post("/oauth/token", data=GRANT, auth=key.auth,
+                               headers={"X-Forwarded-For": f"203.0.113.{n}"})
+        assert response.status_code == 200
+    assert_rate_limited(client.post("/oauth/token", data=GRANT, auth=key.auth,
+                                    headers={"X-Forwarded-For": "203.0.113.99"}))
+
+
+def test_trusted_proxy_hop_decides_the_client_ip(make_app):
+    app = make_app(KEYMINT_RATELIMIT_IP="2 per hour", KEYMINT_TRUSTED_PROXIES=1)
+    factory, client = Factory(app), app.test_client()
+    key = factory.key()
+
+    def via_proxy(forwarded: str):
+        return client.post("/oauth/token", data=GRANT, auth=key.auth,
+                           headers={"X-Forwarded-For": forwarded})
+
+    # Whatever the client wrote in front, the proxy's appended address is the one used.
+    assert via_proxy("1.1.1.1, 203.0.113.7").status_code == 200
+    assert via_proxy("2.2.2.2, 203.0.113.7").status_code == 200
+    assert_rate_limited(via_proxy("3.3.3.3, 203.0.113.7"))
+    assert via_proxy("1.1.1.1, 203.0.113.8").status_code == 200
+
+
+def _legacy_view():
+    from flask import jsonify, request
+
+    if request.headers.get("X-API-Key", "").startswith("good-legacy-key"):
+        return jsonify(ok=True)
+    return jsonify(error="invalid_token"), 401
+
+
+def _decorated_legacy_view():
+    """Decorated once per process, as a real view is at import time."""
+    global _LEGACY_VIEW
+    if _LEGACY_VIEW is None:
+        from app.api.ratelimit import legacy_limits
+
+        _LEGACY_VIEW = legacy_limits(_legacy_view)
+    return _LEGACY_VIEW
+
+
+_LEGACY_VIEW = None
+
+
+def test_legacy_limits_apply_only_to_requests_with_a_legacy_key(make_app):
+    app = make_app(KEYMINT_RATELIMIT_LEGACY_KEY="2 per hour", KEYMINT_RATELIMIT_FAILED_IP="2/hour")
+    legacy_view = _decorated_legacy_view()
+    app.add_url_rule("/_legacy_probe", "legacy_probe", legacy_view)
+    client = app.test_client()
+    for _ in range(2):
+        assert client.get("/_legacy_probe", headers={"X-API-Key": "good-legacy-key"}).status_code \
+            == 200
+    assert_rate_limited(client.get("/_legacy_probe", headers={"X-API-Key": "good-legacy-key"}))
+    assert client.get("/_legacy_probe", environ_base={"REMOTE_ADDR": "10.1.1.1"},
+                      headers={"X-API-Key": "another"}).status_code == 401
+    assert client.get("/_legacy_probe", environ_base={"REMOTE_ADDR": "10.1.1.1"},
+                      headers={"X-API-Key": "another2"}).status_code == 401
+    assert_rate_limited(client.get("/_legacy_probe", environ_base={"REMOTE_ADDR": "10.1.1.1"},
+                                   headers={"X-API-Key": "good-legacy-key2"}))
+    for _ in range(5):  # without X-API-Key the decorator is transparent
+        assert client.get("/_legacy_probe").status_code == 401
+    event = audit_rows(app, "ratelimit.exceeded")[0]
+    assert "good-legacy-key" not in repr(vars(event))
+
+
+def test_limits_are_shared_between_nodes_through_redis(make_app, storage):
+    if storage["KEYMINT_RATELIMIT_STORAGE_URL"] == "memory://":
+        pytest.skip("memory storage is per process by design")
+    node_a = make_app(KEYMINT_RATELIMIT_CLIENT="2 per hour")
+    key = Factory(node_a).key()
+    assert token_request(node_a.test_client(), key.auth).status_code == 200
+    assert token_request(node_a.test_client(), key.auth).status_code == 200
+    node_b = make_app(KEYMINT_RATELIMIT_CLIENT="2 per hour")  # a second node, same Redis
+    assert_rate_limited(token_request(node_b.test_client(), key.auth))
+
+
+def test_unreachable_redis_falls_back_to_per_process_limits(app_config):
+    from app import create_app
+
+    app = create_app({**app_config, "KEYMINT_RATELIMIT_ENABLED": True,
+                      "KEYMINT_RATELIMIT_STORAGE_URL": "redis://127.0.0.1:1/0",
+                      "KEYMINT_RATELIMIT_CLIENT": "2 per hour"})
+    factory, client = Factory(app), app.test_client()
+    key = factory.key()
+    assert token_request(client, key.auth).status_code == 200
+    assert token_request(client, key.auth).status_code == 200
+    assert_rate_limited(token_request(client, key.auth))
+
+
+def test_bad_limit_setting_fails_at_startup(monkeypatch):
+    from app.config import ConfigError, load_from_environment
+
+    monkeypatch.setenv("KEYMINT_RATELIMIT_IP", "lots")
+    with pytest.raises(ConfigError, match="KEYMINT_RATELIMIT_IP"):
+        load_from_environment()
+
+
+# --- against a real server process -------------------------------------------------------------
+
+
+def _server(database_url: str, storage: dict[str, str], workers: int = 1,
+            **env: str) -> ServerProcess:
+    return ServerProcess(database_url, workers=workers,
+                         env={**storage, "KEYMINT_RATELIMIT_ENABLED": "true", **env}).start()
+
+
+@pytest.mark.slow
+def test_real_server_ignores_forged_forwarded_for(database_url, storage, factory):
+    key = factory.key()
+    server = _server(database_url, storage, KEYMINT_RATELIMIT_IP="3 per hour")
+    try:
+        codes = [requests.post(server.url + "/oauth/token", data=GRANT, auth=key.auth,
+                               headers={"X-Forwarded-For": f"203.0.113.{n}",
+                                        "X-Real-IP": f"198.51.100.{n}"}, timeout=10).status_code
+                 for n in range(5)]
+    finally:
+        server.stop()
+    assert codes == [200, 200, 200, 429, 429]
+
+
+@pytest.mark.slow
+def test_real_server_trusted_proxy_keys_on_the_appended_hop(database_url, storage, factory):
+    key = factory.key()
+    server = _server(database_url, storage, KEYMINT_RATELIMIT_IP="2 per hour",
+                     KEYMINT_TRUSTED_PROXIES="1")
+    try:
+        def post(forwarded: str) -> requests.Response:
+            return requests.post(server.url + "/oauth/token", data=GRANT, auth=key.auth,
+                                 headers={"X-Forwarded-For": forwarded}, timeout=10)
+
+        codes = [post(f"{n}.{n}.{n}.{n}, 203.0.113.7").status_code for n in range(1, 4)]
+        other = post("1.1.1.1, 203.0.113.8").status_code
+        limited = post("9.9.9.9, 203.0.113.7")
+    finally:
+        server.stop()
+    assert codes == [200, 200, 429] and other == 200
+    assert limited.json()["error"] == "rate_limited" and int(limited.headers["Retry-After"]) > 0
+
+
+@pytest.mark.slow
+def test_real_server_workers_share_limits_through_redis(database_url, redis_url, factory):
+    key = factory.key()
+    prefix = f"keymint-test-{uuid.uuid4().hex}"
+    server = _server(database_url, {"KEYMINT_RATELIMIT_STORAGE_URL": redis_url,
+                                    "KEYMINT_RATELIMIT_KEY_PREFIX": prefix}, workers=2,
+                     KEYMINT_RATELIMIT_CLIENT="4 per hour")
+    try:
+        codes = []
+        for _ in range(8):  # new connection each time: requests land on both workers
+            with requests.Session() as session:
+                codes.append(session.post(server.url + "/oauth/token", data=GRANT,
+                                          auth=key.auth, timeout=10).status_code)
+    finally:
+        server.stop()
+        client = _redis_client()
+        for stale in client.scan_iter(match=f"*{prefix}*"):
+            client.delete(stale)
+    assert codes.count(200) == 4 and codes.count(429) == 4

@@ -122,7 +122,7 @@ def test_flask_app_logs_and_audit_hold_no_secret(app, client, factory, capsys, c
 
 @pytest.mark.slow
 def test_real_server_output_holds_no_secret(app, database_url, factory):
-    from conftest import ServerProcess
+    from tests.conftest import ServerProcess
 
     key = factory.key(scopes="introspect keys:read")
     other = factory.key(scopes="keys:read")

@@ -106,7 +106,7 @@ def test_readyz_unavailable_when_the_database_is_unreachable(tmp_path):
 @pytest.mark.slow
 def test_multiprocess_metrics_sum_all_workers_and_the_directory_is_removed(
         database_url, factory, tmp_path):
-    from conftest import ServerProcess
+    from tests.conftest import ServerProcess
 
     key = factory.key()
     server = ServerProcess(database_url, workers=2, env={"TMPDIR": str(tmp_path)}).start()
@@ -130,7 +130,7 @@ def test_multiprocess_metrics_sum_all_workers_and_the_directory_is_removed(
 
 @pytest.mark.slow
 def test_operator_metrics_dir_is_kept_and_emptied_of_stale_files(database_url, tmp_path):
-    from conftest import ServerProcess
+    from tests.conftest import ServerProcess
 
     directory = tmp_path / "prom"
     directory.mkdir()

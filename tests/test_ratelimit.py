@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import IN_CI, Factory, ServerProcess
+from tests.conftest import IN_CI, Factory, ServerProcess
 from freezegun import freeze_time
 from sqlalchemy import select
 

@@ -1,11 +1,13 @@
-"""Engine settings per backend: SQLite durability pragmas and foreign keys."""
+"""Engine settings per backend: SQLite durability pragmas, PostgreSQL timeouts, commit modes."""
 
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 _configured = False
 
@@ -28,3 +30,37 @@ def configure_engine_events() -> None:
     if not _configured:
         event.listen(Engine, "connect", _sqlite_pragmas)
         _configured = True
+
+
+def engine_options(uri: str, connect_timeout: int) -> dict[str, Any]:
+    """Per-backend engine options; merged over the defaults in app.extensions (pre-ping).
+
+    PostgreSQL: an unreachable server must turn into a quick 503, not a request that hangs
+    until a worker timeout. connect_timeout bounds a new connection; TCP keepalives and
+    tcp_user_timeout bound a query on a connection whose peer silently disappeared.
+    """
+    if not uri.startswith("postgresql"):
+        return {}
+    timeout_ms = max(connect_timeout, 1) * 2000
+    return {
+        "pool_timeout": max(connect_timeout, 1),
+        "connect_args": {
+            "connect_timeout": max(connect_timeout, 2),  # libpq's minimum useful value
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            "tcp_user_timeout": timeout_ms,
+        },
+    }
+
+
+def relax_commit_durability(session: Session) -> None:
+    """Let the current transaction commit without waiting for its WAL flush (PostgreSQL only).
+
+    Only for writes whose loss in a crash is harmless: a token issued in such a transaction
+    and lost simply never works (fail closed). Revocations, rotations and every key or secret
+    change keep the server's synchronous_commit (on). On SQLite this is a no-op.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit = off"))

@@ -169,3 +169,16 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.1) -> bool:
             return True
         time.sleep(interval)
     return False
+
+
+def crash_after_commit(database_url: str, *args: str, timeout: float = 60) -> dict[str, Any]:
+    """Run tests/faults/crash_after_commit.py; it must die by SIGKILL right after committing."""
+    import json
+
+    env = {**os.environ, "KEYMINT_DATABASE_URL": database_url,
+           "KEYMINT_RATELIMIT_ENABLED": "false"}
+    result = subprocess.run([sys.executable, str(Path(__file__).with_name(
+        "crash_after_commit.py")), *args], cwd=REPO, env=env, capture_output=True,
+        timeout=timeout, check=False)
+    assert result.returncode == -9, result.stderr.decode()[-2000:]
+    return json.loads(result.stdout.decode().strip().splitlines()[-1])

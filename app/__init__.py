@@ -27,6 +27,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
 
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", database.engine_options(
+        app.config["SQLALCHEMY_DATABASE_URI"], app.config["KEYMINT_DATABASE_CONNECT_TIMEOUT"]))
     database.configure_engine_events()
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR)

@@ -99,9 +99,10 @@ def load_from_environment() -> dict[str, Any]:
         "KEYMINT_LOG_LEVEL": _choice("KEYMINT_LOG_LEVEL", "info",
                                      ("debug", "info", "warning", "error")),
         "KEYMINT_READYZ_TIMEOUT_MS": _int("KEYMINT_READYZ_TIMEOUT_MS", 2000, minimum=1),
-        "KEYMINT_DB_CONNECT_TIMEOUT": _int("KEYMINT_DB_CONNECT_TIMEOUT", 5, minimum=1),
         "KEYMINT_LAST_USED_INTERVAL": _int("KEYMINT_LAST_USED_INTERVAL", 60),
         "KEYMINT_TOKEN_RETENTION_DAYS": _int("KEYMINT_TOKEN_RETENTION_DAYS", 7),
+        "KEYMINT_DATABASE_CONNECT_TIMEOUT": _int("KEYMINT_DATABASE_CONNECT_TIMEOUT", 3, minimum=1),
+        "KEYMINT_ASYNC_ISSUANCE_COMMIT": _bool("KEYMINT_ASYNC_ISSUANCE_COMMIT", True),
     }
 
 
@@ -125,11 +126,4 @@ def build_config(overrides: dict[str, Any] | None, instance_path: str) -> dict[s
         config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(
             instance_path, "keymint.sqlite3"
         )
-    if str(config["SQLALCHEMY_DATABASE_URI"]).startswith("postgresql"):
-        # A blackholed database host must fail a request (and /readyz) in seconds, not minutes.
-        options = dict(config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
-        connect_args = dict(options.get("connect_args") or {})
-        connect_args.setdefault("connect_timeout", config["KEYMINT_DB_CONNECT_TIMEOUT"])
-        options["connect_args"] = connect_args
-        config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     return config

@@ -1,12 +1,14 @@
-"""Engine settings per backend (SQLite pragmas, foreign keys) and the readiness probe."""
+"""Engine settings per backend: SQLite pragmas, PostgreSQL timeouts, commit modes, readiness."""
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
@@ -61,3 +63,37 @@ def probe(engine: Engine, timeout_ms: int) -> None:
             with conn.begin():
                 conn.execute(text(f"SET LOCAL statement_timeout = {int(timeout_ms)}"))
                 conn.execute(text(READINESS_PROBE)).all()
+
+
+def engine_options(uri: str, connect_timeout: int) -> dict[str, Any]:
+    """Per-backend engine options; merged over the defaults in app.extensions (pre-ping).
+
+    PostgreSQL: an unreachable server must turn into a quick 503, not a request that hangs
+    until a worker timeout. connect_timeout bounds a new connection; TCP keepalives and
+    tcp_user_timeout bound a query on a connection whose peer silently disappeared.
+    """
+    if not uri.startswith("postgresql"):
+        return {}
+    timeout_ms = max(connect_timeout, 1) * 2000
+    return {
+        "pool_timeout": max(connect_timeout, 1),
+        "connect_args": {
+            "connect_timeout": max(connect_timeout, 2),  # libpq's minimum useful value
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            "tcp_user_timeout": timeout_ms,
+        },
+    }
+
+
+def relax_commit_durability(session: Session) -> None:
+    """Let the current transaction commit without waiting for its WAL flush (PostgreSQL only).
+
+    Only for writes whose loss in a crash is harmless: a token issued in such a transaction
+    and lost simply never works (fail closed). Revocations, rotations and every key or secret
+    change keep the server's synchronous_commit (on). On SQLite this is a no-op.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit = off"))

@@ -19,6 +19,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 
 from app import logs, metrics
+from app.lifecycle import gunicorn_worker_exit
 
 SERVER_HEADER = "keymint"
 
@@ -27,10 +28,13 @@ SERVER_SETTINGS: dict[str, Any] = {
     "threads": 4,
     "keepalive": 5,
     "backlog": 2048,
+    # SIGTERM: stop accepting, let in-flight requests finish for up to 30 s, then run the
+    # shutdown flushes (app.lifecycle) in worker_exit.
     "graceful_timeout": 30,
     "timeout": 30,
     "accesslog": None,
     "control_socket_disable": True,
+    "worker_exit": gunicorn_worker_exit,
 }
 
 

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 import requests
-from tests.conftest import IN_CI, Factory, ServerProcess
 from freezegun import freeze_time
 from sqlalchemy import select
+
+from tests.conftest import IN_CI, Factory, ServerProcess
 
 REDIS_URL = os.environ.get("KEYMINT_TEST_REDIS_URL", "")
 GRANT = {"grant_type": "client_credentials"}

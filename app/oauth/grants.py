@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidScopeError
+from flask import current_app
 
 from app.clock import utcnow
 from app.extensions import db
@@ -40,5 +41,7 @@ class KeyClientCredentialsGrant(grants.ClientCredentialsGrant):
         ttl = self.server.token_ttl(cred)
         issued = token_service.issue(db.session, cred, client.secret,
                                      self.request.keymint_scopes, ttl,
-                                     self.server.client_actor(client))
+                                     self.server.client_actor(client),
+                                     durable=not current_app.config[
+                                         "KEYMINT_ASYNC_ISSUANCE_COMMIT"])
         return 200, issued.response(utcnow()), self.TOKEN_RESPONSE_HEADER

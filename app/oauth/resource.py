@@ -26,7 +26,8 @@ class TokenView:
 
     def is_revoked(self) -> bool:
         i = self.info
-        return i.revoked_at is not None or i.key_revoked or not i.user_active or not i.is_member
+        return (i.revoked_at is not None or i.key_revoked or not i.secret_live(utcnow())
+                or not i.user_active or not i.is_member)
 
     def get_scope(self) -> str:
         return " ".join(self.info.scopes)

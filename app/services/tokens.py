@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app import credentials
 from app.clock import utcnow
-from app.models import AccessToken, ApiKey, Membership, User, UserStatus
+from app.database import relax_commit_durability
+from app.models import AccessToken, ApiKey, KeySecret, Membership, User, UserStatus
 from app.services import audit
 from app.services.audit import Actor
 from app.services.errors import Conflict, InvalidInput
@@ -55,6 +56,13 @@ class TokenInfo:
     key_expires_at: datetime | None
     user_active: bool
     is_member: bool
+    secret_revoked: bool = False
+    secret_expires_at: datetime | None = None
+
+    def secret_live(self, now: datetime) -> bool:
+        """The secret that minted the token still works (read now, not copied at issuance)."""
+        return not self.secret_revoked and (
+            self.secret_expires_at is None or now < self.secret_expires_at)
 
     def is_active(self, now: datetime) -> bool:
         return (
@@ -62,6 +70,7 @@ class TokenInfo:
             and now < self.expires_at
             and not self.key_revoked
             and (self.key_expires_at is None or now < self.key_expires_at)
+            and self.secret_live(now)
             and self.user_active
             and self.is_member
         )
@@ -95,8 +104,17 @@ def issue(
     *,
     rotated_from_id: int | None = None,
     audit_action: str = "token.issued",
+    durable: bool = True,
 ) -> IssuedToken:
+    """Add a token row and its audit event.
+
+    durable=False lets a plain issuance commit without waiting for the WAL flush on
+    PostgreSQL: losing it in a crash only loses a token that then never works. Anything that
+    also retires something (rotation) must stay durable.
+    """
     now = utcnow()
+    if not durable:
+        relax_commit_durability(session)
     plaintext = credentials.new_access_token()
     jti = credentials.new_token_id()
     secret_end = secret.expires_at if secret else None
@@ -120,9 +138,10 @@ _LOOKUP_QUERY = (
            AccessToken.user_id, User.email, AccessToken.workspace_id, AccessToken.scopes,
            AccessToken.issued_at, AccessToken.expires_at, AccessToken.revoked_at,
            AccessToken.replaced_by_id, ApiKey.revoked_at, ApiKey.expires_at, User.status,
-           Membership.id)
+           Membership.id, KeySecret.revoked_at, KeySecret.expires_at)
     .join(ApiKey, ApiKey.id == AccessToken.key_id)
     .join(User, User.id == AccessToken.user_id)
+    .outerjoin(KeySecret, KeySecret.id == AccessToken.secret_id)
     .outerjoin(Membership, and_(Membership.user_id == AccessToken.user_id,
                                 Membership.workspace_id == AccessToken.workspace_id))
     .where(AccessToken.digest == bindparam("digest"))
@@ -145,7 +164,8 @@ def lookup(session: Session, token: str) -> TokenInfo | None:
                      issued_at=row[8], expires_at=row[9], revoked_at=row[10],
                      replaced_by_id=row[11], key_revoked=row[12] is not None,
                      key_expires_at=row[13], user_active=row[14] == UserStatus.ACTIVE.value,
-                     is_member=row[15] is not None)
+                     is_member=row[15] is not None, secret_revoked=row[16] is not None,
+                     secret_expires_at=row[17])
 
 
 def revoke(session: Session, info: TokenInfo, actor: Actor, reason: str = "revoked") -> bool:
@@ -215,22 +235,50 @@ def rotate(
     return issued
 
 
-def purge(session: Session, retention: timedelta, batch_size: int = 5000) -> int:
-    """Delete one batch of tokens expired or revoked before now - retention; returns count."""
-    cutoff = utcnow() - retention
-    ids = session.scalars(
+def purge_cutoff(retention: timedelta) -> datetime:
+    return utcnow() - retention
+
+
+def _purgeable(cutoff: datetime):
+    return or_(AccessToken.expires_at < cutoff, AccessToken.revoked_at < cutoff)
+
+
+def count_purgeable(session: Session, cutoff: datetime) -> int:
+    return session.scalar(select(func.count()).select_from(AccessToken)
+                          .where(_purgeable(cutoff))) or 0
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeBatch:
+    deleted: int
+    last_id: int | None  # resume after this id; None when nothing was left to look at
+
+
+def purge_batch(session: Session, cutoff: datetime, after_id: int = 0,
+                batch_size: int = 5000) -> PurgeBatch:
+    """Delete one batch of tokens expired or revoked before `cutoff`, in id order.
+
+    Walking the primary key from `after_id` never rescans rows already deleted, and
+    SKIP LOCKED (PostgreSQL) leaves a row some request is revoking right now for the next
+    run, so a batch never waits on traffic and traffic only ever waits on one small batch.
+    The caller commits after each batch.
+    """
+    ids = list(session.scalars(
         select(AccessToken.id)
-        .where(or_(AccessToken.expires_at < cutoff, AccessToken.revoked_at < cutoff))
+        .where(AccessToken.id > after_id, _purgeable(cutoff))
+        .order_by(AccessToken.id)
         .limit(batch_size)
-    ).all()
+        .with_for_update(skip_locked=True)))
     if not ids:
-        return 0
+        return PurgeBatch(0, None)
+    # Rotation lineage: a surviving token that points at a purged one loses the pointer
+    # (the foreign keys say ON DELETE SET NULL too; doing it here keeps it explicit).
     session.execute(update(AccessToken).where(AccessToken.replaced_by_id.in_(ids))
                     .values(replaced_by_id=None))
     session.execute(update(AccessToken).where(AccessToken.rotated_from_id.in_(ids))
                     .values(rotated_from_id=None))
-    session.execute(delete(AccessToken).where(AccessToken.id.in_(ids)))
-    return len(ids)
+    deleted = session.execute(delete(AccessToken).where(AccessToken.id.in_(ids))).rowcount
+    return PurgeBatch(deleted or 0, ids[-1])
 
 
 def list_active(session: Session, key_id: int) -> list[AccessToken]:

@@ -1,0 +1,68 @@
+"""Shutdown hooks: flush buffered state (usage counters, last-used) before a process exits.
+
+Anything that buffers writes in memory registers a flush here, in its init_app():
+
+    from app import lifecycle
+    lifecycle.register_flush(app, flush_usage_counters)
+
+`flush_usage_counters()` takes no arguments and runs inside an app context with a fresh
+session; it should write and commit its buffer in short transactions. `keymint serve`
+calls every registered flush from gunicorn's worker_exit hook, i.e. after the worker has
+stopped accepting and finished its in-flight requests (SIGTERM, graceful_timeout); other
+processes (flask run, CLI) call them at interpreter exit. A failing flush is logged and
+does not stop the others; each flush runs at most once per process exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+from collections.abc import Callable
+
+from flask import Flask
+
+log = logging.getLogger("keymint.lifecycle")
+
+_EXTENSION = "keymint_flush_hooks"
+
+
+def register_flush(app: Flask, flush: Callable[[], None]) -> None:
+    """Run `flush` (inside an app context) when this process shuts down."""
+    hooks: list[Callable[[], None]] = app.extensions.setdefault(_EXTENSION, [])
+    if flush not in hooks:
+        hooks.append(flush)
+
+
+def flush_all(app: Flask) -> int:
+    """Run every registered flush once; returns how many succeeded. Never raises."""
+    from app.extensions import db
+
+    hooks: list[Callable[[], None]] = app.extensions.get(_EXTENSION, [])
+    done = 0
+    while hooks:
+        flush = hooks.pop(0)  # popped first: a second shutdown signal cannot run it twice
+        with app.app_context():
+            try:
+                flush()
+                done += 1
+            except Exception:
+                log.exception("shutdown flush %s failed",
+                              getattr(flush, "__qualname__", repr(flush)))
+                db.session.rollback()
+            finally:
+                db.session.remove()
+    return done
+
+
+def flush_at_exit(app: Flask) -> None:
+    """For processes without a gunicorn worker_exit hook: flush when the interpreter exits."""
+    atexit.register(flush_all, app)
+
+
+def gunicorn_worker_exit(_server: object, worker: object) -> None:
+    """gunicorn's worker_exit hook: in the worker process, after its last request."""
+    app = getattr(worker, "wsgi", None)
+    if isinstance(app, Flask):
+        flushed = flush_all(app)
+        if flushed:
+            log.info("flushed %d buffer(s) before exit", flushed)

@@ -14,12 +14,13 @@ MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app import cli, database
-    from app.api import context, errors, me, oauth, ops
+    from app.api import context, errors, keys, me, members, oauth, openapi, ops, workspace
     from app.config import build_config
     from app.extensions import db, migrate
     from app.oauth import endpoints, grants, server
 
-    app = Flask(__name__, instance_relative_config=True)
+    # No static files: every route is an API route, documented in /openapi.json.
+    app = Flask(__name__, instance_relative_config=True, static_folder=None)
     app.config.update(build_config(config, app.instance_path))
 
     proxies = app.config["KEYMINT_TRUSTED_PROXIES"]
@@ -37,7 +38,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     server.authorization.register_endpoint(endpoints.TokenRotationEndpoint)
 
     context.init_app(app)
-    for blueprint in (oauth.bp, me.bp, ops.bp):
+    for blueprint in (oauth.bp, me.bp, ops.bp, keys.bp, members.bp, workspace.bp, openapi.bp):
         app.register_blueprint(blueprint)
     errors.register(app)
     cli.register(app)

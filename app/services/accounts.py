@@ -116,6 +116,8 @@ def add_member(
     session: Session, workspace: Workspace, user: User, role: str, actor: Actor
 ) -> Membership:
     parsed = parse_role(role)
+    if not user.is_active:
+        raise InvalidInput(f"user {user.email} is disabled", field="email")
     if get_membership(session, workspace, user) is not None:
         raise Conflict(f"{user.email} is already a member of {workspace.slug}", field="email")
     membership = Membership(user_id=user.id, workspace_id=workspace.id, role=parsed.value,

@@ -229,7 +229,7 @@ def test_workspace_policy_bounds_and_defaults_expiry(client, factory):
     ({"name": "x", "scopes": [], "expires_at": "2030-01-01T00:00:00"}, "expires_at"),
     ({"name": "x", "scopes": [], "expires_at": "not a time"}, "expires_at"),
     ({"name": "x", "scopes": [], "expires_in_days": 0}, "expires_in_days"),
-    ({"name": "x", "scopes": [], "expires_in_days": 1.0}, "expires_in_days"),
+    ({"name": "x", "scopes": [], "expires_in_days": 1.5}, "expires_in_days"),
     ({"name": "x", "scopes": [], "expires_in_days": True}, "expires_in_days"),
     ({"name": "x", "scopes": [], "expires_in_days": "3"}, "expires_in_days"),
     ({"name": "x", "scopes": "introspect"}, "scopes"),
@@ -264,6 +264,14 @@ def test_malformed_bodies_are_400_never_500(client, factory, raw):
                     content_type="application/json")
     assert r.status_code == 400
     assert r.get_json()["error"] == "invalid_request"
+
+
+def test_integral_numbers_are_integers_as_json_schema_says(client, factory):
+    team = make_team(client, factory)
+    r = client.post("/api/v1/keys", headers=team["owner"].headers,
+                    data=b'{"name": "x", "scopes": [], "expires_in_days": 2.0}',
+                    content_type="application/json")
+    assert r.status_code == 201
 
 
 def test_non_json_body_is_415(client, factory):

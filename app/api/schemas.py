@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.models import Role
-from app.services.accounts import MAX_POLICY_DAYS
+from app.services.accounts import EMAIL_PATTERN, MAX_POLICY_DAYS
 from app.services.keys import MAX_GRACE_PERIOD, MAX_NAME_LEN, MAX_PAGE_SIZE, MAX_SCOPES
 
 Schema = dict[str, Any]
@@ -31,11 +31,13 @@ POLICY_DAYS: Schema = {"type": ["integer", "null"], "minimum": 1, "maximum": MAX
 
 
 def _object(properties: dict[str, Schema], required: tuple[str, ...] = (),
-            description: str = "") -> Schema:
+            description: str = "", exclusive: tuple[str, ...] = ()) -> Schema:
     schema: Schema = {"type": "object", "properties": properties,
                       "additionalProperties": False}
     if required:
         schema["required"] = list(required)
+    if exclusive:
+        schema["not"] = {"required": list(exclusive)}
     if description:
         schema["description"] = description
     return schema
@@ -46,7 +48,7 @@ def _object(properties: dict[str, Schema], required: tuple[str, ...] = (),
 KEY_CREATE = _object(
     {"name": KEY_NAME, "scopes": SCOPES,
      "expires_at": TIMESTAMP, "expires_in_days": EXPIRES_IN_DAYS},
-    required=("name", "scopes"),
+    required=("name", "scopes"), exclusive=("expires_at", "expires_in_days"),
     description="Give expires_at or expires_in_days, not both. Without either, the key "
                 "gets the workspace's default lifetime (if any). Scopes: only those the "
                 "calling key holds; management scopes only for admins and owners.")
@@ -58,6 +60,7 @@ KEY_UPDATE = _object(
                     "description": "RFC 3339; null removes the expiry (only without a "
                                    "workspace maximum lifetime)."},
      "expires_in_days": EXPIRES_IN_DAYS},
+    exclusive=("expires_at", "expires_in_days"),
     description="Every field is optional; absent fields stay as they are.")
 
 KEY_ROTATE = _object(
@@ -68,7 +71,7 @@ KEY_ROTATE = _object(
     description="The body is optional.")
 
 MEMBER_ADD = _object(
-    {"email": {"type": "string", "minLength": 3, "maxLength": 254},
+    {"email": {"type": "string", "maxLength": 254, "pattern": EMAIL_PATTERN},
      "role": {**ROLE, "default": "member"}},
     required=("email",),
     description="Adds an existing user. Admins add members; only owners grant admin or owner.")

@@ -21,7 +21,8 @@ _MAX_MESSAGE = 200
 
 
 def _strict_integer(_checker: Any, instance: Any) -> bool:
-    # JSON Schema counts 1.0 as an integer and Python counts True as one; keymint takes neither.
+    # Python counts True as an integer; JSON does not. (An integral number such as 2.0 is an
+    # integer in JSON Schema: json_body turns it into 2 before validation.)
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
@@ -29,6 +30,11 @@ StrictValidator = validators.extend(
     Draft202012Validator,
     type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer),
 )
+
+
+def _number(text: str) -> int | float:
+    value = float(text)
+    return int(value) if value.is_integer() else value
 
 _validators: dict[int, Any] = {}
 
@@ -50,6 +56,10 @@ def _describe(error: ValidationError, schema: dict[str, Any]) -> InvalidInput:
         field = unknown[0] if unknown else None
         return InvalidInput(f"unknown field {field!r}; allowed: {', '.join(sorted(known))}",
                             field=field)
+    if error.validator == "not" and isinstance(error.validator_value, dict):
+        exclusive = error.validator_value.get("required", [])
+        field = exclusive[0] if exclusive else None
+        return InvalidInput(f"give only one of {', '.join(exclusive)}", field=field)
     if error.validator == "required" and isinstance(instance, dict):
         missing = [name for name in error.validator_value if name not in instance]
         field = missing[0] if missing else None
@@ -95,7 +105,7 @@ def json_body(schema: dict[str, Any], *, optional: bool = False) -> dict[str, An
         raise UnsupportedMediaType("Send the body as JSON with Content-Type: application/json.")
     try:
         data = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates,
-                          parse_constant=_reject_constant)
+                          parse_constant=_reject_constant, parse_float=_number)
     except InvalidInput:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError):

@@ -13,7 +13,7 @@ from app.api.context import issuer
 from app.clock import epoch, utcnow
 from app.extensions import db
 from app.oauth.client import AUTH_METHODS, KeyClient
-from app.oauth.errors import InsufficientScope
+from app.oauth.errors import InsufficientScope, describe
 from app.oauth.grants import requested_scopes
 from app.services import tokens as token_service
 from app.services.errors import InvalidInput
@@ -112,9 +112,9 @@ class TokenRotationEndpoint(Endpoint):
                                           scopes, self.server.token_ttl(client.credential), actor)
         except token_service.ReusedToken as exc:
             g.commit_on_error = True  # the lineage revocation and its audit event must stay
-            raise InvalidGrantError(exc.message) from None
+            raise InvalidGrantError(describe(exc.message)) from None
         except InvalidInput as exc:
             if exc.field == "scope":
-                raise InvalidScopeError(exc.message) from None
-            raise InvalidGrantError(exc.message) from None
+                raise InvalidScopeError(describe(exc.message)) from None
+            raise InvalidGrantError(describe(exc.message)) from None
         return 200, issued.response(utcnow()), default_json_headers

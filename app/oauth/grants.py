@@ -7,6 +7,7 @@ from authlib.oauth2.rfc6749.errors import InvalidScopeError
 
 from app.clock import utcnow
 from app.extensions import db
+from app.oauth.errors import describe, echo
 from app.services import keys as key_service
 from app.services import tokens as token_service
 from app.services.errors import InvalidInput
@@ -19,10 +20,10 @@ def requested_scopes(scope: str | None, held: list[str]) -> list[str]:
     try:
         wanted = key_service.parse_scopes(scope)
     except InvalidInput as exc:
-        raise InvalidScopeError(exc.message) from None
+        raise InvalidScopeError(describe(exc.message)) from None
     missing = [s for s in wanted if s not in held]
     if missing:
-        raise InvalidScopeError(f"Scope not allowed for this key: {' '.join(missing)}")
+        raise InvalidScopeError(f"Scope not allowed for this key: {echo(' '.join(missing))}")
     return wanted
 
 

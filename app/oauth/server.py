@@ -15,7 +15,7 @@ from app.api.context import client_ip, request_actor
 from app.clock import utcnow
 from app.extensions import db
 from app.oauth.client import KeyClient
-from app.oauth.errors import ClientAuthFailed
+from app.oauth.errors import ClientAuthFailed, echo
 from app.services import keys as key_service
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -49,7 +49,7 @@ def check_form_request() -> None:
         raise InvalidRequestError(f"The request body must be {FORM_CONTENT_TYPE}.")
     for name in request.form:
         if len(request.form.getlist(name)) > 1:
-            raise InvalidRequestError(f"Parameter '{name}' was sent more than once.")
+            raise InvalidRequestError(f"Parameter '{echo(name)}' was sent more than once.")
 
 
 def note_auth_failure(reason: str, client_id: str | None, workspace_id: int | None = None) -> None:

@@ -13,9 +13,10 @@ from app.services import audit
 from app.services.audit import Actor
 from app.services.errors import Conflict, InvalidInput, NotFound
 
-_EMAIL = re.compile(
+EMAIL_PATTERN = (
     r"^[^@\s\x00-\x1f\x7f]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.[A-Za-z]{2,63}$"
 )
+_EMAIL = re.compile(EMAIL_PATTERN)
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 MAX_POLICY_DAYS = 3650
 

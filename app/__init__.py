@@ -14,12 +14,26 @@ MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app import cli, database, logs, metrics
-    from app.api import context, errors, guards, me, oauth, ops, ratelimit, telemetry
+    from app.api import (
+        context,
+        errors,
+        guards,
+        keys,
+        me,
+        members,
+        oauth,
+        openapi,
+        ops,
+        ratelimit,
+        telemetry,
+        workspace,
+    )
     from app.config import build_config
     from app.extensions import db, migrate
     from app.oauth import endpoints, grants, server
 
-    app = Flask(__name__, instance_relative_config=True)
+    # No static files: every route is an API route, documented in /openapi.json.
+    app = Flask(__name__, instance_relative_config=True, static_folder=None)
     app.config.update(build_config(config, app.instance_path))
     logs.configure(app.config["KEYMINT_LOG_LEVEL"])
 
@@ -45,7 +59,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     context.init_app(app)
     telemetry.init_app(app)
     guards.init_app(app)
-    for blueprint in (oauth.bp, me.bp, ops.bp):
+    for blueprint in (oauth.bp, me.bp, ops.bp, keys.bp, members.bp, workspace.bp, openapi.bp):
         app.register_blueprint(blueprint)
     errors.register(app)
     cli.register(app)

@@ -169,12 +169,15 @@ def keys_list(slug: str | None, email: str | None, state: str | None, as_json: b
 
 
 @keys_cli.command("expiring")
-@click.option("--within-days", type=click.IntRange(min=1), required=True)
+@click.option("--within-days", type=click.IntRange(min=1, max=36500), required=True)
+@click.option("--workspace", "slug", default=None, help="Only this workspace.")
 @click.option("--json", "as_json", is_flag=True)
 @transactional
-def keys_expiring(within_days: int, as_json: bool) -> None:
-    _print_keys(keys.list_keys(db.session, expiring_within=timedelta(days=within_days)),
-                as_json)
+def keys_expiring(within_days: int, slug: str | None, as_json: bool) -> None:
+    """Active keys whose expiry falls within the next N days (revoked/expired ones excluded)."""
+    workspace_id = accounts.get_workspace(db.session, slug).id if slug else None
+    _print_keys(keys.list_keys(db.session, workspace_id=workspace_id,
+                               expiring_within=timedelta(days=within_days)), as_json)
 
 
 @keys_cli.command("revoke")

@@ -33,7 +33,7 @@ def basic(user: str | bytes, password: str | bytes) -> str:
 
 @pytest.fixture
 def key(factory):
-    return factory.key(scopes="introspect keys:read")
+    return factory.key(scopes="introspect keys:read keys:write")
 
 
 @pytest.mark.parametrize("path", OAUTH_PATHS)
@@ -195,19 +195,21 @@ def test_bad_checksum_token_is_inactive_without_a_database_lookup(app, client, k
     assert me.status_code == 401
 
 
-@pytest.mark.parametrize("body, content_type", [
-    ("[1, 2]", "application/json"), ("null", "application/json"), ("1", "application/json"),
-    ('"text"', "application/json"), ("{bad json", "application/json"),
-    (b'{"name": "\xff"}', "application/json"), ('{"name": "x"}', "text/plain"),
-    ("name=x", FORM),
+@pytest.mark.parametrize("body, content_type, status", [
+    ("[1, 2]", "application/json", 400), ("null", "application/json", 400),
+    ("1", "application/json", 400), ('"text"', "application/json", 400),
+    ("{bad json", "application/json", 400), (b'{"name": "\xff"}', "application/json", 400),
+    ('{"name": "x"}', "text/plain", 415), ("name=x", FORM, 415),
 ])
 @pytest.mark.parametrize("method", ["POST", "PATCH"])
-def test_api_body_must_be_a_json_object(client, key, factory, body, content_type, method):
+def test_api_body_must_be_a_json_object(client, key, factory, body, content_type, status,
+                                        method):
     token = factory.token(client, key)
-    response = client.open("/api/v1/keys", method=method, data=body,
-                           content_type=content_type,
+    path = "/api/v1/keys" if method == "POST" else f"/api/v1/keys/{key.client_id}"
+    response = client.open(path, method=method, data=body, content_type=content_type,
                            headers={"Authorization": f"Bearer {token}"})
-    assert assert_json_error(response, 400)["error"] == "invalid_request"
+    expected = "invalid_request" if status == 400 else "unsupported_media_type"
+    assert assert_json_error(response, status)["error"] == expected
 
 
 def test_api_body_over_64_kib_is_413(client):

@@ -1,14 +1,12 @@
-"""Request-body guards: bounded bodies (also chunked ones) and JSON-object API bodies."""
+"""Request-body guard: bounded bodies, chunked ones included (JSON bodies: app/api/validation)."""
 
 from __future__ import annotations
 
 import io
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
-
-from app.api.errors import error_response
 
 TOO_LARGE_FLAG = "keymint.body_too_large"
 
@@ -38,33 +36,12 @@ class ChunkedBodyLimit:
 
 
 def check_body_size() -> None:
-    if request.environ.get(TOO_LARGE_FLAG):
+    """413 before any other check: an oversized body is refused whoever sends it."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.environ.get(TOO_LARGE_FLAG) or (request.content_length or 0) > limit:
         raise RequestEntityTooLarge()
-
-API_PREFIX = "/api/"
-BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-def _has_body() -> bool:
-    return bool(request.content_length)
-
-
-def check_json_body() -> Response | None:
-    """400 for a management-API body that is not a JSON object; views can trust get_json()."""
-    if not request.path.startswith(API_PREFIX) or request.method not in BODY_METHODS:
-        return None
-    if not _has_body():
-        return None
-    if not request.is_json:
-        return error_response(400, "invalid_request", "The request body must be a JSON object "
-                              "sent as application/json.")
-    body = request.get_json(silent=True)  # cached: the view's get_json() reuses it
-    if not isinstance(body, dict):
-        return error_response(400, "invalid_request", "The request body must be a JSON object.")
-    return None
 
 
 def init_app(app: Flask) -> None:
     app.wsgi_app = ChunkedBodyLimit(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])
     app.before_request(check_body_size)
-    app.before_request(check_json_body)

@@ -24,7 +24,8 @@ def requested_scopes(scope: str | None, held: list[str]) -> list[str]:
         raise InvalidScopeError(safe_description(exc.message)) from None
     missing = [s for s in wanted if s not in held]
     if missing:
-        raise InvalidScopeError(f"Scope not allowed for this key: {' '.join(missing)}")
+        raise InvalidScopeError(
+            safe_description(f"Scope not allowed for this key: {' '.join(missing)}"))
     return wanted
 
 

@@ -13,9 +13,10 @@ from app.services import audit
 from app.services.audit import Actor
 from app.services.errors import Conflict, InvalidInput, NotFound
 
-_EMAIL = re.compile(
+EMAIL_PATTERN = (
     r"^[^@\s\x00-\x1f\x7f]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.[A-Za-z]{2,63}$"
 )
+_EMAIL = re.compile(EMAIL_PATTERN)
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 MAX_POLICY_DAYS = 3650
 
@@ -116,6 +117,8 @@ def add_member(
     session: Session, workspace: Workspace, user: User, role: str, actor: Actor
 ) -> Membership:
     parsed = parse_role(role)
+    if not user.is_active:
+        raise InvalidInput(f"user {user.email} is disabled", field="email")
     if get_membership(session, workspace, user) is not None:
         raise Conflict(f"{user.email} is already a member of {workspace.slug}", field="email")
     membership = Membership(user_id=user.id, workspace_id=workspace.id, role=parsed.value,

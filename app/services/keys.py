@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import re
 from dataclasses import dataclass, field
@@ -167,7 +169,9 @@ def get_key(session: Session, client_id: str, *, workspace_id: int | None = None
     if workspace_id is not None:
         query = query.where(ApiKey.workspace_id == workspace_id)
     if lock:
-        query = query.with_for_update()
+        # populate_existing: the row read under the lock wins over a copy loaded earlier in
+        # this session, so a concurrent revocation or rotation is never decided on stale data.
+        query = query.with_for_update().execution_options(populate_existing=True)
     key = session.scalar(query)
     if key is None:
         raise NotFound(f"no key {client_id!r}", field="client_id")
@@ -236,7 +240,8 @@ def rotate_secret(
         raise Conflict("an expired key cannot be rotated", field="client_id")
     live = session.scalars(select(KeySecret).where(
         KeySecret.key_id == key.id, KeySecret.revoked_at.is_(None),
-        or_(KeySecret.expires_at.is_(None), KeySecret.expires_at > now))).all()
+        or_(KeySecret.expires_at.is_(None), KeySecret.expires_at > now))
+        .execution_options(populate_existing=True)).all()
     previous_end: datetime | None = None
     for secret in live:
         if secret.expires_at is None and grace_period > 0:
@@ -271,11 +276,25 @@ def update_key(
     name: str | None = None,
     scopes: str | list[str] | None = None,
     expires_at: datetime | type[Ellipsis] | None = ...,
+    expires_in_days: int | None = None,
 ) -> ApiKey:
-    """Rename, narrow scopes (never widen) or move the expiry within policy."""
+    """Rename, narrow scopes (never widen) or move the expiry within policy.
+
+    `expires_at=None` removes the expiry (only where the workspace has no maximum lifetime);
+    `expires_in_days` counts from now. An expired key stays expired: it can be renamed or
+    narrowed, but bringing it back to life is a new key's job.
+    """
     now = utcnow()
     if key.revoked_at is not None:
         raise Conflict("a revoked key cannot be changed", field="client_id")
+    if expires_in_days is not None:
+        if expires_at is not ...:
+            raise InvalidInput("give expires_at or expires_in_days, not both",
+                               field="expires_at")
+        expires_at = resolve_expiry(workspace, now, expires_in_days=expires_in_days)
+    if expires_at is not ... and key.is_expired(now):
+        raise Conflict("an expired key's expiry cannot be changed; create a new key",
+                       field="expires_at")
     changes: dict[str, object] = {}
     if name is not None:
         name = clean_name(name)
@@ -322,10 +341,8 @@ def _narrow_live_tokens(session: Session, key: ApiKey, allowed: set[str], now: d
             token.revoked_reason = "scopes_narrowed"
 
 
-def list_keys(session: Session, *, workspace_id: int | None = None,
-              user_id: int | None = None, state: str | None = None,
-              expiring_within: timedelta | None = None) -> list[ApiKey]:
-    now = utcnow()
+def _keys_query(now: datetime, workspace_id: int | None, user_id: int | None,
+                state: str | None, expiring_within: timedelta | None):
     query = select(ApiKey).order_by(ApiKey.id.desc())
     if workspace_id is not None:
         query = query.where(ApiKey.workspace_id == workspace_id)
@@ -335,7 +352,73 @@ def list_keys(session: Session, *, workspace_id: int | None = None,
     if expiring_within is not None:
         query = query.where(ApiKey.revoked_at.is_(None), ApiKey.expires_at.is_not(None),
                             ApiKey.expires_at > now, ApiKey.expires_at <= now + expiring_within)
+    return query
+
+
+def list_keys(session: Session, *, workspace_id: int | None = None,
+              user_id: int | None = None, state: str | None = None,
+              expiring_within: timedelta | None = None) -> list[ApiKey]:
+    """Every matching key, newest first (the CLI's view; the API pages with page_keys)."""
+    query = _keys_query(utcnow(), workspace_id, user_id, state, expiring_within)
     return list(session.scalars(query))
+
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+_CURSOR_KIND = "keys"
+# Ids are 64-bit on PostgreSQL; a longer number is not a cursor keymint made.
+_MAX_ID_DIGITS = 18
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPage:
+    keys: list[ApiKey]
+    next_cursor: str | None
+
+
+def encode_cursor(key_id: int) -> str:
+    """Opaque to clients; it names the last key of a page, so inserts never shift pages."""
+    raw = f"{_CURSOR_KIND}:{key_id}".encode("ascii")
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    error = InvalidInput("cursor is not one this server issued; start again without it",
+                         field="cursor")
+    if not cursor or len(cursor) > 64:
+        raise error
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise error from None
+    kind, _, number = raw.partition(":")
+    if kind != _CURSOR_KIND or not number.isdigit() or len(number) > _MAX_ID_DIGITS:
+        raise error
+    return int(number)
+
+
+def page_keys(session: Session, *, workspace_id: int, user_id: int | None = None,
+              state: str | None = None, expiring_within: timedelta | None = None,
+              cursor: str | None = None, limit: int = DEFAULT_PAGE_SIZE) -> KeyPage:
+    """One page of keys, newest first, continuing after `cursor`."""
+    if isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE_SIZE}", field="limit")
+    query = _keys_query(utcnow(), workspace_id, user_id, state, expiring_within)
+    if cursor is not None:
+        query = query.where(ApiKey.id < decode_cursor(cursor))
+    rows = list(session.scalars(query.limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return KeyPage(keys=rows, next_cursor=encode_cursor(rows[-1].id) if more else None)
+
+
+def user_id_for_filter(session: Session, user: str) -> int:
+    """A `user` filter given as a user id or an email; an unknown user matches no key (0)."""
+    user = user.strip()
+    if user.isascii() and user.isdigit():
+        return int(user) if len(user) <= _MAX_ID_DIGITS else 0
+    found = session.scalar(select(User.id).where(User.email == user.lower()))
+    return found or 0
 
 
 def state_filter(state: str | None, now: datetime):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tests.conftest import Factory, ServerProcess, _migrate  # the tests/ conftest
 from tests.faults.support import PgCluster
 

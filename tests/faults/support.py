@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 import requests
-from tests.conftest import IN_CI, REPO, ServerProcess, free_port  # the tests/ conftest
 from sqlalchemy import create_engine, text
+
+from tests.conftest import IN_CI, REPO, ServerProcess, free_port  # the tests/ conftest
 
 PG_VERSION_DIRS = sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
 

@@ -10,7 +10,6 @@ from datetime import timedelta
 
 import pytest
 import requests
-from tests.faults.support import introspect, mint, start_server
 from sqlalchemy import func, select
 
 from app.clock import utcnow
@@ -18,6 +17,7 @@ from app.extensions import db
 from app.models import AuditEvent, KeySecret
 from app.services import keys
 from app.services.audit import Actor
+from tests.faults.support import introspect, mint, start_server
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow,
               pytest.mark.parametrize("database_url", ["postgres"], indirect=True)]

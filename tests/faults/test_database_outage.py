@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from tests.faults.support import introspect, mint, post, start_server, wait_until
 from sqlalchemy import create_engine, func, select
 
 from app.models import AccessToken, AuditEvent
+from tests.faults.support import introspect, mint, post, start_server, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from sqlalchemy import create_engine, text
+
 from tests.conftest import ServerProcess
 from tests.faults.support import REPO, introspect, start_server, wait_until
-from sqlalchemy import create_engine, text
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 

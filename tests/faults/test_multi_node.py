@@ -6,6 +6,7 @@ import json
 
 import pytest
 import requests
+
 from tests.faults.support import introspect, keymint_cli, mint, post, start_server
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]

@@ -11,12 +11,12 @@ from datetime import datetime, timedelta
 
 import pytest
 import requests
-from tests.faults.support import REPO, introspect, start_server
 from freezegun import freeze_time
 from sqlalchemy import func, select, text
 
 from app.extensions import db
 from app.models import AccessToken, ApiKey, AuditEvent
+from tests.faults.support import REPO, introspect, start_server
 
 pytestmark = pytest.mark.faults
 

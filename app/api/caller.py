@@ -1,0 +1,28 @@
+"""The authenticated caller of a management route: its Principal and audit Actor."""
+
+from __future__ import annotations
+
+from flask import g
+
+from app.api.context import request_actor
+from app.extensions import db
+from app.oauth.resource import current_info
+from app.services import access
+from app.services.audit import Actor
+
+
+def principal() -> access.Principal:
+    """The caller behind the Bearer token, with its role read now (once per request)."""
+    found = g.get("keymint_principal")
+    if found is None:
+        info = current_info()
+        found = access.load_principal(db.session, info.user_id, info.workspace_id,
+                                      info.client_id)
+        g.keymint_principal = found
+    return found
+
+
+def actor() -> Actor:
+    """Audit actor: the user behind the token, with the key it was minted from."""
+    caller = principal()
+    return request_actor("user", str(caller.user_id), caller.client_id)

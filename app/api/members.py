@@ -1,0 +1,77 @@
+"""/api/v1/members: who belongs to the caller's workspace, with which role."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+from sqlalchemy import select
+
+from app.api import schemas
+from app.api.caller import actor, principal
+from app.api.validation import json_body
+from app.clock import isoformat
+from app.extensions import db
+from app.models import Membership, Workspace
+from app.oauth.resource import require_token
+from app.services import access, accounts
+
+bp = Blueprint("members", __name__, url_prefix="/api/v1")
+
+READ = "members:read"
+WRITE = "members:write"
+
+
+def member_json(membership: Membership) -> dict:
+    return {"user_id": str(membership.user_id), "email": membership.user.email,
+            "role": membership.role, "status": membership.user.status,
+            "joined_at": isoformat(membership.created_at)}
+
+
+
+
+@bp.get("/members")
+@require_token(READ)
+def list_members() -> Response:
+    caller = principal()
+    rows = db.session.scalars(select(Membership)
+                              .where(Membership.workspace_id == caller.workspace_id)
+                              .order_by(Membership.id)).all()
+    return jsonify({"members": [member_json(m) for m in rows]})
+
+
+@bp.post("/members")
+@require_token(WRITE)
+def add_member() -> tuple[Response, int, dict[str, str]]:
+    caller = principal()
+    body = json_body(schemas.MEMBER_ADD)
+    role = accounts.parse_role(body.get("role", "member"))
+    access.check_can_add(caller, role)
+    user = accounts.get_user_by_email(db.session, body["email"])
+    membership = accounts.add_member(db.session, db.session.get(Workspace, caller.workspace_id),
+                                     user, role.value, actor())
+    payload = member_json(membership)
+    db.session.commit()
+    return jsonify(payload), 201, {"Location": f"/api/v1/members/{membership.user_id}"}
+
+
+@bp.patch("/members/<user_id>")
+@require_token(WRITE)
+def change_role(user_id: str) -> Response:
+    caller = principal()
+    body = json_body(schemas.MEMBER_UPDATE)
+    access.require_owner(caller, "change roles")
+    membership = access.membership_in(db.session, caller, user_id)
+    accounts.change_role(db.session, membership, body["role"], actor())
+    payload = member_json(membership)
+    db.session.commit()
+    return jsonify(payload)
+
+
+@bp.delete("/members/<user_id>")
+@require_token(WRITE)
+def remove_member(user_id: str) -> tuple[str, int]:
+    caller = principal()
+    membership = access.membership_in(db.session, caller, user_id)
+    access.check_can_remove(caller, membership)
+    accounts.remove_member(db.session, membership, actor())
+    db.session.commit()
+    return "", 204

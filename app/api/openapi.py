@@ -1,0 +1,399 @@
+"""GET /openapi.json: the OpenAPI 3.1 document of every route of the server.
+
+Request bodies and query parameters of the management API are the very schema objects the
+validator checks (app/api/schemas.py). tests/test_openapi.py fails when a route exists that
+this document does not describe, or the other way round.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+from app.api import schemas
+from app.services.keys import INTROSPECT_SCOPE, MANAGEMENT_SCOPES
+
+bp = Blueprint("openapi", __name__)
+
+Doc = dict[str, Any]
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+
+
+def ref(name: str) -> Doc:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_content(schema: Doc) -> Doc:
+    return {JSON: {"schema": schema}}
+
+
+def error(description: str, *, challenge: bool = False) -> Doc:
+    response: Doc = {"description": description, "content": json_content(ref("Error"))}
+    if challenge:
+        response["headers"] = {"WWW-Authenticate": {
+            "description": "The authentication challenge (RFC 6750 §3 or RFC 7617).",
+            "schema": {"type": "string"}}}
+    return response
+
+
+UNAVAILABLE = error("The database is unreachable; nothing was changed. Retry after "
+                    "`Retry-After` seconds.")
+BEARER_ERRORS = {
+    "401": error("Missing, malformed, expired or revoked Bearer token "
+                 "(`WWW-Authenticate: Bearer`).", challenge=True),
+    "403": error("The token lacks the route's scope (`insufficient_scope`), or the caller's "
+                 "role does not allow the action (`forbidden`).", challenge=True),
+    "503": UNAVAILABLE,
+}
+JSON_BODY_ERRORS = {
+    "400": error("Invalid JSON, not an object, unknown field, wrong type or a rule broken; "
+                 "`field` names the culprit."),
+    "413": error("The body is larger than 64 KiB."),
+    "415": error("The body is not JSON."),
+}
+
+
+def bearer(*scopes: str) -> list[Doc]:
+    # OpenAPI 3.1 lets a non-OAuth2 scheme list the roles/scopes it needs; any one suffices.
+    return [{"bearerAuth": [scope]} for scope in scopes]
+
+
+def management(summary: str, scopes: tuple[str, ...], responses: Doc, *,
+               description: str = "", body: Doc | None = None,
+               body_required: bool = True, query: Doc | None = None,
+               path_param: Doc | None = None) -> Doc:
+    operation: Doc = {"summary": summary, "security": bearer(*scopes),
+                      "responses": {**responses, **BEARER_ERRORS}}
+    needs = " or ".join(f"`{s}`" for s in scopes)
+    operation["description"] = (description + "\n\n" if description else "") + \
+        f"Needs a Bearer token with {needs}."
+    parameters = []
+    if path_param is not None:
+        parameters.append(path_param)
+    if query is not None:
+        for name, schema in query["properties"].items():
+            parameters.append({"name": name, "in": "query", "required": False,
+                               "schema": schema,
+                               **({"description": schema["description"]}
+                                  if "description" in schema else {})})
+    if parameters:
+        operation["parameters"] = parameters
+    if query is not None or body is not None:
+        operation["responses"] = {**JSON_BODY_ERRORS, **operation["responses"]}
+        if body is None:
+            for code in ("413", "415"):
+                operation["responses"].pop(code)
+    if body is not None:
+        operation["requestBody"] = {"required": body_required, "content": json_content(body)}
+    return operation
+
+
+CLIENT_ID_PARAM: Doc = {"name": "client_id", "in": "path", "required": True,
+                        "schema": {"type": "string", "pattern": "^key_[0-9A-Za-z]{24}$"},
+                        "description": "The key's public id (its OAuth client_id)."}
+USER_ID_PARAM: Doc = {"name": "user_id", "in": "path", "required": True,
+                      "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}
+KEY_NOT_FOUND = error("No such key in the caller's workspace, or (for members) not one of "
+                      "their own keys.")
+MEMBER_NOT_FOUND = error("No such member in the caller's workspace.")
+
+
+def _oauth_form(properties: Doc, required: tuple[str, ...]) -> Doc:
+    client = {"client_id": {"type": "string",
+                            "description": "client_secret_post; else use HTTP Basic."},
+              "client_secret": {"type": "string"}}
+    return {"required": True, "content": {FORM: {"schema": {
+        "type": "object", "properties": {**properties, **client},
+        "required": list(required)}}}}
+
+
+OAUTH_ERRORS = {
+    "400": error("RFC 6749 §5.2 error: invalid_request, invalid_scope, invalid_grant, "
+                 "unsupported_grant_type ..."),
+    "401": error("invalid_client: client authentication failed "
+                 "(`WWW-Authenticate: Basic realm=\"keymint\"`).", challenge=True),
+    "503": UNAVAILABLE,
+}
+CLIENT_AUTH = [{"clientSecretBasic": []}, {}]  # {}: client_secret_post in the form body
+
+TOKEN_RESPONSE: Doc = {
+    "type": "object", "required": ["access_token", "token_type", "expires_in", "scope"],
+    "properties": {"access_token": {"type": "string"},
+                   "token_type": {"type": "string", "enum": ["Bearer"]},
+                   "expires_in": {"type": "integer", "minimum": 0},
+                   "scope": {"type": "string"}}}
+
+INTROSPECTION: Doc = {
+    "type": "object", "required": ["active"],
+    "description": "RFC 7662. Anything not active for the caller is exactly "
+                   "{\"active\": false}.",
+    "properties": {
+        "active": {"type": "boolean"}, "scope": {"type": "string"},
+        "client_id": {"type": "string"}, "sub": {"type": "string"},
+        "username": {"type": "string"}, "token_type": {"type": "string"},
+        "exp": {"type": "integer"}, "iat": {"type": "integer"}, "jti": {"type": "string"},
+        "iss": {"type": "string"}, "workspace_id": {"type": "string"},
+        "deprecated": {"type": "boolean", "description": "Legacy keys only."},
+        "sunset_at": {"type": "string", "description": "Legacy keys only."}}}
+
+METADATA: Doc = {
+    "type": "object",
+    "required": ["issuer", "token_endpoint", "introspection_endpoint", "revocation_endpoint",
+                 "grant_types_supported", "token_endpoint_auth_methods_supported",
+                 "scopes_supported"],
+    "properties": {name: {"type": "string"} for name in (
+        "issuer", "token_endpoint", "introspection_endpoint", "revocation_endpoint",
+        "service_documentation")} | {
+        name: {"type": "array", "items": {"type": "string"}} for name in (
+            "grant_types_supported", "response_types_supported",
+            "token_endpoint_auth_methods_supported",
+            "introspection_endpoint_auth_methods_supported",
+            "revocation_endpoint_auth_methods_supported", "scopes_supported")}}
+
+ME: Doc = {
+    "type": "object", "required": ["credential", "user", "workspace", "scopes"],
+    "properties": {
+        "credential": {"type": "string", "enum": ["access_token", "legacy_api_key"]},
+        "user": {"type": ["object", "null"]}, "workspace": {"type": "object"},
+        "key": {"type": ["object", "null"]},
+        "scopes": {"type": "array", "items": {"type": "string"}},
+        "token": {"type": ["object", "null"]}}}
+
+HEALTH: Doc = {"type": "object", "required": ["status"],
+               "properties": {"status": {"type": "string"},
+                              "database": {"type": "string"}}}
+
+# The next two routes belong to other branches (legacy, audit). Their shapes here are read
+# from DESIGN.md and kept deliberately loose until their owners tighten them at merge.
+LEGACY_KEY: Doc = {
+    "type": "object",
+    "description": "Metadata of one imported legacy key (label, usage counters, last use, "
+                   "migration state); never the key itself."}
+
+AUDIT_EVENT: Doc = {
+    "type": "object",
+    "description": "One audit event: when, action, actor (type, id, key), target, ip, "
+                   "request id, details."}
+
+AUDIT_QUERY: Doc = {"type": "object", "properties": {
+    "action": {"type": "string"}, "actor": {"type": "string"},
+    "key": {"type": "string", "description": "A key's client_id."},
+    "since": {"type": "string", "format": "date-time"},
+    "until": {"type": "string", "format": "date-time"},
+    "cursor": {"type": "string"},
+    "limit": {"type": "integer", "minimum": 1}}}
+
+
+def _paths() -> Doc:
+    k = schemas
+    return {
+        "/.well-known/oauth-authorization-server": {"get": {
+            "tags": ["oauth"], "summary": "RFC 8414 authorization server metadata",
+            "security": [],
+            "responses": {"200": {"description": "Metadata.", "content": json_content(METADATA)}}}},
+        "/oauth/token": {"post": {
+            "tags": ["oauth"], "summary": "Mint an access token (client_credentials grant)",
+            "description": "RFC 6749 §4.4. `scope` must be a subset of the key's scopes "
+                           "(default: all of them). No refresh token.",
+            "security": CLIENT_AUTH,
+            "requestBody": _oauth_form({
+                "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                "scope": {"type": "string", "description": "Space-separated."}},
+                ("grant_type",)),
+            "responses": {"200": {"description": "A new access token.",
+                                  "content": json_content(TOKEN_RESPONSE)}, **OAUTH_ERRORS}}},
+        "/oauth/introspect": {"post": {
+            "tags": ["oauth"], "summary": "Token introspection (RFC 7662)",
+            "description": f"The caller's key needs the `{INTROSPECT_SCOPE}` scope.",
+            "security": CLIENT_AUTH,
+            "requestBody": _oauth_form({"token": {"type": "string"},
+                                        "token_type_hint": {"type": "string"}}, ("token",)),
+            "responses": {"200": {"description": "The token's state.",
+                                  "content": json_content(INTROSPECTION)},
+                          "403": error("The key lacks the introspect scope."),
+                          **OAUTH_ERRORS}}},
+        "/oauth/revoke": {"post": {
+            "tags": ["oauth"], "summary": "Token revocation (RFC 7009)",
+            "description": "Unknown, already revoked or foreign tokens answer 200 and "
+                           "nothing changes.",
+            "security": CLIENT_AUTH,
+            "requestBody": _oauth_form({"token": {"type": "string"},
+                                        "token_type_hint": {"type": "string"}}, ("token",)),
+            "responses": {"200": {"description": "Revoked (or nothing to do).",
+                                  "content": json_content({"type": "object"})},
+                          **OAUTH_ERRORS}}},
+        "/oauth/rotate": {"post": {
+            "tags": ["oauth"], "summary": "Rotate an access token",
+            "description": "Revokes `token` and issues its replacement atomically. A token "
+                           "presented again after rotation revokes its whole lineage "
+                           "(400 invalid_grant).",
+            "security": CLIENT_AUTH,
+            "requestBody": _oauth_form({"token": {"type": "string"},
+                                        "scope": {"type": "string"}}, ("token",)),
+            "responses": {"200": {"description": "The replacement token.",
+                                  "content": json_content(TOKEN_RESPONSE)}, **OAUTH_ERRORS}}},
+        "/api/v1/me": {"get": {
+            "tags": ["management"], "summary": "Who the presented credential is",
+            "description": "Any valid Bearer token; also a legacy key in `X-API-Key` until "
+                           "the sunset date.",
+            "security": [{"bearerAuth": []}, {"legacyApiKey": []}],
+            "responses": {"200": {"description": "The caller.", "content": json_content(ME)},
+                          "401": BEARER_ERRORS["401"], "503": UNAVAILABLE}}},
+        "/api/v1/keys": {
+            "get": {"tags": ["keys"], **management(
+                "List keys", ("keys:read",),
+                {"200": {"description": "One page, newest first.",
+                         "content": json_content(ref("KeyPage"))}},
+                description="Members see their own keys; admins and owners every key of "
+                            "the workspace.", query=k.KEY_LIST_QUERY)},
+            "post": {"tags": ["keys"], **management(
+                "Create a key for the caller", ("keys:write",),
+                {"201": {"description": "Created; `client_secret` is shown only now.",
+                         "headers": {"Location": {"required": True,
+                                                  "schema": {"type": "string"}}},
+                         "content": json_content(ref("KeyWithSecret"))}},
+                body=ref("KeyCreate"))}},
+        "/api/v1/keys/{client_id}": {
+            "get": {"tags": ["keys"], **management(
+                "Read a key", ("keys:read",),
+                {"200": {"description": "The key.", "content": json_content(ref("Key"))},
+                 "404": KEY_NOT_FOUND}, path_param=CLIENT_ID_PARAM)},
+            "patch": {"tags": ["keys"], **management(
+                "Rename, narrow scopes or change the expiry", ("keys:write",),
+                {"200": {"description": "The changed key.",
+                         "content": json_content(ref("Key"))},
+                 "404": KEY_NOT_FOUND,
+                 "409": error("The key is revoked, or expired and an expiry change was "
+                              "asked.")},
+                body=ref("KeyUpdate"), path_param=CLIENT_ID_PARAM)},
+            "delete": {"tags": ["keys"], **management(
+                "Revoke a key", ("keys:write",),
+                {"204": {"description": "Revoked with all its secrets and tokens, at once. "
+                                        "The key stays readable with `revoked_at` set."},
+                 "404": KEY_NOT_FOUND}, path_param=CLIENT_ID_PARAM)}},
+        "/api/v1/keys/{client_id}/rotate": {"post": {"tags": ["keys"], **management(
+            "Rotate the key's secret", ("keys:write",),
+            {"200": {"description": "The new secret, shown only now.",
+                     "content": json_content(ref("KeyRotated"))},
+             "404": KEY_NOT_FOUND, "409": error("The key is revoked or expired.")},
+            description="The previous secret keeps working for `grace_period` seconds "
+                        "(never past the key's expiry); a rotation during a grace period "
+                        "ends the older secret now.",
+            body=ref("KeyRotate"), body_required=False, path_param=CLIENT_ID_PARAM)}},
+        "/api/v1/keys/{client_id}/tokens": {
+            "get": {"tags": ["keys"], **management(
+                "List the key's active tokens (metadata only)", ("keys:read",),
+                {"200": {"description": "Active tokens, newest first.",
+                         "content": json_content(ref("TokenList"))},
+                 "404": KEY_NOT_FOUND}, path_param=CLIENT_ID_PARAM)},
+            "delete": {"tags": ["keys"], **management(
+                "Revoke every token of the key; the key stays", ("keys:write",),
+                {"200": {"description": "How many tokens were revoked.",
+                         "content": json_content(ref("TokensRevoked"))},
+                 "404": KEY_NOT_FOUND}, path_param=CLIENT_ID_PARAM)}},
+        "/api/v1/members": {
+            "get": {"tags": ["members"], **management(
+                "List the workspace's members", ("members:read",),
+                {"200": {"description": "Members.", "content": json_content(ref("MemberList"))}})},
+            "post": {"tags": ["members"], **management(
+                "Add an existing user", ("members:write",),
+                {"201": {"description": "Added.",
+                         "headers": {"Location": {"required": True,
+                                                  "schema": {"type": "string"}}},
+                         "content": json_content(ref("Member"))},
+                 "404": error("No user with that email."),
+                 "409": error("Already a member.")},
+                description="Admins add members; only owners add admins or owners.",
+                body=ref("MemberAdd"))}},
+        "/api/v1/members/{user_id}": {
+            "patch": {"tags": ["members"], **management(
+                "Change a member's role (owners)", ("members:write",),
+                {"200": {"description": "The member.", "content": json_content(ref("Member"))},
+                 "404": MEMBER_NOT_FOUND,
+                 "409": error("The last owner cannot be demoted.")},
+                body=ref("MemberUpdate"), path_param=USER_ID_PARAM)},
+            "delete": {"tags": ["members"], **management(
+                "Remove a member; their keys here stop working at once", ("members:write",),
+                {"204": {"description": "Removed."}, "404": MEMBER_NOT_FOUND,
+                 "409": error("The last owner cannot be removed.")},
+                description="Anyone may leave; admins remove members; only owners remove "
+                            "admins and owners.", path_param=USER_ID_PARAM)}},
+        "/api/v1/workspace": {
+            "get": {"tags": ["workspace"], **management(
+                "The workspace and its policy", ("keys:read", "members:read"),
+                {"200": {"description": "The workspace.",
+                         "content": json_content(ref("Workspace"))}})},
+            "patch": {"tags": ["workspace"], **management(
+                "Change the policy (owners)", ("members:write",),
+                {"200": {"description": "The workspace.",
+                         "content": json_content(ref("Workspace"))}},
+                description="Policy applies to keys created or changed from now on.",
+                body=ref("WorkspaceUpdate"))}},
+        "/api/v1/legacy-keys": {"get": {"tags": ["legacy"], **management(
+            "Legacy keys of the workspace with usage and migration state (admins)",
+            ("keys:read",),
+            {"200": {"description": "Legacy keys (metadata only).",
+                     "content": json_content({"type": "object", "properties": {
+                         "legacy_keys": {"type": "array", "items": LEGACY_KEY}}})}})}},
+        "/api/v1/audit-events": {"get": {"tags": ["audit"], **management(
+            "The workspace's audit trail, newest first", ("audit:read",),
+            {"200": {"description": "One page of events.",
+                     "content": json_content({"type": "object", "properties": {
+                         "events": {"type": "array", "items": AUDIT_EVENT},
+                         "next_cursor": {"type": ["string", "null"]}}})}},
+            query=AUDIT_QUERY)}},
+        "/healthz": {"get": {"tags": ["ops"], "summary": "Liveness", "security": [],
+                             "responses": {"200": {"description": "The process serves.",
+                                                   "content": json_content(HEALTH)}}}},
+        "/readyz": {"get": {"tags": ["ops"], "summary": "Readiness (database reachable)",
+                            "security": [],
+                            "responses": {"200": {"description": "Ready.",
+                                                  "content": json_content(HEALTH)},
+                                          "503": {"description": "Database unreachable.",
+                                                  "content": json_content(HEALTH)}}}},
+        "/metrics": {"get": {"tags": ["ops"], "summary": "Prometheus metrics", "security": [],
+                             "responses": {"200": {"description": "Text exposition format.",
+                                                   "content": {"text/plain": {"schema": {
+                                                       "type": "string"}}}}}}},
+        "/openapi.json": {"get": {"tags": ["ops"], "summary": "This document", "security": [],
+                                  "responses": {"200": {"description": "OpenAPI 3.1.",
+                                                        "content": json_content(
+                                                            {"type": "object"})}}}},
+    }
+
+
+def build_document() -> Doc:
+    """A fresh copy each call, so no caller can alter the schemas the validator uses."""
+    return copy.deepcopy({
+        "openapi": "3.1.0",
+        "info": {"title": "keymint", "version": "1",
+                 "description": "Self-hosted OAuth 2.0 token server for API keys. The "
+                                "management API (/api/v1) takes Bearer tokens from "
+                                "/oauth/token; the token's workspace is the context."},
+        "tags": [{"name": name} for name in (
+            "oauth", "management", "keys", "members", "workspace", "legacy", "audit", "ops")],
+        "paths": _paths(),
+        "components": {
+            "schemas": schemas.COMPONENTS,
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer",
+                               "description": "An access token from POST /oauth/token. "
+                                              "Scopes: " + ", ".join(
+                                                  sorted(MANAGEMENT_SCOPES)) + "."},
+                "clientSecretBasic": {"type": "http", "scheme": "basic",
+                                      "description": "client_id:client_secret of a key."},
+                "legacyApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                                 "description": "Deprecated static key, until its sunset."},
+            },
+        },
+    })
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    response = jsonify(build_document())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response

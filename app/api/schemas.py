@@ -1,0 +1,224 @@
+"""The JSON Schemas of the management API: one per route, used to validate and to document.
+
+Request schemas are what `app.api.validation` checks bodies and query strings against, and
+what `/openapi.json` publishes as `requestBody`/parameters — the same objects, so the
+document and the validator cannot drift apart. Response schemas describe what the views
+and `app.serialize` return.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.models import Role
+from app.services.accounts import EMAIL_PATTERN, MAX_POLICY_DAYS
+from app.services.keys import MAX_GRACE_PERIOD, MAX_NAME_LEN, MAX_PAGE_SIZE, MAX_SCOPES
+
+Schema = dict[str, Any]
+
+# RFC 6749 §3.3 scope-token: printable ASCII except space, double quote and backslash.
+SCOPE: Schema = {"type": "string", "pattern": r"^[!#-\[\]-~]{1,64}$",
+                 "description": "An OAuth scope token (RFC 6749 §3.3)."}
+SCOPES: Schema = {"type": "array", "items": SCOPE, "maxItems": MAX_SCOPES}
+KEY_NAME: Schema = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LEN,
+                    "pattern": r"^[^\u0000-\u001f\u007f]+$",
+                    "description": "Free text without control characters; trimmed."}
+TIMESTAMP: Schema = {"type": "string", "format": "date-time",
+                     "description": "RFC 3339 with a timezone, e.g. 2030-01-01T00:00:00Z."}
+EXPIRES_IN_DAYS: Schema = {"type": "integer", "minimum": 1, "maximum": 36500}
+ROLE: Schema = {"type": "string", "enum": [r.value for r in Role]}
+POLICY_DAYS: Schema = {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_POLICY_DAYS}
+
+
+def _object(properties: dict[str, Schema], required: tuple[str, ...] = (),
+            description: str = "", exclusive: tuple[str, ...] = ()) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties,
+                      "additionalProperties": False}
+    if required:
+        schema["required"] = list(required)
+    if exclusive:
+        schema["not"] = {"required": list(exclusive)}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+# --- request bodies ----------------------------------------------------------------------
+
+KEY_CREATE = _object(
+    {"name": KEY_NAME, "scopes": SCOPES,
+     "expires_at": TIMESTAMP, "expires_in_days": EXPIRES_IN_DAYS},
+    required=("name", "scopes"), exclusive=("expires_at", "expires_in_days"),
+    description="Give expires_at or expires_in_days, not both. Without either, the key "
+                "gets the workspace's default lifetime (if any). Scopes: only those the "
+                "calling key holds; management scopes only for admins and owners.")
+
+KEY_UPDATE = _object(
+    {"name": KEY_NAME, "scopes": {**SCOPES, "description": "Only narrows: every scope "
+                                  "must already be held by the key."},
+     "expires_at": {**TIMESTAMP, "type": ["string", "null"],
+                    "description": "RFC 3339; null removes the expiry (only without a "
+                                   "workspace maximum lifetime)."},
+     "expires_in_days": EXPIRES_IN_DAYS},
+    exclusive=("expires_at", "expires_in_days"),
+    description="Every field is optional; absent fields stay as they are.")
+
+KEY_ROTATE = _object(
+    {"grace_period": {"type": "integer", "minimum": 0, "maximum": MAX_GRACE_PERIOD,
+                      "default": 86400,
+                      "description": "Seconds the previous secret keeps working; 0 ends it "
+                                     "now. Never past the key's expiry."}},
+    description="The body is optional.")
+
+MEMBER_ADD = _object(
+    {"email": {"type": "string", "maxLength": 254, "pattern": EMAIL_PATTERN},
+     "role": {**ROLE, "default": "member"}},
+    required=("email",),
+    description="Adds an existing user. Admins add members; only owners grant admin or owner.")
+
+MEMBER_UPDATE = _object({"role": ROLE}, required=("role",))
+
+WORKSPACE_UPDATE = _object(
+    {"max_key_lifetime_days": POLICY_DAYS,
+     "default_key_lifetime_days": POLICY_DAYS,
+     "token_ttl_seconds": {"type": ["integer", "null"], "minimum": 1,
+                           "description": "Default access-token lifetime; at most the "
+                                          "server's KEYMINT_MAX_ACCESS_TOKEN_TTL."}},
+    description="Owners only. null clears a policy; absent fields stay as they are.")
+
+# --- query strings -----------------------------------------------------------------------
+
+KEY_LIST_QUERY = _object(
+    {"user": {"type": "string", "minLength": 1, "maxLength": 254,
+              "description": "A user id or email; members only ever see their own keys."},
+     "state": {"type": "string", "enum": ["active", "expired", "revoked"]},
+     "expiring_within_days": {"type": "integer", "minimum": 1, "maximum": 36500,
+                              "description": "Active keys whose expiry falls within the "
+                                             "next N days."},
+     "cursor": {"type": "string", "minLength": 1, "maxLength": 64,
+                "description": "next_cursor of the previous page (opaque)."},
+     "limit": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 50}})
+
+# --- responses ---------------------------------------------------------------------------
+
+NULLABLE_TIME: Schema = {"type": ["string", "null"], "format": "date-time"}
+
+ERROR: Schema = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}, "error_description": {"type": "string"},
+                   "field": {"type": "string",
+                             "description": "The request field the error is about."}},
+}
+
+KEY: Schema = {
+    "type": "object",
+    "required": ["client_id", "name", "workspace", "owner", "scopes", "state", "created_at",
+                 "expires_at", "revoked_at", "last_used_at", "last_used_ip", "secret_hint"],
+    "properties": {
+        "client_id": {"type": "string", "pattern": "^key_[0-9A-Za-z]{24}$"},
+        "name": {"type": "string"},
+        "workspace": {"type": "string", "description": "Workspace slug."},
+        "owner": {"type": "object", "required": ["id", "email"],
+                  "properties": {"id": {"type": "string"}, "email": {"type": "string"}}},
+        "scopes": {"type": "array", "items": {"type": "string"}},
+        "state": {"type": "string", "enum": ["active", "expired", "revoked"]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "expires_at": NULLABLE_TIME,
+        "revoked_at": NULLABLE_TIME,
+        "last_used_at": NULLABLE_TIME,
+        "last_used_ip": {"type": ["string", "null"]},
+        "secret_hint": {"type": ["string", "null"],
+                        "description": "The first characters of the current secret."},
+    },
+}
+
+KEY_WITH_SECRET: Schema = {
+    "allOf": [{"$ref": "#/components/schemas/Key"}],
+    "type": "object",
+    "required": ["client_secret"],
+    "properties": {"client_secret": {"type": "string", "pattern": "^sk_[0-9A-Za-z]{46}$",
+                                     "description": "Shown once; store it now."}},
+}
+
+KEY_ROTATED: Schema = {
+    "allOf": [{"$ref": "#/components/schemas/KeyWithSecret"}],
+    "type": "object",
+    "required": ["previous_secret_expires_at"],
+    "properties": {"previous_secret_expires_at": {
+        **NULLABLE_TIME, "description": "When the previous secret stops working; null if "
+                                        "it already has (grace_period 0)."}},
+}
+
+KEY_PAGE: Schema = {
+    "type": "object",
+    "required": ["keys", "next_cursor"],
+    "properties": {"keys": {"type": "array", "items": {"$ref": "#/components/schemas/Key"}},
+                   "next_cursor": {"type": ["string", "null"],
+                                   "description": "Pass as `cursor` for the next page; null "
+                                                  "on the last page."}},
+}
+
+TOKEN: Schema = {
+    "type": "object",
+    "required": ["jti", "scopes", "issued_at", "expires_at", "rotated_from"],
+    "properties": {
+        "jti": {"type": "string", "description": "The id introspection reports as `jti`."},
+        "scopes": {"type": "array", "items": {"type": "string"}},
+        "issued_at": {"type": "string", "format": "date-time"},
+        "expires_at": {"type": "string", "format": "date-time"},
+        "rotated_from": {"type": "boolean",
+                         "description": "True if issued by POST /oauth/rotate."},
+    },
+}
+
+TOKEN_LIST: Schema = {
+    "type": "object", "required": ["tokens"],
+    "properties": {"tokens": {"type": "array", "items": {"$ref": "#/components/schemas/Token"}}},
+}
+
+TOKENS_REVOKED: Schema = {
+    "type": "object", "required": ["revoked"],
+    "properties": {"revoked": {"type": "integer", "minimum": 0}},
+}
+
+MEMBER: Schema = {
+    "type": "object",
+    "required": ["user_id", "email", "role", "status", "joined_at"],
+    "properties": {"user_id": {"type": "string"}, "email": {"type": "string"},
+                   "role": ROLE, "status": {"type": "string", "enum": ["active", "disabled"]},
+                   "joined_at": {"type": "string", "format": "date-time"}},
+}
+
+MEMBER_LIST: Schema = {
+    "type": "object", "required": ["members"],
+    "properties": {"members": {"type": "array",
+                               "items": {"$ref": "#/components/schemas/Member"}}},
+}
+
+WORKSPACE: Schema = {
+    "type": "object",
+    "required": ["id", "slug", "name", "created_at", "max_key_lifetime_days",
+                 "default_key_lifetime_days", "token_ttl_seconds",
+                 "effective_token_ttl_seconds", "max_token_ttl_seconds"],
+    "properties": {
+        "id": {"type": "string"}, "slug": {"type": "string"}, "name": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "max_key_lifetime_days": {"type": ["integer", "null"]},
+        "default_key_lifetime_days": {"type": ["integer", "null"]},
+        "token_ttl_seconds": {"type": ["integer", "null"]},
+        "effective_token_ttl_seconds": {"type": "integer",
+                                        "description": "What /oauth/token issues now."},
+        "max_token_ttl_seconds": {"type": "integer",
+                                  "description": "The server-wide upper bound."},
+    },
+}
+
+COMPONENTS: dict[str, Schema] = {
+    "Error": ERROR, "Key": KEY, "KeyWithSecret": KEY_WITH_SECRET, "KeyRotated": KEY_ROTATED,
+    "KeyPage": KEY_PAGE, "Token": TOKEN, "TokenList": TOKEN_LIST,
+    "TokensRevoked": TOKENS_REVOKED, "Member": MEMBER, "MemberList": MEMBER_LIST,
+    "Workspace": WORKSPACE,
+    "KeyCreate": KEY_CREATE, "KeyUpdate": KEY_UPDATE, "KeyRotate": KEY_ROTATE,
+    "MemberAdd": MEMBER_ADD, "MemberUpdate": MEMBER_UPDATE, "WorkspaceUpdate": WORKSPACE_UPDATE,
+}

@@ -1,0 +1,142 @@
+"""Request validation for the management API: JSON bodies and query strings against the
+route's one JSON Schema (app/api/schemas.py), failing as 400 with the field named."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+from flask import request
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import ValidationError, best_match
+from werkzeug.exceptions import UnsupportedMediaType
+
+from app.clock import parse_rfc3339
+from app.services.errors import InvalidInput
+
+_INTEGER = re.compile(r"^-?[0-9]{1,15}$")
+_MAX_MESSAGE = 200
+
+
+def _strict_integer(_checker: Any, instance: Any) -> bool:
+    # Python counts True as an integer; JSON does not. (An integral number such as 2.0 is an
+    # integer in JSON Schema: json_body turns it into 2 before validation.)
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+StrictValidator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer),
+)
+
+
+def _number(text: str) -> int | float:
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+_validators: dict[int, Any] = {}
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    found = _validators.get(id(schema))
+    if found is None:
+        StrictValidator.check_schema(schema)
+        found = _validators[id(schema)] = StrictValidator(schema)
+    return found
+
+
+def _describe(error: ValidationError, schema: dict[str, Any]) -> InvalidInput:
+    """One clear message naming the offending field (never echoing an unknown field's value)."""
+    instance = error.instance
+    if error.validator == "additionalProperties" and isinstance(instance, dict):
+        known = set(error.schema.get("properties", {}))
+        unknown = sorted(str(name) for name in instance if name not in known)
+        field = unknown[0] if unknown else None
+        return InvalidInput(f"unknown field {field!r}; allowed: {', '.join(sorted(known))}",
+                            field=field)
+    if error.validator == "not" and isinstance(error.validator_value, dict):
+        exclusive = error.validator_value.get("required", [])
+        field = exclusive[0] if exclusive else None
+        return InvalidInput(f"give only one of {', '.join(exclusive)}", field=field)
+    if error.validator == "required" and isinstance(instance, dict):
+        missing = [name for name in error.validator_value if name not in instance]
+        field = missing[0] if missing else None
+        return InvalidInput(f"missing required field {field!r}", field=field)
+    path = [str(part) for part in error.absolute_path]
+    field = path[0] if path else None
+    message = error.message
+    if len(message) > _MAX_MESSAGE:
+        message = message[:_MAX_MESSAGE] + "…"
+    where = ".".join(path)
+    return InvalidInput(f"{where}: {message}" if where else message, field=field)
+
+
+def validate(instance: Any, schema: dict[str, Any]) -> dict[str, Any]:
+    error = best_match(_validator(schema).iter_errors(instance))
+    if error is not None:
+        raise _describe(error, schema)
+    return instance
+
+
+def _reject_constant(value: str) -> Any:
+    raise ValueError(f"{value} is not valid JSON")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in result:
+            raise InvalidInput(f"field {name!r} appears more than once", field=name)
+        result[name] = value
+    return result
+
+
+def json_body(schema: dict[str, Any], *, optional: bool = False) -> dict[str, Any]:
+    """The request's JSON object, validated; an absent body is {} when `optional`."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        if optional:
+            return validate({}, schema)
+        raise InvalidInput("the request body must be a JSON object")
+    mimetype = request.mimetype
+    if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise UnsupportedMediaType("Send the body as JSON with Content-Type: application/json.")
+    try:
+        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates,
+                          parse_constant=_reject_constant, parse_float=_number)
+    except InvalidInput:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise InvalidInput("the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("the request body must be a JSON object")
+    return validate(data, schema)
+
+
+def query_args(schema: dict[str, Any]) -> dict[str, Any]:
+    """Query parameters as one object (integers converted), validated like a body."""
+    properties = schema.get("properties", {})
+    values: dict[str, Any] = {}
+    for name in request.args:
+        given = request.args.getlist(name)
+        if len(given) > 1:
+            raise InvalidInput(f"parameter {name!r} was sent more than once", field=name)
+        value: Any = given[0]
+        if properties.get(name, {}).get("type") == "integer":
+            if not _INTEGER.match(value):
+                raise InvalidInput(f"{name} must be an integer", field=name)
+            value = int(value)
+        values[name] = value
+    return validate(values, schema)
+
+
+def timestamp(value: str | None, field: str) -> datetime | None:
+    """An RFC 3339 body value as aware UTC; a bad one is a 400 naming the field."""
+    if value is None:
+        return None
+    try:
+        return parse_rfc3339(value)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidInput(f"{field}: {exc}", field=field) from None

@@ -1,0 +1,56 @@
+"""/api/v1/workspace: the caller's workspace and its key and token policy."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify
+
+from app.api import schemas
+from app.api.caller import actor, principal
+from app.api.validation import json_body
+from app.clock import isoformat
+from app.extensions import db
+from app.models import Workspace
+from app.oauth.resource import require_token
+from app.services import access, accounts
+
+bp = Blueprint("workspace", __name__, url_prefix="/api/v1")
+
+# Reading the policy helps anyone who manages keys or members; changing it needs owners.
+READ = ["keys:read", "members:read"]
+WRITE = "members:write"
+
+
+def workspace_json(workspace: Workspace) -> dict:
+    server_default = current_app.config["KEYMINT_ACCESS_TOKEN_TTL"]
+    server_max = current_app.config["KEYMINT_MAX_ACCESS_TOKEN_TTL"]
+    return {
+        "id": str(workspace.id), "slug": workspace.slug, "name": workspace.name,
+        "created_at": isoformat(workspace.created_at),
+        "max_key_lifetime_days": workspace.max_key_lifetime_days,
+        "default_key_lifetime_days": workspace.default_key_lifetime_days,
+        "token_ttl_seconds": workspace.token_ttl_seconds,
+        "effective_token_ttl_seconds": min(workspace.token_ttl_seconds or server_default,
+                                           server_max),
+        "max_token_ttl_seconds": server_max,
+    }
+
+
+@bp.get("/workspace")
+@require_token(READ)
+def get_workspace() -> Response:
+    return jsonify(workspace_json(db.session.get(Workspace, principal().workspace_id)))
+
+
+@bp.patch("/workspace")
+@require_token(WRITE)
+def update_workspace() -> Response:
+    caller = principal()
+    body = json_body(schemas.WORKSPACE_UPDATE)
+    access.require_owner(caller, "change the workspace policy")
+    workspace = db.session.get(Workspace, caller.workspace_id)
+    accounts.update_policy(db.session, workspace, actor(),
+                           max_token_ttl=current_app.config["KEYMINT_MAX_ACCESS_TOKEN_TTL"],
+                           **body)
+    payload = workspace_json(workspace)
+    db.session.commit()
+    return jsonify(payload)

@@ -1,0 +1,118 @@
+"""Who may do what in the management API: the caller's role, key visibility, grantable scopes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session
+
+from app.models import ApiKey, Membership, Role
+from app.services import keys as key_service
+from app.services.errors import Forbidden, NotFound
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller behind a management token, with facts read at request time (not mint time)."""
+
+    user_id: int
+    workspace_id: int
+    role: Role
+    client_id: str
+    key_scopes: frozenset[str]
+
+    @property
+    def manages_keys(self) -> bool:
+        return self.role.manages_workspace
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role == Role.OWNER
+
+
+def load_principal(session: Session, user_id: int, workspace_id: int,
+                   client_id: str) -> Principal:
+    """Read the caller's current role and its key's current scopes.
+
+    Read on every request, so a demoted admin or a narrowed key loses its rights at once,
+    whatever its token said when it was minted.
+    """
+    row = session.execute(
+        select(Membership.role, ApiKey.scopes)
+        .select_from(ApiKey)
+        .join(Membership, and_(Membership.user_id == ApiKey.user_id,
+                               Membership.workspace_id == ApiKey.workspace_id))
+        .where(ApiKey.client_id == client_id, ApiKey.user_id == user_id,
+               ApiKey.workspace_id == workspace_id)
+    ).first()
+    if row is None:  # membership removed between token validation and this read
+        raise Forbidden("the calling user is no longer a member of this workspace")
+    return Principal(user_id=user_id, workspace_id=workspace_id, role=Role(row[0]),
+                     client_id=client_id, key_scopes=frozenset(row[1].split()))
+
+
+def key_owner_filter(principal: Principal) -> int | None:
+    """Members see only their own keys; admins and owners see every key of the workspace."""
+    return None if principal.manages_keys else principal.user_id
+
+
+def visible_key(session: Session, principal: Principal, client_id: str, *,
+                lock: bool = False) -> ApiKey:
+    """The key if the caller may see it; otherwise NotFound, so existence does not leak."""
+    key = key_service.get_key(session, client_id, workspace_id=principal.workspace_id, lock=lock)
+    owner = key_owner_filter(principal)
+    if owner is not None and key.user_id != owner:
+        raise NotFound(f"no key {client_id!r}", field="client_id")
+    return key
+
+
+def check_grantable_scopes(principal: Principal, scopes: list[str]) -> None:
+    """No escalation: a new key gets only scopes the caller's key holds, and management
+    scopes only when the caller is an admin or owner."""
+    not_held = [s for s in scopes if s not in principal.key_scopes]
+    if not_held:
+        raise Forbidden("a key can only be given scopes the calling key holds; not held: "
+                        + " ".join(not_held), field="scopes")
+    management = [s for s in scopes if s in key_service.MANAGEMENT_SCOPES]
+    if management and not principal.manages_keys:
+        raise Forbidden("only admins and owners can give a key management scopes: "
+                        + " ".join(management), field="scopes")
+
+
+def require_manager(principal: Principal, what: str) -> None:
+    if not principal.manages_keys:
+        raise Forbidden(f"only admins and owners can {what}")
+
+
+def require_owner(principal: Principal, what: str) -> None:
+    if not principal.is_owner:
+        raise Forbidden(f"only owners can {what}")
+
+
+def check_can_add(principal: Principal, role: Role) -> None:
+    """Admins add plain members; granting admin or owner is an owner's decision."""
+    require_manager(principal, "add members")
+    if role != Role.MEMBER and not principal.is_owner:
+        raise Forbidden(f"only owners can add a member with the role {role.value}", field="role")
+
+
+def check_can_remove(principal: Principal, target: Membership) -> None:
+    """Anyone may leave; admins remove plain members; only owners remove admins and owners."""
+    if target.user_id == principal.user_id:
+        return
+    require_manager(principal, "remove members")
+    if target.role != Role.MEMBER and not principal.is_owner:
+        raise Forbidden(f"only owners can remove a member with the role {target.role}",
+                        field="user_id")
+
+
+def membership_in(session: Session, principal: Principal, user_id: str) -> Membership:
+    """A membership of the caller's workspace by user id; NotFound for anything else."""
+    if not user_id.isascii() or not user_id.isdigit() or len(user_id) > 18:
+        raise NotFound(f"no member {user_id!r}", field="user_id")
+    membership = session.scalar(select(Membership).where(
+        Membership.workspace_id == principal.workspace_id, Membership.user_id == int(user_id)))
+    if membership is None:
+        raise NotFound(f"no member {user_id!r}", field="user_id")
+    return membership

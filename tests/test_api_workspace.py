@@ -1,0 +1,85 @@
+"""/api/v1/workspace: reading the policy, and owners changing it."""
+
+from __future__ import annotations
+
+import pytest
+from freezegun import freeze_time
+
+from tests.mgmt_support import audit_events, bearer, make_team, mint
+
+
+def test_get_workspace(client, factory):
+    team = make_team(client, factory)
+    r = client.get("/api/v1/workspace", headers=team["member"].headers)
+    assert r.status_code == 200
+    body = r.get_json()
+    assert body["slug"] == team.slug
+    assert body["max_key_lifetime_days"] is None and body["token_ttl_seconds"] is None
+    assert body["effective_token_ttl_seconds"] == 900
+    assert body["max_token_ttl_seconds"] == 86400
+    for scope in ("keys:read", "members:read"):
+        token = factory.token(client, team["member"].key, scope=scope)
+        assert client.get("/api/v1/workspace", headers=bearer(token)).status_code == 200
+    token = factory.token(client, team["member"].key, scope="introspect")
+    assert client.get("/api/v1/workspace", headers=bearer(token)).status_code == 403
+
+
+@pytest.mark.parametrize(("role", "status"), [("member", 403), ("admin", 403), ("owner", 200)])
+def test_only_owners_change_policy(client, factory, role, status):
+    team = make_team(client, factory)
+    r = client.patch("/api/v1/workspace", headers=team[role].headers,
+                     json={"max_key_lifetime_days": 90})
+    assert r.status_code == status
+    current = client.get("/api/v1/workspace", headers=team["owner"].headers).get_json()
+    assert current["max_key_lifetime_days"] == (90 if status == 200 else None)
+
+
+def test_policy_change_is_audited_and_enforced(client, factory, app):
+    team = make_team(client, factory)
+    owner = team["owner"]
+    r = client.patch("/api/v1/workspace", headers=owner.headers,
+                     json={"max_key_lifetime_days": 30, "default_key_lifetime_days": 10,
+                           "token_ttl_seconds": 120})
+    assert r.status_code == 200
+    assert r.get_json()["effective_token_ttl_seconds"] == 120
+    [event] = audit_events(app, "workspace.policy_changed")
+    assert event.details["max_key_lifetime_days"] == {"from": None, "to": 30}
+    assert (event.actor_id, event.actor_key) == (owner.user_id, owner.key.client_id)
+    with freeze_time("2030-01-01T00:00:00Z"):
+        owner.token = factory.token(client, owner.key)
+        r = client.post("/api/v1/keys", headers=owner.headers, json={"name": "n", "scopes": []})
+        assert r.get_json()["expires_at"] == "2030-01-11T00:00:00Z"
+        r = client.post("/api/v1/keys", headers=owner.headers,
+                        json={"name": "n", "scopes": [], "expires_in_days": 31})
+        assert r.status_code == 400
+        minted = mint(client, owner.key.client_id, owner.key.secret)
+        assert minted.get_json()["expires_in"] == 120
+    r = client.patch("/api/v1/workspace", headers=owner.headers,
+                     json={"max_key_lifetime_days": None, "default_key_lifetime_days": None})
+    assert r.status_code == 200 and r.get_json()["max_key_lifetime_days"] is None
+    assert r.get_json()["token_ttl_seconds"] == 120  # absent fields stay
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"max_key_lifetime_days": 0}, "max_key_lifetime_days"),
+    ({"max_key_lifetime_days": 3651}, "max_key_lifetime_days"),
+    ({"max_key_lifetime_days": "30"}, "max_key_lifetime_days"),
+    ({"default_key_lifetime_days": 2.5}, "default_key_lifetime_days"),
+    ({"token_ttl_seconds": 86401}, "token_ttl_seconds"),
+    ({"token_ttl_seconds": 0}, "token_ttl_seconds"),
+    ({"max_key_lifetime_days": 10, "default_key_lifetime_days": 20},
+     "default_key_lifetime_days"),
+    ({"slug": "renamed"}, "slug"),
+])
+def test_bad_policy_is_400(client, factory, app, body, field):
+    team = make_team(client, factory)
+    r = client.patch("/api/v1/workspace", headers=team["owner"].headers, json=body)
+    assert r.status_code == 400 and r.get_json()["field"] == field
+    assert audit_events(app, "workspace.policy_changed") == []
+
+
+def test_empty_patch_changes_nothing(client, factory, app):
+    team = make_team(client, factory)
+    r = client.patch("/api/v1/workspace", headers=team["owner"].headers, json={})
+    assert r.status_code == 200
+    assert audit_events(app, "workspace.policy_changed") == []

@@ -14,7 +14,7 @@ MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app import cli, database
-    from app.api import context, errors, me, oauth, ops
+    from app.api import context, errors, legacy, me, oauth, ops
     from app.config import build_config
     from app.extensions import db, migrate
     from app.oauth import endpoints, grants, server
@@ -39,6 +39,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     context.init_app(app)
     for blueprint in (oauth.bp, me.bp, ops.bp):
         app.register_blueprint(blueprint)
+    legacy.init_app(app)  # legacy-keys blueprint, X-API-Key guard, introspection hook, counters
     errors.register(app)
     cli.register(app)
     return app

@@ -6,6 +6,14 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+
+def _flush_legacy_usage(_arbiter: Any, _worker: Any) -> None:
+    """A stopping worker writes its buffered legacy-key usage counts (atexit also does)."""
+    from app.services.legacy import flush_all
+
+    flush_all()
+
+
 SERVER_SETTINGS: dict[str, Any] = {
     "worker_class": "gthread",
     "threads": 4,
@@ -15,6 +23,7 @@ SERVER_SETTINGS: dict[str, Any] = {
     "timeout": 30,
     "accesslog": None,
     "control_socket_disable": True,
+    "worker_exit": _flush_legacy_usage,
 }
 
 

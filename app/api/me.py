@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from app.api.legacy import accepts_legacy_key, me_legacy
 from app.clock import isoformat
 from app.extensions import db
 from app.models import Membership, Workspace
@@ -13,6 +14,7 @@ bp = Blueprint("me", __name__, url_prefix="/api/v1")
 
 
 @bp.get("/me")
+@accepts_legacy_key(me_legacy)  # X-API-Key without Authorization: the legacy answer
 @require_token()
 def me() -> Response:
     info = current_info()

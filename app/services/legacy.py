@@ -457,14 +457,13 @@ def import_keys(session: Session, rows: list[ImportRow], actor: Actor,
     slugs = sorted({r.workspace for r in rows if r.workspace})
     workspace_ids: dict[str, int] = {}
     for chunk in _chunks(slugs, _QUERY_CHUNK):
-        workspace_ids.update(session.execute(
-            select(Workspace.slug, Workspace.id).where(Workspace.slug.in_(chunk))).tuples())
+        workspace_ids.update((slug, ws_id) for slug, ws_id in session.execute(
+            select(Workspace.slug, Workspace.id).where(Workspace.slug.in_(chunk))))
     digests = [credentials.digest(k) if (k := normalize_key(r.key)) else None for r in rows]
     existing: dict[str, int] = {}
     for chunk in _chunks(sorted({d for d in digests if d}), _QUERY_CHUNK):
-        existing.update(session.execute(
-            select(LegacyKey.digest, LegacyKey.workspace_id)
-            .where(LegacyKey.digest.in_(chunk))).tuples())
+        existing.update((digest, ws_id) for digest, ws_id in session.execute(
+            select(LegacyKey.digest, LegacyKey.workspace_id).where(LegacyKey.digest.in_(chunk))))
 
     errors: list[tuple[int, str]] = []
     seen: dict[str, int] = {}

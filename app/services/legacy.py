@@ -7,7 +7,6 @@ import csv
 import logging
 import os
 import threading
-import time
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -180,8 +179,8 @@ class UsageBuffer:
     """Counts legacy uses in memory and writes them in one transaction per flush.
 
     A request costs a dict update under a lock, not a database write. A flush happens
-    when `threshold` events are pending or `interval` seconds have passed (checked at the
-    end of a request and by a background thread), and at process exit. Counts are
+    at the end of the request that brings `threshold` events pending, every `interval`
+    seconds in a background thread (real time, not the app clock), and at process exit. Counts are
     increments (`use_count = use_count + n`), so any number of processes and nodes add up
     exactly; a failed flush puts its counts back.
     """
@@ -194,7 +193,6 @@ class UsageBuffer:
         self._write_lock = threading.Lock()
         self._pending: _Batch = {}
         self._pending_events = 0
-        self._last_flush = time.monotonic()
         # Days for which this process knows the daily audit event is already written.
         self._announced: dict[tuple[str, int], date] = {}
         self._thread: threading.Thread | None = None
@@ -226,9 +224,8 @@ class UsageBuffer:
         return self._pending_events
 
     def flush_due(self) -> bool:
-        return self._pending_events > 0 and (
-            self._pending_events >= self.threshold
-            or time.monotonic() - self._last_flush >= self.interval)
+        """The threshold is checked at the end of each request; the interval by the flusher."""
+        return self._pending_events >= self.threshold
 
     def flush_if_due(self) -> None:
         if self.flush_due():
@@ -239,7 +236,6 @@ class UsageBuffer:
     def _take(self) -> _Batch:
         with self._lock:
             batch, self._pending, self._pending_events = self._pending, {}, 0
-            self._last_flush = time.monotonic()
         return batch
 
     def _put_back(self, batch: _Batch) -> None:

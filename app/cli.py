@@ -230,7 +230,7 @@ def tokens_purge(retention_days: int | None, batch_size: int) -> None:
 
 
 @legacy_cli.command("import")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @with_appcontext
 def legacy_import(file: str, as_json: bool) -> None:
@@ -242,12 +242,12 @@ def legacy_import(file: str, as_json: bool) -> None:
     from sqlalchemy.exc import IntegrityError
 
     try:
-        with click.open_file(file, encoding="utf-8-sig", newline="") as stream:
-            rows = legacy_service.parse_csv(stream)
+        with open(file, encoding="utf-8-sig", newline="") as stream:
+            rows, errors = legacy_service.parse_csv(stream)
         with click.progressbar(length=len(rows), label="checking and importing",
                                file=sys.stderr) as bar:
             result = legacy_service.import_keys(db.session, rows, Actor.cli(),
-                                                progress=bar.update)
+                                                progress=bar.update, errors=errors)
         db.session.commit()
     except legacy_service.ImportFailed as exc:
         db.session.rollback()

@@ -7,8 +7,16 @@ from datetime import timedelta
 
 import pytest
 from freezegun import freeze_time
-from legacy_support import (DEPRECATED_AT, QUIET_BUFFER, SUNSET, add_legacy_key, flush,
-                            legacy_row, me, set_disabled)
+from legacy_support import (
+    DEPRECATED_AT,
+    QUIET_BUFFER,
+    SUNSET,
+    add_legacy_key,
+    flush,
+    legacy_row,
+    me,
+    set_disabled,
+)
 from werkzeug.http import parse_date
 
 LEGACY = "old-static-key-0123456789abcdef"

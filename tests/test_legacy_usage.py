@@ -8,8 +8,7 @@ from datetime import timedelta
 import pytest
 import requests
 from freezegun import freeze_time
-from legacy_support import (QUIET_BUFFER, SUNSET, add_legacy_key, audit_events, flush,
-                            legacy_row, me)
+from legacy_support import QUIET_BUFFER, SUNSET, add_legacy_key, audit_events, flush, legacy_row, me
 
 LEGACY = "usage-counted-legacy-key-42"
 DAY = SUNSET - timedelta(days=10, hours=12)  # 2025-12-21T11:59:59Z

@@ -403,8 +403,12 @@ class ImportResult:
     per_workspace: dict[str, int] = field(default_factory=dict)
 
 
-def parse_csv(stream: IO[str]) -> list[ImportRow]:
-    """Rows of a `workspace,key,label` CSV (header required, columns in any order)."""
+def parse_csv(stream: IO[str]) -> tuple[list[ImportRow], list[tuple[int, str]]]:
+    """Rows of a `workspace,key,label` CSV (header required, columns in any order).
+
+    Returns the readable rows and the (line, reason) of unreadable ones, so that one
+    report lists every problem; a missing or wrong header raises ImportFailed at once.
+    """
     reader = csv.reader(stream)
     try:
         header = next(reader, None)
@@ -432,9 +436,7 @@ def parse_csv(stream: IO[str]) -> list[ImportRow]:
                                   label=fields[index["label"]].strip()))
     except csv.Error as exc:
         errors.append((reader.line_num, f"unreadable CSV: {exc}"))
-    if errors:
-        raise ImportFailed(errors)
-    return rows
+    return rows, errors
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
@@ -442,12 +444,14 @@ def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
         yield items[start:start + size]
 
 
-def import_keys(session: Session, rows: list[ImportRow], actor: Actor,
-                progress: Callable[[int], None] | None = None) -> ImportResult:
+def import_keys(session: Session, rows: list[ImportRow], actor: Actor, *,
+                progress: Callable[[int], None] | None = None,
+                errors: list[tuple[int, str]] | None = None) -> ImportResult:
     """Import legacy keys all-or-nothing; a key already imported for its workspace is a no-op.
 
-    Every line is checked before anything is written; on any error ImportFailed lists
-    each failing line with its reason. Keys are stored as SHA-256 digests only.
+    Every line is checked before anything is written; on any error (including `errors`
+    found while parsing) ImportFailed lists each failing line with its reason, sorted.
+    Keys are stored as SHA-256 digests only.
     """
     advance = progress or (lambda _n: None)
     slugs = sorted({r.workspace for r in rows if r.workspace})
@@ -461,7 +465,7 @@ def import_keys(session: Session, rows: list[ImportRow], actor: Actor,
         existing.update((digest, ws_id) for digest, ws_id in session.execute(
             select(LegacyKey.digest, LegacyKey.workspace_id).where(LegacyKey.digest.in_(chunk))))
 
-    errors: list[tuple[int, str]] = []
+    errors = list(errors or [])
     seen: dict[str, int] = {}
     to_insert: list[dict[str, Any]] = []
     result = ImportResult()
@@ -500,7 +504,7 @@ def import_keys(session: Session, rows: list[ImportRow], actor: Actor,
             result.per_workspace[row.workspace] = result.per_workspace.get(row.workspace, 0) + 1
         advance(1)
     if errors:
-        raise ImportFailed(errors)
+        raise ImportFailed(sorted(errors))
     for chunk in _chunks(to_insert, _INSERT_CHUNK):
         session.execute(insert(LegacyKey), chunk)
     result.created = len(to_insert)

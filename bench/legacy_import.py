@@ -11,12 +11,12 @@ import time
 
 os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
 
-from flask_migrate import upgrade  # noqa: E402
+from flask_migrate import upgrade
 
-from app import create_app  # noqa: E402
-from app.extensions import db  # noqa: E402
-from app.services import accounts  # noqa: E402
-from app.services.audit import Actor  # noqa: E402
+from app import create_app
+from app.extensions import db
+from app.services import accounts
+from app.services.audit import Actor
 
 rows = int(sys.argv[1]) if len(sys.argv) > 1 else 50000
 url = sys.argv[2] if len(sys.argv) > 2 else f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"

@@ -19,6 +19,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         errors,
         guards,
         keys,
+        legacy,
         me,
         members,
         oauth,
@@ -61,6 +62,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     guards.init_app(app)
     for blueprint in (oauth.bp, me.bp, ops.bp, keys.bp, members.bp, workspace.bp, openapi.bp):
         app.register_blueprint(blueprint)
+    legacy.init_app(app)  # legacy-keys blueprint, X-API-Key guard, introspection hook, counters
     errors.register(app)
     cli.register(app)
     return app

@@ -18,6 +18,7 @@ from app.clock import isoformat, parse_rfc3339
 from app.extensions import db
 from app.serialize import key_json
 from app.services import accounts, keys, tokens
+from app.services import legacy as legacy_service
 from app.services.audit import Actor
 from app.services.errors import DomainError
 
@@ -59,6 +60,7 @@ workspaces = click.Group("workspaces", help="Create workspaces.")
 members = click.Group("members", help="Add and remove workspace members.")
 keys_cli = click.Group("keys", help="Create, list, revoke and rotate API keys.")
 tokens_cli = click.Group("tokens", help="Maintain the access-token table.")
+legacy_cli = click.Group("legacy", help="Import, report on and migrate legacy workspace keys.")
 
 
 @users.command("create")
@@ -259,6 +261,113 @@ def tokens_purge(retention_days: int | None, batch_size: int, pause: float,
                f"(retention {days} day(s))")
 
 
+@legacy_cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@with_appcontext
+def legacy_import(file: str, as_json: bool) -> None:
+    """Import legacy keys from a CSV with the header workspace,key,label.
+
+    All or nothing: if any line is wrong, every failing line is listed and nothing is
+    imported. Re-importing a key already imported for its workspace changes nothing.
+    """
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        with open(file, encoding="utf-8-sig", newline="") as stream:
+            rows, errors = legacy_service.parse_csv(stream)
+        with click.progressbar(length=len(rows), label="checking and importing",
+                               file=sys.stderr) as bar:
+            result = legacy_service.import_keys(db.session, rows, Actor.cli(),
+                                                progress=bar.update, errors=errors)
+        db.session.commit()
+    except legacy_service.ImportFailed as exc:
+        db.session.rollback()
+        if as_json:
+            click.echo(json.dumps({"imported": 0, "errors": [
+                {"line": line, "error": reason} for line, reason in exc.errors]},
+                sort_keys=True))
+        else:
+            for line, reason in exc.errors:
+                click.echo(f"line {line}: {reason}", err=True)
+        raise click.ClickException(exc.message) from None
+    except UnicodeDecodeError:
+        db.session.rollback()
+        raise click.ClickException(f"{file} is not UTF-8 text; nothing was imported") from None
+    except IntegrityError:
+        db.session.rollback()
+        raise click.ClickException("another import added some of these keys at the same "
+                                   "time; nothing was imported, run it again") from None
+    _emit(as_json, {"imported": result.created, "unchanged": result.unchanged,
+                    "per_workspace": result.per_workspace, "errors": []},
+          f"imported {result.created} legacy key(s), {result.unchanged} already present")
+
+
+@legacy_cli.command("report")
+@click.option("--workspace", "slug", default=None)
+@click.option("--json", "as_json", is_flag=True)
+@transactional
+def legacy_report(slug: str | None, as_json: bool) -> None:
+    """Per workspace: legacy keys, uses, last use, migrated, disabled, rejections."""
+    workspace_id = accounts.get_workspace(db.session, slug).id if slug else None
+    rows = legacy_service.report(db.session, workspace_id)
+    if as_json:
+        click.echo(json.dumps({"workspaces": [
+            {"workspace": r.workspace, "keys": r.keys, "uses": r.uses,
+             "last_used_at": isoformat(r.last_used_at), "migrated": r.migrated,
+             "disabled": r.disabled, "rejections": r.rejections,
+             "last_rejected_at": isoformat(r.last_rejected_at)} for r in rows]},
+            sort_keys=True))
+        return
+    click.echo(f"{'workspace':<24} {'keys':>6} {'uses':>10} {'last used':<21} "
+               f"{'migrated':>8} {'disabled':>8} {'rejected':>8}")
+    for r in rows:
+        click.echo(f"{r.workspace:<24} {r.keys:>6} {r.uses:>10} "
+                   f"{isoformat(r.last_used_at) or 'never':<21} {r.migrated:>8} "
+                   f"{r.disabled:>8} {r.rejections:>8}")
+
+
+@legacy_cli.command("migrate")
+@click.option("--workspace", "slug", required=True)
+@click.option("--owner", "email", required=True, help="The member who will own the new keys.")
+@click.option("--scope", "scope", default="",
+              help='Scopes of the new keys, space separated (default: none).')
+@click.option("--disable-legacy", is_flag=True,
+              help="Disable the migrated legacy keys now instead of at the sunset.")
+@click.option("--json", "as_json", is_flag=True)
+@transactional
+def legacy_migrate(slug: str, email: str, scope: str, disable_legacy: bool,
+                   as_json: bool) -> None:
+    """Create one API key per legacy key of a workspace; secrets are printed once."""
+    workspace = accounts.get_workspace(db.session, slug)
+    owner = accounts.get_user_by_email(db.session, email)
+    result = legacy_service.migrate_workspace(db.session, workspace, owner, Actor.cli(),
+                                              scopes=scope, disable=disable_legacy)
+    if as_json:
+        click.echo(json.dumps({
+            "workspace": workspace.slug,
+            "migrated": [{"legacy_key_id": str(m.legacy.id), "label": m.legacy.label,
+                          **key_json(m.created.key),
+                          "client_secret": m.created.client_secret}
+                         for m in result.migrated],
+            "already_migrated": [{"legacy_key_id": str(r.id), "client_id": r.migrated_to}
+                                 for r in result.already_migrated],
+            "skipped_disabled": [str(r.id) for r in result.skipped_disabled],
+            "disabled": [str(r.id) for r in result.disabled],
+        }, sort_keys=True))
+        return
+    for m in result.migrated:
+        click.echo(f"legacy key {m.legacy.id} ({m.legacy.label or 'no label'}) -> "
+                   f"client_id {m.created.key.client_id}  "
+                   f"client_secret {m.created.client_secret}")
+    click.echo(f"{len(result.migrated)} new key(s) owned by {owner.email}; "
+               f"{len(result.already_migrated)} already migrated; "
+               f"{len(result.skipped_disabled)} skipped (disabled); "
+               f"{len(result.disabled)} legacy key(s) disabled now.")
+    if result.migrated:
+        click.echo("The secrets are shown once; store them now.")
+
+
 @click.command("serve")
 @click.option("--bind", default="127.0.0.1:8000", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1, max=64), default=None,
@@ -314,7 +423,7 @@ Then, with TOKEN set to its access_token:
 
 
 def register(app: Flask) -> None:
-    for group in (users, workspaces, members, keys_cli, tokens_cli, serve, demo):
+    for group in (users, workspaces, members, keys_cli, tokens_cli, legacy_cli, serve, demo):
         app.cli.add_command(group)
 
 

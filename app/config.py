@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from typing import Any
 
 from app.clock import parse_rfc3339
@@ -65,6 +66,61 @@ def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     if raw not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
     return raw
+def parse_brownouts(text: str, setting: str = "KEYMINT_LEGACY_BROWNOUTS"
+                    ) -> list[tuple[datetime, datetime]]:
+    """Parse brownout windows: comma-separated `START/END` RFC 3339 instants, half-open.
+
+    Example: `2025-11-04T14:00:00Z/2025-11-04T15:00:00Z,2025-12-02T14:00:00Z/2025-12-02T20:00:00Z`.
+    Every instant needs an explicit offset (Z recommended); START must be before END.
+    Windows come back sorted by start. An empty value means no brownouts.
+    """
+    windows: list[tuple[datetime, datetime]] = []
+    text = (text or "").strip()
+    if not text:
+        return windows
+    for position, item in enumerate(text.split(","), start=1):
+        item = item.strip()
+        start_text, sep, end_text = item.partition("/")
+        if not item or not sep or "/" in end_text:
+            raise ConfigError(
+                f"{setting}: window {position} ({item!r}) is not START/END, e.g. "
+                "2025-11-04T14:00:00Z/2025-11-04T15:00:00Z")
+        try:
+            start, end = parse_rfc3339(start_text), parse_rfc3339(end_text)
+        except ValueError as exc:
+            raise ConfigError(f"{setting}: window {position}: {exc}") from None
+        if not start < end:
+            raise ConfigError(f"{setting}: window {position} ({item!r}) must end after it starts")
+        windows.append((start, end))
+    return sorted(windows)
+
+
+def _legacy_settings(config: dict[str, Any]) -> None:
+    """Normalise legacy settings given as strings (environment or overrides) to datetimes."""
+    for name in ("KEYMINT_LEGACY_SUNSET", "KEYMINT_LEGACY_DEPRECATED_AT"):
+        value = config.get(name)
+        if isinstance(value, str):
+            try:
+                config[name] = parse_rfc3339(value)
+            except ValueError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+        elif not isinstance(value, datetime) or value.tzinfo is None:
+            raise ConfigError(f"{name} must be an RFC 3339 instant with an offset")
+    if config["KEYMINT_LEGACY_DEPRECATED_AT"] > config["KEYMINT_LEGACY_SUNSET"]:
+        raise ConfigError("KEYMINT_LEGACY_DEPRECATED_AT must not be after KEYMINT_LEGACY_SUNSET")
+    brownouts = config.get("KEYMINT_LEGACY_BROWNOUTS") or ""
+    if isinstance(brownouts, str):
+        config["KEYMINT_LEGACY_BROWNOUTS"] = parse_brownouts(brownouts)
+    else:
+        for start, end in brownouts:
+            if start.tzinfo is None or end.tzinfo is None or not start < end:
+                raise ConfigError("KEYMINT_LEGACY_BROWNOUTS: each window needs aware "
+                                  "datetimes with start < end")
+        config["KEYMINT_LEGACY_BROWNOUTS"] = sorted(brownouts)
+    url = config.get("KEYMINT_LEGACY_MIGRATION_URL")
+    if url and not url.startswith(("https://", "http://")):
+        raise ConfigError(f"KEYMINT_LEGACY_MIGRATION_URL must be an absolute http(s) URL, "
+                          f"got {url!r}")
 
 
 def load_from_environment() -> dict[str, Any]:
@@ -79,7 +135,12 @@ def load_from_environment() -> dict[str, Any]:
             "KEYMINT_LEGACY_DEPRECATED_AT", DEFAULT_LEGACY_DEPRECATED_AT
         ),
         "KEYMINT_LEGACY_MIGRATION_URL": os.environ.get("KEYMINT_LEGACY_MIGRATION_URL") or None,
-        "KEYMINT_LEGACY_BROWNOUTS": os.environ.get("KEYMINT_LEGACY_BROWNOUTS", ""),
+        "KEYMINT_LEGACY_BROWNOUTS": parse_brownouts(
+            os.environ.get("KEYMINT_LEGACY_BROWNOUTS", "")),
+        # Legacy usage counters are buffered in-process and written at most every
+        # FLUSH_INTERVAL seconds, or as soon as FLUSH_THRESHOLD uses are pending, and at exit.
+        "KEYMINT_LEGACY_FLUSH_INTERVAL": _int("KEYMINT_LEGACY_FLUSH_INTERVAL", 10, minimum=1),
+        "KEYMINT_LEGACY_FLUSH_THRESHOLD": _int("KEYMINT_LEGACY_FLUSH_THRESHOLD", 500, minimum=1),
         "KEYMINT_RATELIMIT_STORAGE_URL": os.environ.get(
             "KEYMINT_RATELIMIT_STORAGE_URL", "memory://"
         ),
@@ -121,6 +182,7 @@ def build_config(overrides: dict[str, Any] | None, instance_path: str) -> dict[s
     # Flask-Limiter reads its own RATELIMIT_* keys; keymint's settings are the source of truth.
     config["RATELIMIT_ENABLED"] = bool(config["KEYMINT_RATELIMIT_ENABLED"])
     config["RATELIMIT_STORAGE_URI"] = config["KEYMINT_RATELIMIT_STORAGE_URL"]
+    _legacy_settings(config)
     if not config.get("SQLALCHEMY_DATABASE_URI"):
         os.makedirs(instance_path, exist_ok=True)
         config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(

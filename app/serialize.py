@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.clock import isoformat, utcnow
-from app.models import AccessToken, ApiKey
+from app.models import AccessToken, ApiKey, LegacyKey
 
 
 def current_secret_hint(key: ApiKey) -> str | None:
@@ -39,4 +39,29 @@ def token_json(token: AccessToken) -> dict[str, Any]:
         "issued_at": isoformat(token.issued_at),
         "expires_at": isoformat(token.expires_at),
         "rotated_from": bool(token.rotated_from_id),
+    }
+
+
+def legacy_state(row: LegacyKey, sunset: Any) -> str:
+    if row.disabled_at is not None:
+        return "disabled"
+    return "sunset" if utcnow() >= sunset else "active"
+
+
+def legacy_key_json(row: LegacyKey, sunset: Any) -> dict[str, Any]:
+    """Metadata of a legacy key: never the key or its digest."""
+    return {
+        "id": str(row.id),
+        "label": row.label,
+        "state": legacy_state(row, sunset),
+        "imported_at": isoformat(row.imported_at),
+        "use_count": row.use_count,
+        "first_used_at": isoformat(row.first_used_at),
+        "last_used_at": isoformat(row.last_used_at),
+        "last_ip": row.last_ip,
+        "last_user_agent": row.last_user_agent,
+        "rejected_count": row.rejected_count,
+        "last_rejected_at": isoformat(row.last_rejected_at),
+        "migrated_to": row.migrated_to,
+        "disabled_at": isoformat(row.disabled_at),
     }

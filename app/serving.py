@@ -23,6 +23,7 @@ from app.lifecycle import gunicorn_worker_exit
 
 SERVER_HEADER = "keymint"
 
+
 SERVER_SETTINGS: dict[str, Any] = {
     "worker_class": "gthread",
     "threads": 4,

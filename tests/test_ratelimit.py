@@ -396,3 +396,22 @@ def test_real_server_workers_share_limits_through_redis(database_url, redis_url,
         for stale in client.scan_iter(match=f"*{prefix}*"):
             client.delete(stale)
     assert codes.count(200) == 4 and codes.count(429) == 4
+
+
+def test_legacy_key_on_me_is_rate_limited_per_key(make_app):
+    from datetime import UTC, datetime
+
+    from tests.legacy_support import add_legacy_key
+
+    app = make_app(KEYMINT_RATELIMIT_LEGACY_KEY="3 per minute",
+                   KEYMINT_LEGACY_SUNSET=datetime(2099, 1, 1, tzinfo=UTC))
+    legacy = "legacy-static-key-for-rate-limit-test"
+    made = Factory(app)
+    add_legacy_key(app, made.workspace(), legacy)
+    client = app.test_client()
+    for _ in range(3):
+        assert client.get("/api/v1/me", headers={"X-API-Key": legacy}).status_code == 200
+    assert_rate_limited(client.get("/api/v1/me", headers={"X-API-Key": legacy}))
+    # a bearer caller is not throttled by the legacy key's budget
+    token = made.token(client, made.key())
+    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from app.api.legacy import accepts_legacy_key, me_legacy
+from app.api.ratelimit import legacy_limits
 from app.clock import isoformat
 from app.extensions import db
 from app.models import Membership, Workspace
@@ -13,6 +15,8 @@ bp = Blueprint("me", __name__, url_prefix="/api/v1")
 
 
 @bp.get("/me")
+@legacy_limits
+@accepts_legacy_key(me_legacy)  # X-API-Key without Authorization: the legacy answer
 @require_token()
 def me() -> Response:
     info = current_info()

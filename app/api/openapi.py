@@ -354,6 +354,12 @@ def _paths() -> Doc:
                                                   "content": json_content(HEALTH)},
                                           "503": {"description": "Database unreachable.",
                                                   "content": json_content(HEALTH)}}}},
+        "/docs/legacy-migration": {"get": {
+            "tags": ["legacy"], "summary": "Migration guide for legacy API key users",
+            "description": "The default target of the Link: rel=\"deprecation\" header.",
+            "security": [],
+            "responses": {"200": {"description": "The guide, in Markdown.",
+                                  "content": {"text/markdown": {"schema": {"type": "string"}}}}}}},
         "/metrics": {"get": {"tags": ["ops"], "summary": "Prometheus metrics", "security": [],
                              "responses": {"200": {"description": "Text exposition format.",
                                                    "content": {"text/plain": {"schema": {

@@ -25,6 +25,9 @@ class LegacyKey(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_ip: Mapped[str | None] = mapped_column(String(64))
     last_user_agent: Mapped[str | None] = mapped_column(String(512))
+    # Rejections of this key (sunset, brownout, disabled): who still tries after the switch-off.
+    rejected_count: Mapped[int] = mapped_column(BigId, default=0, server_default="0")
+    last_rejected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     migrated_to: Mapped[str | None] = mapped_column(String(32))
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

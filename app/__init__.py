@@ -13,8 +13,8 @@ MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    from app import cli, database
-    from app.api import context, errors, me, oauth, ops
+    from app import audit_log, cli, database
+    from app.api import audit, context, errors, me, oauth, ops
     from app.config import build_config
     from app.extensions import db, migrate
     from app.oauth import endpoints, grants, server
@@ -37,8 +37,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     server.authorization.register_endpoint(endpoints.TokenRotationEndpoint)
 
     context.init_app(app)
-    for blueprint in (oauth.bp, me.bp, ops.bp):
+    for blueprint in (oauth.bp, me.bp, audit.bp, ops.bp):
         app.register_blueprint(blueprint)
     errors.register(app)
+    audit_log.init_app(app)
     cli.register(app)
     return app

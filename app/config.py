@@ -67,6 +67,10 @@ def load_from_environment() -> dict[str, Any]:
         "KEYMINT_TRUSTED_PROXIES": _int("KEYMINT_TRUSTED_PROXIES", 0),
         "KEYMINT_LAST_USED_INTERVAL": _int("KEYMINT_LAST_USED_INTERVAL", 60),
         "KEYMINT_TOKEN_RETENTION_DAYS": _int("KEYMINT_TOKEN_RETENTION_DAYS", 7),
+        # Only for the benchmark's baseline run: false writes no audit events at all.
+        "KEYMINT_AUDIT_ENABLED": _bool("KEYMINT_AUDIT_ENABLED", True),
+        # Mirror each committed audit event as one JSON line to the `keymint.audit` logger.
+        "KEYMINT_AUDIT_LOG": _bool("KEYMINT_AUDIT_LOG", False),
     }
 
 

@@ -1,10 +1,10 @@
-"""Stable JSON shapes of keys and tokens, shared by the API and the CLI's --json output."""
+"""Stable JSON shapes of keys, tokens and audit events, shared by the API and the CLI."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from app.clock import isoformat, utcnow
+from app.clock import isoformat, isoformat_us, utcnow
 from app.models import AccessToken, ApiKey
 
 
@@ -39,4 +39,30 @@ def token_json(token: AccessToken) -> dict[str, Any]:
         "issued_at": isoformat(token.issued_at),
         "expires_at": isoformat(token.expires_at),
         "rotated_from": bool(token.rotated_from_id),
+    }
+
+
+def audit_event_json(event: Any) -> dict[str, Any]:
+    """One audit event (ORM object or result row), flat so it maps onto CSV columns too.
+
+    Ids are strings, as everywhere in the API; occurred_at keeps its microseconds.
+    """
+    def text(value: Any) -> str | None:
+        return None if value is None else str(value)
+
+    return {
+        "id": text(event.id),
+        "occurred_at": isoformat_us(event.occurred_at),
+        "workspace_id": text(event.workspace_id),
+        "actor_type": event.actor_type,
+        "actor_id": event.actor_id,
+        "actor_key": event.actor_key,
+        "action": event.action,
+        "target_type": event.target_type,
+        "target_id": event.target_id,
+        "ip": event.ip,
+        "user_agent": event.user_agent,
+        "request_id": event.request_id,
+        "details": event.details or {},
+        "sealed": getattr(event, "seal_id", None) is not None,
     }

@@ -208,7 +208,8 @@ def rotate(
     return issued
 
 
-def purge(session: Session, retention: timedelta, batch_size: int = 5000) -> int:
+def purge(session: Session, retention: timedelta, batch_size: int = 5000,
+          actor: Actor | None = None) -> int:
     """Delete one batch of tokens expired or revoked before now - retention; returns count."""
     cutoff = utcnow() - retention
     ids = session.scalars(
@@ -223,6 +224,8 @@ def purge(session: Session, retention: timedelta, batch_size: int = 5000) -> int
     session.execute(update(AccessToken).where(AccessToken.rotated_from_id.in_(ids))
                     .values(rotated_from_id=None))
     session.execute(delete(AccessToken).where(AccessToken.id.in_(ids)))
+    audit.record(session, "token.purged", actor or Actor.system("purge"), workspace_id=None,
+                 details={"count": len(ids), "retention_days": retention.days})
     return len(ids)
 
 

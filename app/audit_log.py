@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from types import SimpleNamespace
 from typing import Any
 
@@ -52,9 +53,22 @@ def _discard(session: Session) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Hook the session once per process when an app asks for the mirror."""
+    """Hook the session once per process when an app asks for the mirror.
+
+    The logger emits at INFO; unless a handler was attached to `keymint.audit` already,
+    it gets one writing the bare JSON line to stderr (gunicorn's error log), not
+    propagated, so each event is one clean line a log shipper can forward.
+    """
     global _installed
-    if app.config.get("KEYMINT_AUDIT_LOG") and not _installed:
+    if not app.config.get("KEYMINT_AUDIT_LOG"):
+        return
+    log.setLevel(logging.INFO)
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    if not _installed:
         event.listen(Session, "after_flush", _collect)
         event.listen(Session, "after_commit", _emit)
         event.listen(Session, "after_rollback", _discard)

@@ -291,7 +291,7 @@ def audit_export(slug: str | None, since: Any, until: Any, fmt: str, output: str
         progress = sys.stderr.isatty() and (output is not None or not sys.stdout.isatty())
     target = output + ".partial" if output else None
     stream = (open(target, "w", encoding="utf-8", newline="")  # noqa: SIM115
-              if target else click.get_text_stream("stdout"))
+              if target else sys.stdout)
     try:
         rows = audit_query.stream(db.session, where)
         if progress:

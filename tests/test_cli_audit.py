@@ -144,6 +144,7 @@ def test_export_csv_to_a_file_neutralises_formulas(app, tmp_path):
     assert [r["action"] for r in rows] == ["test.cli", "test.cli"]
     assert rows[0]["user_agent"].startswith("'=HYPERLINK")
     assert json.loads(rows[1]["details"]) == {"i": 1}
+    assert rows[0]["sealed"] == "false" and rows[0]["workspace_id"] == ""
     assert list(rows[0]) == list(audit_query.CSV_HEADER)
 
 

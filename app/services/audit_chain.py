@@ -38,6 +38,7 @@ KIND_PRUNE = "prune"
 HASH_VERSION = 1
 MAX_EVENTS_PER_SEAL = 10_000
 MAX_EVENTS_PER_PRUNE = 100_000
+MAX_SEALS_PER_PRUNE = 1_000
 # pg_advisory_xact_lock key for the chain head ("keymint" in ASCII, fits a bigint).
 CHAIN_LOCK_KEY = 0x6B65796D696E74
 
@@ -329,7 +330,8 @@ def prune(session: Session, before: datetime, *,
     """Delete the events of the oldest seals whose events all occurred before `before`.
 
     Only sealed events go; whole seals only, oldest first, stopping at the first seal that
-    holds an event at or after `before` (or after about `max_events` events: call again).
+    holds an event at or after `before` (or after about `max_events` events or
+    MAX_SEALS_PER_PRUNE seals: call again until it returns None).
     The seal rows stay, so the chain still verifies, and a `prune` seal records what went.
     """
     lock_chain(session)
@@ -341,7 +343,7 @@ def prune(session: Session, before: datetime, *,
     candidates = session.execute(
         select(AuditSeal.id, AuditSeal.hash).where(AuditSeal.kind == KIND_EVENTS,
                                                    AuditSeal.id > upto)
-        .order_by(AuditSeal.id)).all()
+        .order_by(AuditSeal.id).limit(MAX_SEALS_PER_PRUNE)).all()
     for seal_id, hashed in candidates:
         newest, count, low, high = session.execute(
             select(func.max(AuditEvent.occurred_at), func.count(AuditEvent.id),

@@ -13,8 +13,9 @@ MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    from app import cli, database, logs, metrics
+    from app import audit_log, cli, database, logs, metrics
     from app.api import (
+        audit,
         context,
         errors,
         guards,
@@ -60,9 +61,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     context.init_app(app)
     telemetry.init_app(app)
     guards.init_app(app)
-    for blueprint in (oauth.bp, me.bp, ops.bp, keys.bp, members.bp, workspace.bp, openapi.bp):
+    for blueprint in (oauth.bp, me.bp, ops.bp, keys.bp, members.bp, workspace.bp, openapi.bp,
+                      audit.bp):
         app.register_blueprint(blueprint)
     legacy.init_app(app)  # legacy-keys blueprint, X-API-Key guard, introspection hook, counters
     errors.register(app)
+    audit_log.init_app(app)
     cli.register(app)
     return app

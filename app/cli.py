@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import functools
 import json
 import os
@@ -14,10 +15,10 @@ import click
 from flask import Flask
 from flask.cli import FlaskGroup, with_appcontext
 
-from app.clock import isoformat, parse_rfc3339
+from app.clock import isoformat, parse_rfc3339, utcnow
 from app.extensions import db
-from app.serialize import key_json
-from app.services import accounts, keys, tokens
+from app.serialize import audit_event_json, key_json
+from app.services import accounts, audit_chain, audit_query, keys, tokens
 from app.services import legacy as legacy_service
 from app.services.audit import Actor
 from app.services.errors import DomainError
@@ -61,6 +62,7 @@ members = click.Group("members", help="Add and remove workspace members.")
 keys_cli = click.Group("keys", help="Create, list, revoke and rotate API keys.")
 tokens_cli = click.Group("tokens", help="Maintain the access-token table.")
 legacy_cli = click.Group("legacy", help="Import, report on and migrate legacy workspace keys.")
+audit_cli = click.Group("audit", help="Export, seal, verify and prune the audit trail.")
 
 
 @users.command("create")
@@ -253,10 +255,11 @@ def tokens_purge(retention_days: int | None, batch_size: int, pause: float,
             bar.update(batch.deleted)
             if pause:
                 time.sleep(pause)
-    audit.record(db.session, "tokens.purged", Actor.cli(), workspace_id=None,
-                 details={"count": total, "retention_days": days,
-                          "cutoff": isoformat(cutoff)})
-    db.session.commit()
+    if total:  # no change, no event
+        audit.record(db.session, "token.purged", Actor.cli(), workspace_id=None,
+                     details={"count": total, "retention_days": days,
+                              "cutoff": isoformat(cutoff)})
+        db.session.commit()
     click.echo(f"purged {total} token row(s) expired or revoked before {isoformat(cutoff)} "
                f"(retention {days} day(s))")
 
@@ -368,6 +371,166 @@ def legacy_migrate(slug: str, email: str, scope: str, disable_legacy: bool,
         click.echo("The secrets are shown once; store them now.")
 
 
+# --- audit --------------------------------------------------------------------------------
+
+# Spreadsheet apps run a cell starting with one of these as a formula (CSV injection);
+# user agents and names are caller-controlled, so such cells get a leading quote.
+_CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PROGRESS_EVERY = 1000
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        value = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    text = str(value)
+    return "'" + text if text.startswith(_CSV_FORMULA_START) else text
+
+
+def _export_rows(stream: Any, rows: Any, fmt: str, on_batch: Callable[[int], None]) -> int:
+    written = 0
+    writer = None
+    for row in rows:
+        data = audit_event_json(row)
+        if fmt == "csv":
+            if writer is None:
+                writer = csv.writer(stream, lineterminator="\n")
+                writer.writerow(list(data))
+            writer.writerow([_csv_cell(v) for v in data.values()])
+        else:
+            stream.write(json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n")
+        written += 1
+        if written % _PROGRESS_EVERY == 0:
+            on_batch(_PROGRESS_EVERY)
+    if fmt == "csv" and writer is None:
+        csv.writer(stream, lineterminator="\n").writerow(audit_query.CSV_HEADER)
+    on_batch(written % _PROGRESS_EVERY)
+    return written
+
+
+@audit_cli.command("export")
+@click.option("--workspace", "slug", default=None, help="Only this workspace's events.")
+@click.option("--since", callback=_parse_time, help="RFC 3339; events at or after it.")
+@click.option("--until", callback=_parse_time, help="RFC 3339; events before it.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl",
+              show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write to this file (atomically, via FILE.partial) instead of stdout.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr; default: when stderr is a terminal and the "
+                   "data does not go to it.")
+@with_appcontext
+def audit_export(slug: str | None, since: Any, until: Any, fmt: str, output: str | None,
+                 progress: bool | None) -> None:
+    """Stream audit events, oldest first, in constant memory (jsonl or csv)."""
+    try:
+        workspace_id = accounts.get_workspace(db.session, slug).id if slug else None
+        where = audit_query.EventFilter(workspace_id=workspace_id, since=since, until=until)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
+    if progress is None:
+        progress = sys.stderr.isatty() and (output is not None or not sys.stdout.isatty())
+    target = output + ".partial" if output else None
+    stream = (open(target, "w", encoding="utf-8", newline="")  # noqa: SIM115
+              if target else sys.stdout)
+    try:
+        rows = audit_query.stream(db.session, where)
+        if progress:
+            total = audit_query.count(db.session, where)
+            with click.progressbar(length=total, label="exporting audit events",
+                                   file=sys.stderr) as bar:
+                written = _export_rows(stream, rows, fmt, bar.update)
+        else:
+            written = _export_rows(stream, rows, fmt, lambda _n: None)
+    except BaseException:
+        if target:
+            stream.close()
+            os.unlink(target)
+        raise
+    finally:
+        db.session.rollback()
+    if target:
+        stream.close()
+        os.replace(target, output)
+        click.echo(f"exported {written} event(s) to {output}", err=True)
+    else:
+        stream.flush()
+
+
+@audit_cli.command("seal")
+@click.option("--max-events", type=click.IntRange(min=1, max=100000),
+              default=audit_chain.MAX_EVENTS_PER_SEAL, show_default=True,
+              help="Events per seal; a backlog becomes several seals.")
+@with_appcontext
+def audit_seal(max_events: int) -> None:
+    """Seal every unsealed event into the hash chain (run it every minute)."""
+    seals = events = 0
+    try:
+        while (sealed := audit_chain.seal(db.session, max_events=max_events)) is not None:
+            seals += 1
+            events += sealed.event_count
+            db.session.commit()  # one short transaction per seal
+        latest = audit_chain.head(db.session)
+        head_hash = latest.hash if latest else audit_chain.GENESIS_HASH
+    finally:
+        db.session.rollback()
+    click.echo(f"sealed {events} event(s) in {seals} seal(s); chain head {head_hash}")
+
+
+@audit_cli.command("verify")
+@click.option("--anchor", default=None,
+              help="A chain head printed earlier; fails if the chain no longer contains it.")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def audit_verify(anchor: str | None, as_json: bool) -> None:
+    """Check the whole chain; exit 1 naming the first bad event or seal."""
+    try:
+        report = audit_chain.verify(db.session, anchor=anchor)
+    finally:
+        db.session.rollback()
+    payload = {"ok": report.ok, "seals": report.seals, "events": report.events,
+               "pruned_events": report.pruned_events, "unsealed": report.unsealed,
+               "head": report.head_hash, "problem": report.problem,
+               "seal_id": report.seal_id, "event_id": report.event_id}
+    if as_json:
+        click.echo(json.dumps(payload, sort_keys=True))
+    elif report.ok:
+        click.echo(f"audit chain OK: {report.seals} seal(s), {report.events} event(s) "
+                   f"verified, {report.pruned_events} pruned, {report.unsealed} not yet "
+                   f"sealed; head {report.head_hash}")
+    else:
+        click.echo(f"audit chain BROKEN: {report.problem}", err=True)
+    if not report.ok:
+        sys.exit(1)
+
+
+@audit_cli.command("prune")
+@click.option("--before", required=True, callback=_parse_time,
+              help="RFC 3339; remove sealed events older than this (whole seals only).")
+@with_appcontext
+def audit_prune(before: Any) -> None:
+    """Delete sealed events older than --before; a prune record keeps the chain verifiable."""
+    if before > utcnow():
+        raise click.BadParameter("must not be in the future", param_hint="--before")
+    seals = events = 0
+    try:
+        while (result := audit_chain.prune(db.session, before)) is not None:
+            seals += result.seals
+            events += result.events
+            db.session.commit()  # one short transaction per batch of seals
+        unsealed_old = audit_query.count(db.session, audit_query.EventFilter(until=before),
+                                         unsealed_only=True)
+    finally:
+        db.session.rollback()
+    click.echo(f"pruned {events} event(s) of {seals} seal(s) older than {isoformat(before)}")
+    if unsealed_old:
+        click.echo(f"{unsealed_old} older event(s) are not sealed yet and were kept; run "
+                   "`keymint audit seal` first", err=True)
+
+
 @click.command("serve")
 @click.option("--bind", default="127.0.0.1:8000", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1, max=64), default=None,
@@ -423,7 +586,8 @@ Then, with TOKEN set to its access_token:
 
 
 def register(app: Flask) -> None:
-    for group in (users, workspaces, members, keys_cli, tokens_cli, legacy_cli, serve, demo):
+    for group in (users, workspaces, members, keys_cli, tokens_cli, legacy_cli, audit_cli,
+                  serve, demo):
         app.cli.add_command(group)
 
 

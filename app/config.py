@@ -164,6 +164,10 @@ def load_from_environment() -> dict[str, Any]:
         "KEYMINT_TOKEN_RETENTION_DAYS": _int("KEYMINT_TOKEN_RETENTION_DAYS", 7),
         "KEYMINT_DATABASE_CONNECT_TIMEOUT": _int("KEYMINT_DATABASE_CONNECT_TIMEOUT", 3, minimum=1),
         "KEYMINT_ASYNC_ISSUANCE_COMMIT": _bool("KEYMINT_ASYNC_ISSUANCE_COMMIT", True),
+        # Only for the benchmark's baseline run: false writes no audit events at all.
+        "KEYMINT_AUDIT_ENABLED": _bool("KEYMINT_AUDIT_ENABLED", True),
+        # Mirror each committed audit event as one JSON line to the `keymint.audit` logger.
+        "KEYMINT_AUDIT_LOG": _bool("KEYMINT_AUDIT_LOG", False),
     }
 
 

@@ -1,10 +1,10 @@
-"""Stable JSON shapes of keys and tokens, shared by the API and the CLI's --json output."""
+"""Stable JSON shapes of keys, tokens and audit events, shared by the API and the CLI."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from app.clock import isoformat, utcnow
+from app.clock import isoformat, isoformat_us, utcnow
 from app.models import AccessToken, ApiKey, LegacyKey
 
 
@@ -64,4 +64,30 @@ def legacy_key_json(row: LegacyKey, sunset: Any) -> dict[str, Any]:
         "last_rejected_at": isoformat(row.last_rejected_at),
         "migrated_to": row.migrated_to,
         "disabled_at": isoformat(row.disabled_at),
+    }
+
+
+def audit_event_json(event: Any) -> dict[str, Any]:
+    """One audit event (ORM object or result row), flat so it maps onto CSV columns too.
+
+    Ids are strings, as everywhere in the API; occurred_at keeps its microseconds.
+    """
+    def text(value: Any) -> str | None:
+        return None if value is None else str(value)
+
+    return {
+        "id": text(event.id),
+        "occurred_at": isoformat_us(event.occurred_at),
+        "workspace_id": text(event.workspace_id),
+        "actor_type": event.actor_type,
+        "actor_id": event.actor_id,
+        "actor_key": event.actor_key,
+        "action": event.action,
+        "target_type": event.target_type,
+        "target_id": event.target_id,
+        "ip": event.ip,
+        "user_agent": event.user_agent,
+        "request_id": event.request_id,
+        "details": event.details or {},
+        "sealed": getattr(event, "seal_id", None) is not None,
     }

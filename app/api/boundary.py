@@ -39,9 +39,10 @@ def finish(response: Response) -> Response:
             db.session.rollback()
         failure = g.pop("auth_failure", None)
         if failure is not None:
+            client_id = failure["client_id"] or None
             audit.record(db.session, "client.auth_failed", request_actor("client", None,
-                         None), workspace_id=failure["workspace_id"], target_type="key",
-                         target_id=failure["client_id"] or None,
+                         None), workspace_id=failure["workspace_id"],
+                         target_type="key" if client_id else None, target_id=client_id,
                          details={"reason": failure["reason"]})
             db.session.commit()
     except (OperationalError, DBAPIError):

@@ -178,15 +178,6 @@ AUDIT_EVENT: Doc = {
     "description": "One audit event: when, action, actor (type, id, key), target, ip, "
                    "request id, details."}
 
-AUDIT_QUERY: Doc = {"type": "object", "properties": {
-    "action": {"type": "string"}, "actor": {"type": "string"},
-    "key": {"type": "string", "description": "A key's client_id."},
-    "since": {"type": "string", "format": "date-time"},
-    "until": {"type": "string", "format": "date-time"},
-    "cursor": {"type": "string"},
-    "limit": {"type": "integer", "minimum": 1}}}
-
-
 def _paths() -> Doc:
     k = schemas
     return {
@@ -344,7 +335,7 @@ def _paths() -> Doc:
                      "content": json_content({"type": "object", "properties": {
                          "events": {"type": "array", "items": AUDIT_EVENT},
                          "next_cursor": {"type": ["string", "null"]}}})}},
-            query=AUDIT_QUERY)}},
+            query=k.AUDIT_EVENT_QUERY)}},
         "/healthz": {"get": {"tags": ["ops"], "summary": "Liveness", "security": [],
                              "responses": {"200": {"description": "The process serves.",
                                                    "content": json_content(HEALTH)}}}},

@@ -12,6 +12,8 @@ from typing import Any
 
 from app.models import Role
 from app.services.accounts import EMAIL_PATTERN, MAX_POLICY_DAYS
+from app.services.audit_query import DEFAULT_PAGE_SIZE as AUDIT_DEFAULT_PAGE_SIZE
+from app.services.audit_query import MAX_PAGE_SIZE as AUDIT_MAX_PAGE_SIZE
 from app.services.keys import MAX_GRACE_PERIOD, MAX_NAME_LEN, MAX_PAGE_SIZE, MAX_SCOPES
 
 Schema = dict[str, Any]
@@ -98,6 +100,19 @@ KEY_LIST_QUERY = _object(
      "cursor": {"type": "string", "minLength": 1, "maxLength": 64,
                 "description": "next_cursor of the previous page (opaque)."},
      "limit": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 50}})
+
+AUDIT_EVENT_QUERY = _object(
+    {"action": {"type": "string", "minLength": 1, "maxLength": 64,
+                "description": "Exact action, or a prefix ending in '.', e.g. key."},
+     "actor": {"type": "string", "minLength": 1, "maxLength": 64,
+               "description": "A user id or a key's client_id."},
+     "key": {"type": "string", "minLength": 1, "maxLength": 64,
+             "description": "A key's client_id (as actor or target)."},
+     "since": TIMESTAMP, "until": TIMESTAMP,
+     "cursor": {"type": "string", "minLength": 1, "maxLength": 128,
+                "description": "next_cursor of the previous page (opaque)."},
+     "limit": {"type": "integer", "minimum": 1, "maximum": AUDIT_MAX_PAGE_SIZE,
+               "default": AUDIT_DEFAULT_PAGE_SIZE}})
 
 # --- responses ---------------------------------------------------------------------------
 

@@ -34,6 +34,9 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # Set when a seal takes the event into the hash chain; unsealed rows are NULL.
     seal_id: Mapped[int | None] = mapped_column(ForeignKey("audit_seals.id"))
+    # SHA-256 of the event's canonical content, written by the sealer with seal_id
+    # (app/services/audit_chain.py); lets verify name the exact event that changed.
+    event_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditSeal(Base):

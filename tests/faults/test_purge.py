@@ -85,7 +85,7 @@ def test_purge_removes_exactly_the_rows_past_retention(app, factory, batch_size)
     assert left["kept-successor"].rotated_from_id is None  # pointer to the purged row cleared
     with app.app_context():
         event = db.session.scalar(select(AuditEvent).where(AuditEvent.action ==
-                                                           "tokens.purged"))
+                                                           "token.purged"))
         assert event.details["count"] == 5 and event.details["retention_days"] == 7
 
     with freeze_time(T):  # idempotent: a second run finds nothing more

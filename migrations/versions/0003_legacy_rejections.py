@@ -1,14 +1,14 @@
 """Legacy keys: count rejections (after sunset, in a brownout, disabled) per key.
 
-Revision ID: 0005
-Revises: 0001
+Revision ID: 0003
+Revises: 0002_audit_chain
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002_audit_chain"
 branch_labels = None
 depends_on = None
 

@@ -102,6 +102,8 @@ def test_role_matrix(client, factory, app, role, target):
         r = getattr(client, method)(path.format(cid=key.client_id), headers=caller.headers,
                                     json=body)
         expected = ok if allowed else 404
+        if allowed and path.endswith("/rotate") and target != "own":
+            expected = 403  # a rotation hands out a secret: only the key's own user rotates
         assert r.status_code == expected, (method, path, r.get_json())
         if not allowed:
             assert r.get_json()["error"] == "not_found"
@@ -459,6 +461,32 @@ def test_unknown_and_malformed_client_ids_are_404(client, factory):
 
 
 # --- rotation -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("victim", ["owner", "member"])
+def test_admin_cannot_take_over_another_users_key_by_rotating_it(client, factory, victim):
+    """Rotating hands out a secret: an admin must not obtain an owner's (or anyone's) key."""
+    team = make_team(client, factory)
+    target = factory.key(team.slug, team[victim].email, scopes="keys:read keys:write")
+    r = client.post(f"/api/v1/keys/{target.client_id}/rotate", headers=team["admin"].headers,
+                    json={"grace_period": 0})
+    assert r.status_code == 403
+    assert "client_secret" not in r.get_json()
+    assert mint(client, target.client_id, target.secret).status_code == 200
+
+
+def test_narrowed_token_cannot_create_a_key_with_its_keys_other_scopes(client, factory):
+    team = make_team(client, factory)
+    owner = team["owner"]
+    narrow = client.post("/oauth/token", data={"grant_type": "client_credentials",
+                                                "scope": "keys:write"},
+                         auth=(owner.key.client_id, owner.key.secret)).get_json()["access_token"]
+    r = client.post("/api/v1/keys", headers={"Authorization": f"Bearer {narrow}"},
+                    json={"name": "wider", "scopes": ["keys:read"]})
+    assert r.status_code == 403 and r.get_json()["field"] == "scopes"
+    ok = client.post("/api/v1/keys", headers={"Authorization": f"Bearer {narrow}"},
+                     json={"name": "same", "scopes": ["keys:write"]})
+    assert ok.status_code == 201
 
 
 def test_rotation_grace_period_boundaries(client, factory, app):

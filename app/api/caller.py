@@ -17,7 +17,7 @@ def principal() -> access.Principal:
     if found is None:
         info = current_info()
         found = access.load_principal(db.session, info.user_id, info.workspace_id,
-                                      info.client_id)
+                                      info.client_id, info.scopes)
         g.keymint_principal = found
     return found
 

@@ -98,6 +98,7 @@ def revoke_key(client_id: str) -> tuple[str, int]:
 def rotate_key(client_id: str) -> Response:
     body = json_body(schemas.KEY_ROTATE, optional=True)
     key = access.visible_key(db.session, principal(), client_id)
+    access.check_can_rotate(principal(), key)
     rotated = key_service.rotate_secret(
         db.session, key, actor(), body.get("grace_period", key_service.DEFAULT_GRACE_PERIOD))
     payload = {**key_json(rotated.key), "client_secret": rotated.client_secret,

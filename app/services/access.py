@@ -32,11 +32,12 @@ class Principal:
 
 
 def load_principal(session: Session, user_id: int, workspace_id: int,
-                   client_id: str) -> Principal:
+                   client_id: str, token_scopes: list[str]) -> Principal:
     """Read the caller's current role and its key's current scopes.
 
     Read on every request, so a demoted admin or a narrowed key loses its rights at once,
-    whatever its token said when it was minted.
+    whatever its token said when it was minted. The grantable scopes are those both the key
+    and the token hold: a token narrowed at mint time stays narrow.
     """
     row = session.execute(
         select(Membership.role, ApiKey.scopes)
@@ -49,7 +50,8 @@ def load_principal(session: Session, user_id: int, workspace_id: int,
     if row is None:  # membership removed between token validation and this read
         raise Forbidden("the calling user is no longer a member of this workspace")
     return Principal(user_id=user_id, workspace_id=workspace_id, role=Role(row[0]),
-                     client_id=client_id, key_scopes=frozenset(row[1].split()))
+                     client_id=client_id,
+                     key_scopes=frozenset(row[1].split()) & frozenset(token_scopes))
 
 
 def key_owner_filter(principal: Principal) -> int | None:
@@ -67,12 +69,20 @@ def visible_key(session: Session, principal: Principal, client_id: str, *,
     return key
 
 
+def check_can_rotate(principal: Principal, key: ApiKey) -> None:
+    """Only a key's own user may rotate it: a rotation hands out a working secret, and an
+    admin holding another user's secret could act as that user (even as an owner)."""
+    if key.user_id != principal.user_id:
+        raise Forbidden("only the key's owner can rotate its secret; revoke it instead",
+                        field="client_id")
+
+
 def check_grantable_scopes(principal: Principal, scopes: list[str]) -> None:
-    """No escalation: a new key gets only scopes the caller's key holds, and management
-    scopes only when the caller is an admin or owner."""
+    """No escalation: a new key gets only scopes the calling token holds (and so its key),
+    and management scopes only when the caller is an admin or owner."""
     not_held = [s for s in scopes if s not in principal.key_scopes]
     if not_held:
-        raise Forbidden("a key can only be given scopes the calling key holds; not held: "
+        raise Forbidden("a key can only be given scopes the calling token holds; not held: "
                         + " ".join(not_held), field="scopes")
     management = [s for s in scopes if s in key_service.MANAGEMENT_SCOPES]
     if management and not principal.manages_keys:

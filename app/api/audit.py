@@ -5,14 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
 
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import select
 
 from app.api import schemas
-from app.api.validation import query_args
-from app.clock import parse_rfc3339
+from app.api.validation import query_args, timestamp
 from app.extensions import db
 from app.models import Membership, Role
 from app.oauth.resource import current_info, require_token
@@ -36,22 +34,12 @@ def decode_cursor(cursor: str) -> int:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
         before = data["before"]
-        if data.get("v") != _CURSOR_VERSION or not isinstance(before, int) or before < 1:
+        if (data.get("v") != _CURSOR_VERSION or type(before) is not int
+                or not 1 <= before < 2**63):
             raise ValueError
     except (ValueError, KeyError, TypeError, UnicodeError, binascii.Error):
         raise InvalidInput("cursor is not a cursor this API returned", field="cursor") from None
     return before
-
-
-def _time(args: dict, name: str) -> datetime | None:
-    raw = args.get(name)
-    if not raw:
-        return None
-    try:
-        return parse_rfc3339(raw)
-    except ValueError:
-        raise InvalidInput(f"{name} must be an RFC 3339 time, e.g. 2030-01-01T00:00:00Z",
-                           field=name) from None
 
 
 @bp.get("/audit-events")
@@ -69,8 +57,8 @@ def list_events() -> Response:
         action=args.get("action"),
         actor=args.get("actor"),
         key=args.get("key"),
-        since=_time(args, "since"),
-        until=_time(args, "until"),
+        since=timestamp(args.get("since"), "since"),
+        until=timestamp(args.get("until"), "until"),
         own_keys_of=None if Role(role).manages_workspace else info.user_id,
     )
     cursor = args.get("cursor")

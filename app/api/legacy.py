@@ -12,8 +12,10 @@ from flask import Blueprint, Flask, Response, abort, current_app, g, jsonify, re
 from werkzeug.http import http_date
 
 from app import lifecycle
+from app.api import schemas
 from app.api.context import issuer, request_actor
 from app.api.errors import error_response
+from app.api.validation import query_args
 from app.clock import epoch, isoformat, utcnow
 from app.extensions import db
 from app.models import Membership, Role
@@ -21,7 +23,7 @@ from app.oauth.errors import REALM
 from app.oauth.resource import current_info, require_token
 from app.serialize import legacy_key_json
 from app.services import legacy as legacy_service
-from app.services.errors import Forbidden, InvalidInput
+from app.services.errors import Forbidden
 
 bp = Blueprint("legacy", __name__)
 
@@ -29,7 +31,6 @@ HEADER = "X-API-Key"
 GUIDE_PATH = "/docs/legacy-migration"
 BUFFER_EXTENSION = "keymint_legacy_usage"
 INTROSPECT_EXTENSION = "keymint_legacy_introspect"
-MAX_PAGE = 500
 
 
 # --- configuration-derived facts ------------------------------------------------------------
@@ -195,19 +196,6 @@ def introspect_legacy(token: str, client: Any) -> dict[str, Any]:
 # --- routes ---------------------------------------------------------------------------------
 
 
-def _page_params() -> tuple[int, int]:
-    try:
-        limit = int(request.args.get("limit", "100"))
-        after = int(request.args.get("cursor", "0") or 0)
-    except ValueError:
-        raise InvalidInput("limit and cursor must be integers", field="limit") from None
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}", field="limit")
-    if after < 0:
-        raise InvalidInput("cursor must not be negative", field="cursor")
-    return limit, after
-
-
 @bp.get("/api/v1/legacy-keys")
 @require_token("keys:read")
 def list_legacy_keys() -> Response:
@@ -217,7 +205,8 @@ def list_legacy_keys() -> Response:
         user_id=info.user_id, workspace_id=info.workspace_id).scalar()
     if role is None or not Role(role).manages_workspace:
         raise Forbidden("listing legacy keys needs the admin or owner role")
-    limit, after = _page_params()
+    args = query_args(schemas.LEGACY_KEY_LIST_QUERY)
+    limit, after = args.get("limit", 100), int(args.get("cursor", "0"))
     usage_buffer().flush()  # this process's pending counts become visible first
     rows = legacy_service.list_keys(db.session, info.workspace_id, after_id=after,
                                     limit=limit + 1)

@@ -328,7 +328,9 @@ def _paths() -> Doc:
             ("keys:read",),
             {"200": {"description": "Legacy keys (metadata only).",
                      "content": json_content({"type": "object", "properties": {
-                         "legacy_keys": {"type": "array", "items": LEGACY_KEY}}})}})}},
+                         "legacy_keys": {"type": "array", "items": LEGACY_KEY},
+                         "next_cursor": {"type": ["string", "null"]}}})}},
+            query=k.LEGACY_KEY_LIST_QUERY)}},
         "/api/v1/audit-events": {"get": {"tags": ["audit"], **management(
             "The workspace's audit trail, newest first", ("audit:read",),
             {"200": {"description": "One page of events.",

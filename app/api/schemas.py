@@ -114,6 +114,12 @@ AUDIT_EVENT_QUERY = _object(
      "limit": {"type": "integer", "minimum": 1, "maximum": AUDIT_MAX_PAGE_SIZE,
                "default": AUDIT_DEFAULT_PAGE_SIZE}})
 
+LEGACY_MAX_PAGE = 500
+LEGACY_KEY_LIST_QUERY = _object(
+    {"cursor": {"type": "string", "pattern": "^[0-9]{1,18}$",
+                "description": "next_cursor of the previous page (opaque)."},
+     "limit": {"type": "integer", "minimum": 1, "maximum": LEGACY_MAX_PAGE, "default": 100}})
+
 # --- responses ---------------------------------------------------------------------------
 
 NULLABLE_TIME: Schema = {"type": ["string", "null"], "format": "date-time"}

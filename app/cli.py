@@ -247,6 +247,10 @@ def tokens_purge(retention_days: int | None, batch_size: int, pause: float,
                            hidden=not show) as bar:
         while True:
             batch = tokens.purge_batch(db.session, cutoff, after, batch_size)
+            if batch.deleted:  # each batch commits with its own event: no deletion unaudited
+                audit.record(db.session, "token.purged", Actor.cli(), workspace_id=None,
+                             details={"count": batch.deleted, "retention_days": days,
+                                      "cutoff": isoformat(cutoff)})
             db.session.commit()
             if batch.last_id is None:
                 break
@@ -255,11 +259,6 @@ def tokens_purge(retention_days: int | None, batch_size: int, pause: float,
             bar.update(batch.deleted)
             if pause:
                 time.sleep(pause)
-    if total:  # no change, no event
-        audit.record(db.session, "token.purged", Actor.cli(), workspace_id=None,
-                     details={"count": total, "retention_days": days,
-                              "cutoff": isoformat(cutoff)})
-        db.session.commit()
     click.echo(f"purged {total} token row(s) expired or revoked before {isoformat(cutoff)} "
                f"(retention {days} day(s))")
 

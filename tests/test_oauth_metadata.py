@@ -14,12 +14,16 @@ def test_metadata_lists_endpoints_grant_and_auth_methods(client):
         assert body[f"{endpoint}_endpoint_auth_methods_supported"] == [
             "client_secret_basic", "client_secret_post"]
     assert "introspect" in body["scopes_supported"]
+    # derived from the Host header: never stored by a shared cache
+    assert response.headers["Cache-Control"] == "no-store"
 
 
 def test_issuer_setting_drives_every_url(app_config):
     from app import create_app
 
     app = create_app({**app_config, "KEYMINT_ISSUER": "https://auth.example.com"})
-    body = app.test_client().get("/.well-known/oauth-authorization-server").get_json()
+    response = app.test_client().get("/.well-known/oauth-authorization-server")
+    body = response.get_json()
     assert body["issuer"] == "https://auth.example.com"
+    assert response.headers["Cache-Control"] == "public, max-age=300"
     assert body["token_endpoint"] == "https://auth.example.com/oauth/token"

@@ -40,8 +40,13 @@ def test_every_response_carries_the_security_headers(client, factory):
             assert response.headers["Pragma"] == "no-cache"
 
 
-def test_public_metadata_may_be_cached_but_not_when_credentials_were_sent(client, factory):
-    key = factory.key()
+def test_public_metadata_may_be_cached_but_not_when_credentials_were_sent(app_config):
+    from app import create_app
+    from tests.conftest import Factory
+
+    app = create_app({**app_config, "KEYMINT_ISSUER": "https://auth.example.com"})
+    client = app.test_client()
+    key = Factory(app).key()
     public = client.get("/.well-known/oauth-authorization-server")
     assert public.headers["Cache-Control"].startswith("public")
     with_credentials = client.get("/.well-known/oauth-authorization-server", auth=key.auth)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from authlib.oauth2 import OAuth2Error
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app.api.boundary import finish, unavailable_response
@@ -70,5 +70,8 @@ def metadata() -> Response:
         "scopes_supported": sorted({INTROSPECT_SCOPE, *MANAGEMENT_SCOPES}),
         "service_documentation": f"{base}/openapi.json",
     })
-    response.headers["Cache-Control"] = "public, max-age=300"
+    # Cacheable only when the issuer is configured: one derived from the Host header must not
+    # be stored by a shared cache and served to others.
+    configured = bool(current_app.config.get("KEYMINT_ISSUER"))
+    response.headers["Cache-Control"] = "public, max-age=300" if configured else "no-store"
     return response

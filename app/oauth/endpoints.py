@@ -122,4 +122,4 @@ class TokenRotationEndpoint(Endpoint):
             if exc.field == "scope":
                 raise InvalidScopeError(safe_description(exc.message)) from None
             raise InvalidGrantError(safe_description(exc.message)) from None
-        return 200, issued.response(utcnow()), default_json_headers
+        return 200, issued.response(), default_json_headers

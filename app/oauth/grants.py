@@ -6,7 +6,6 @@ from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from flask import current_app
 
-from app.clock import utcnow
 from app.extensions import db
 from app.oauth.errors import safe_description
 from app.services import keys as key_service
@@ -45,4 +44,4 @@ class KeyClientCredentialsGrant(grants.ClientCredentialsGrant):
                                      self.server.client_actor(client),
                                      durable=not current_app.config[
                                          "KEYMINT_ASYNC_ISSUANCE_COMMIT"])
-        return 200, issued.response(utcnow()), self.TOKEN_RESPONSE_HEADER
+        return 200, issued.response(), self.TOKEN_RESPONSE_HEADER

@@ -27,11 +27,12 @@ class IssuedToken:
     expires_at: datetime
     row_id: int
 
-    def response(self, now: datetime) -> dict[str, object]:
+    def response(self) -> dict[str, object]:
+        """The RFC 6749 §5.1 body; expires_in counts from the issuing instant."""
         return {
             "access_token": self.access_token,
             "token_type": "Bearer",
-            "expires_in": max(0, int((self.expires_at - now).total_seconds())),
+            "expires_in": max(0, int((self.expires_at - self.issued_at).total_seconds())),
             "scope": " ".join(self.scopes),
         }
 

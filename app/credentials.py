@@ -23,8 +23,6 @@ HINT_LEN = 8  # prefix plus a few characters: enough to recognise, far too few t
 KEYMINT_PREFIXES = (CLIENT_ID_PREFIX, SECRET_PREFIX, TOKEN_PREFIX, TOKEN_ID_PREFIX)
 
 CLIENT_ID_LEN = len(CLIENT_ID_PREFIX) + CLIENT_ID_BODY
-SECRET_LEN = len(SECRET_PREFIX) + RANDOM_BODY + CHECKSUM_LEN
-TOKEN_LEN = len(TOKEN_PREFIX) + RANDOM_BODY + CHECKSUM_LEN
 
 
 def _random_base62(length: int) -> str:

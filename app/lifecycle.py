@@ -8,14 +8,14 @@ Anything that buffers writes in memory registers a flush here, in its init_app()
 `flush_usage_counters()` takes no arguments and runs inside an app context with a fresh
 session; it should write and commit its buffer in short transactions. `keymint serve`
 calls every registered flush from gunicorn's worker_exit hook, i.e. after the worker has
-stopped accepting and finished its in-flight requests (SIGTERM, graceful_timeout); other
-processes (flask run, CLI) call them at interpreter exit. A failing flush is logged and
-does not stop the others; each flush runs at most once per process exit.
+stopped accepting and finished its in-flight requests (SIGTERM, graceful_timeout). A failing
+flush is logged and does not stop the others; each flush runs at most once per process exit.
+(Buffers that must also survive other processes' exits register an atexit hook themselves,
+as the legacy usage counters do.)
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 from collections.abc import Callable
 
@@ -52,11 +52,6 @@ def flush_all(app: Flask) -> int:
             finally:
                 db.session.remove()
     return done
-
-
-def flush_at_exit(app: Flask) -> None:
-    """For processes without a gunicorn worker_exit hook: flush when the interpreter exits."""
-    atexit.register(flush_all, app)
 
 
 def gunicorn_worker_exit(_server: object, worker: object) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, has_app_context
@@ -32,15 +32,6 @@ class Actor:
     @classmethod
     def cli(cls) -> Actor:
         return cls(type="system", id="cli")
-
-    @classmethod
-    def system(cls, name: str = "keymint") -> Actor:
-        return cls(type="system", id=name)
-
-    def with_request(
-        self, ip: str | None, user_agent: str | None, request_id: str | None
-    ) -> Actor:
-        return replace(self, ip=ip, user_agent=user_agent, request_id=request_id)
 
 
 def _clean_details(details: dict[str, Any] | None) -> dict[str, Any]:

@@ -528,10 +528,3 @@ def mark_used(session: Session, cred: KeyCredential, now: datetime, ip: str | No
     session.connection().execute(_MARK_USED, {"key_id": cred.id, "last_used_at": now,
                                               "last_used_ip": (ip or None) and ip[:64]})
 
-
-def scope_error(requested: list[str], held: list[str]) -> str | None:
-    missing = [s for s in requested if s not in held]
-    if missing:
-        return f"scope not allowed for this key: {' '.join(missing)}"
-    return None
-

@@ -7,6 +7,7 @@ from datetime import timedelta
 from flask import Blueprint, Response, jsonify
 
 from app.api import schemas
+from app.api.boundary import finish
 from app.api.caller import actor, principal
 from app.api.validation import json_body, query_args, timestamp
 from app.clock import isoformat
@@ -19,6 +20,7 @@ from app.services import keys as key_service
 from app.services import tokens as token_service
 
 bp = Blueprint("keys", __name__, url_prefix="/api/v1")
+bp.after_request(finish)  # the request boundary: one commit, or a rollback on error
 
 READ = "keys:read"
 WRITE = "keys:write"
@@ -57,7 +59,6 @@ def create_key() -> tuple[Response, int, dict[str, str]]:
         expires_at=timestamp(body.get("expires_at"), "expires_at"),
         expires_in_days=body.get("expires_in_days"))
     payload = {**key_json(created.key), "client_secret": created.client_secret}
-    db.session.commit()
     return jsonify(payload), 201, {"Location": f"/api/v1/keys/{created.key.client_id}"}
 
 
@@ -80,7 +81,6 @@ def update_key(client_id: str) -> Response:
                            actor(), name=body.get("name"), scopes=body.get("scopes"),
                            expires_in_days=body.get("expires_in_days"), **changes)
     payload = key_json(key)
-    db.session.commit()
     return jsonify(payload)
 
 
@@ -89,7 +89,6 @@ def update_key(client_id: str) -> Response:
 def revoke_key(client_id: str) -> tuple[str, int]:
     key = access.visible_key(db.session, principal(), client_id, lock=True)
     key_service.revoke_key(db.session, key, actor())
-    db.session.commit()
     return "", 204
 
 
@@ -103,7 +102,6 @@ def rotate_key(client_id: str) -> Response:
         db.session, key, actor(), body.get("grace_period", key_service.DEFAULT_GRACE_PERIOD))
     payload = {**key_json(rotated.key), "client_secret": rotated.client_secret,
                "previous_secret_expires_at": isoformat(rotated.previous_expires_at)}
-    db.session.commit()
     return jsonify(payload)
 
 
@@ -120,5 +118,4 @@ def list_tokens(client_id: str) -> Response:
 def revoke_tokens(client_id: str) -> Response:
     key = access.visible_key(db.session, principal(), client_id, lock=True)
     count = key_service.revoke_tokens(db.session, key, actor())
-    db.session.commit()
     return jsonify({"revoked": count})

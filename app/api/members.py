@@ -6,6 +6,7 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import select
 
 from app.api import schemas
+from app.api.boundary import finish
 from app.api.caller import actor, principal
 from app.api.validation import json_body
 from app.clock import isoformat
@@ -15,6 +16,7 @@ from app.oauth.resource import require_token
 from app.services import access, accounts
 
 bp = Blueprint("members", __name__, url_prefix="/api/v1")
+bp.after_request(finish)  # the request boundary: one commit, or a rollback on error
 
 READ = "members:read"
 WRITE = "members:write"
@@ -49,7 +51,6 @@ def add_member() -> tuple[Response, int, dict[str, str]]:
     membership = accounts.add_member(db.session, db.session.get(Workspace, caller.workspace_id),
                                      user, role.value, actor())
     payload = member_json(membership)
-    db.session.commit()
     return jsonify(payload), 201, {"Location": f"/api/v1/members/{membership.user_id}"}
 
 
@@ -62,7 +63,6 @@ def change_role(user_id: str) -> Response:
     membership = access.membership_in(db.session, caller, user_id)
     accounts.change_role(db.session, membership, body["role"], actor())
     payload = member_json(membership)
-    db.session.commit()
     return jsonify(payload)
 
 
@@ -73,5 +73,4 @@ def remove_member(user_id: str) -> tuple[str, int]:
     membership = access.membership_in(db.session, caller, user_id)
     access.check_can_remove(caller, membership)
     accounts.remove_member(db.session, membership, actor())
-    db.session.commit()
     return "", 204

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify
 
 from app.api import schemas
+from app.api.boundary import finish
 from app.api.caller import actor, principal
 from app.api.validation import json_body
 from app.clock import isoformat
@@ -14,6 +15,7 @@ from app.oauth.resource import require_token
 from app.services import access, accounts
 
 bp = Blueprint("workspace", __name__, url_prefix="/api/v1")
+bp.after_request(finish)  # the request boundary: one commit, or a rollback on error
 
 # Reading the policy helps anyone who manages keys or members; changing it needs owners.
 READ = ["keys:read", "members:read"]
@@ -52,5 +54,4 @@ def update_workspace() -> Response:
                            max_token_ttl=current_app.config["KEYMINT_MAX_ACCESS_TOKEN_TTL"],
                            **body)
     payload = workspace_json(workspace)
-    db.session.commit()
     return jsonify(payload)

@@ -17,6 +17,9 @@ class AuditEvent(Base):
         Index(None, "workspace_id", "id"),
         Index(None, "action"),
         Index(None, "seal_id"),
+        # "events about these keys" (member visibility, the key= filter) without a scan
+        Index(None, "workspace_id", "actor_key"),
+        Index(None, "workspace_id", "target_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

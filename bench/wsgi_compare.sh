@@ -2,8 +2,9 @@
 # Choose keymint's production WSGI server by measurement.
 #
 # Serves bench/floor_app.py (a bare Flask route) with each candidate server, one
-# process, pinned to CPU 0, and drives it with wrk pinned to CPU 1 (bench-peers'
-# bench.sh: 8 connections, body checked on every response). Candidates are started
+# process, pinned to CPU 0, and drives it with wrk pinned to CPU 1 (bench-peers' lua
+# scripts: 8 connections, body checked on every response; bench/lib.sh also records the
+# server's CPU time per run). Candidates are started
 # together and measured round-robin, the order reversed every other round, so drift
 # on this shared machine hits all of them alike; the summary quotes medians.
 #
@@ -23,8 +24,14 @@
 #   CMP_VENV [/tmp/keymint-wsgi-cmp]  venv holding the candidates (created, pinned)
 #   PEERS_DIR [/tmp/keymint-peers], KEYMINT_PEERS_SRC [<repo>/../shared/bench-peers]
 #   APP [floor_app:app] APP_DIR [bench/]  TARGET_PATH [/floor]  CID/SECRET [x/y]
-#     (point these at another WSGI app, e.g. APP=wsgi:app APP_DIR=. TARGET_PATH=/oauth/token
-#      with a real CID/SECRET, to rank the servers under keymint itself)
+#   INTROSPECT_PATH [-]  also run bench.sh's introspection test against this path
+#   APP_PYTHONPATH []    extra import path for the app's own dependencies
+#   EXTRA_ENV []         "NAME=value ..." for the servers
+#     (point these at keymint itself to rank the servers under the real app, e.g.
+#      APP=wsgi:app APP_DIR=. TARGET_PATH=/oauth/token INTROSPECT_PATH=/oauth/introspect
+#      CID=key_... SECRET=sk_... APP_PYTHONPATH=.venv/lib/python3.11/site-packages
+#      EXTRA_ENV="KEYMINT_DATABASE_URL=sqlite:////tmp/x.db AUTHLIB_INSECURE_TRANSPORT=1
+#      KEYMINT_RATELIMIT_ENABLED=false" SPINS=0)
 # Only 127.0.0.1 is used. Every server it starts is stopped on exit.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -36,13 +43,15 @@ CANDIDATES=${CANDIDATES:-"gunicorn-sync gunicorn-gthread-t1 gunicorn-gthread-t8 
 ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-10}
 MODES=${MODES:-"keepalive close"}; SPINS=${SPINS:-"0 1000"}
 APP=${APP:-floor_app:app}; APP_DIR=${APP_DIR:-$HERE}; TARGET_PATH=${TARGET_PATH:-/floor}
-CID=${CID:-x}; SECRET=${SECRET:-y}
+CID=${CID:-x}; SECRET=${SECRET:-y}; INTROSPECT_PATH=${INTROSPECT_PATH:--}
 OUTDIR=${OUTDIR:-$(mktemp -d /tmp/keymint-wsgi-XXXXXX)}; mkdir -p "$OUTDIR"
 BASE_PORT=${BASE_PORT:-9110}
 # the versions measured; keymint's own venv pins gunicorn in pyproject.toml
 CMP_PINS="Flask==3.1.3 Werkzeug==3.1.9 gunicorn==27.0.1 granian==2.8.9 waitress==3.0.2 pyuwsgi==2.0.30.post1 cheroot==11.1.2"
 
 say() { printf '== %s\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 command -v wrk > /dev/null || { say "installing wrk"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk > /dev/null; }
 [ -x "$PEERS_DIR/bench.sh" ] || PEERS_DIR=$PEERS_DIR "$PEERS_SRC/setup.sh"
 if ! "$CMP_VENV/bin/python" -c 'import flask, gunicorn, granian, waitress, cheroot, pyuwsgi' 2> /dev/null; then
@@ -83,20 +92,12 @@ stop_all() {
 }
 trap stop_all EXIT
 
-rss_kb() {  # pid -> summed VmRSS (kB) of it and its children
-  local p total=0 r
-  for p in $1 $(pgrep -P "$1" || true); do
-    r=$(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2> /dev/null || echo 0); total=$((total + ${r:-0}))
-  done
-  echo "$total"
-}
-
 i=0
 for c in $CANDIDATES; do
   port=$((BASE_PORT + i)); i=$((i + 1))
   if (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null; then say "127.0.0.1:$port busy"; exit 1; fi
   # shellcheck disable=SC2046
-  (cd "$APP_DIR" && exec env PYTHONPATH="$APP_DIR" ${EXTRA_ENV:-} taskset -c 0 $(cmd_for "$c" "$port")) > "$OUTDIR/$c.log" 2>&1 &
+  (cd "$APP_DIR" && exec env PYTHONPATH="$APP_DIR${APP_PYTHONPATH:+:$APP_PYTHONPATH}" ${EXTRA_ENV:-} taskset -c 0 $(cmd_for "$c" "$port")) > "$OUTDIR/$c.log" 2>&1 &
   PID[$c]=$!; PORT[$c]=$port
 done
 for c in $CANDIDATES; do
@@ -112,7 +113,9 @@ say "servers up: $(for c in $CANDIDATES; do printf '%s:%s ' "$c" "${PORT[$c]}"; 
 echo "candidate,pid_rss_kb_start" > "$OUTDIR/rss.csv"
 for c in $CANDIDATES; do echo "$c,$(rss_kb "${PID[$c]}")" >> "$OUTDIR/rss.csv"; done
 
-export OUT=$OUTDIR/results.csv
+RESULTS=$OUTDIR/results.csv; LOGDIR=$OUTDIR/logs; mkdir -p "$LOGDIR"
+BENCH_DURATION=$DURATION; BENCH_CONNS=${CONNS:-8}; WRK_CPU=${WRK_CPU-1}
+export BENCH_LUA_DIR=$PEERS_DIR/lua
 order=($CANDIDATES)
 for mode in $MODES; do
   for spin in $SPINS; do
@@ -123,9 +126,15 @@ for mode in $MODES; do
       list=("${order[@]}")
       if [ $((r % 2)) = 0 ]; then mapfile -t list < <(printf '%s\n' "${order[@]}" | tac); fi
       for c in "${list[@]}"; do
-        LABEL="$c|$mode|$spin" CONN_CLOSE=$cc SMOKE=0 TOKEN_EXPECT=access_token \
-          "$PEERS_DIR/bench.sh" "http://127.0.0.1:${PORT[$c]}" "$TARGET_PATH$q" - "$CID" "$SECRET" "$DURATION" \
-          || say "run failed: $c $mode $spin"
+        BENCH_CONN_CLOSE=$cc BENCH_BASIC=$(printf '%s:%s' "$CID" "$SECRET" | base64 -w0) BENCH_SCOPE="" \
+          BENCH_EXPECT=access_token run_wrk "$c|$mode|$spin" token "$BENCH_LUA_DIR/token.lua" \
+          "http://127.0.0.1:${PORT[$c]}$TARGET_PATH$q" "${PID[$c]}" || say "run failed: $c $mode $spin"
+        if [ "$INTROSPECT_PATH" != - ]; then
+          tok=$(get_token "http://127.0.0.1:${PORT[$c]}" "$TARGET_PATH" "$CID" "$SECRET")
+          BENCH_CONN_CLOSE=$cc BENCH_BASIC=$(printf '%s:%s' "$CID" "$SECRET" | base64 -w0) BENCH_TOKEN=$tok \
+            BENCH_EXPECT='"active"%s*:%s*true' run_wrk "$c|$mode|$spin" introspect "$BENCH_LUA_DIR/introspect.lua" \
+            "http://127.0.0.1:${PORT[$c]}$INTROSPECT_PATH" "${PID[$c]}" || say "run failed: $c $mode $spin"
+        fi
       done
     done
   done
@@ -143,17 +152,19 @@ rss1 = {r["candidate"]: int(r["rss_kb_end"]) for r in csv.DictReader(open(os.pat
 groups = {}
 for r in rows:
     cand, mode, spin = r["label"].split("|")
-    groups.setdefault((mode, int(spin)), {}).setdefault(cand, []).append(r)
-print("| mode | spin µs | server | runs | req/s (median) | vs gunicorn-sync | p50 ms | p99 ms | failed | RSS MB |")
-print("|---|---|---|---|---|---|---|---|---|---|")
-for (mode, spin) in sorted(groups):
-    g = groups[(mode, spin)]
+    groups.setdefault((mode, int(spin), r["test"]), {}).setdefault(cand, []).append(r)
+print("| mode | spin µs | test | server | runs | req/s (median) | vs gunicorn-sync | server CPU µs/req | p50 ms | p99 ms | failed | RSS MB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+for (mode, spin, test) in sorted(groups):
+    g = groups[(mode, spin, test)]
     base = st.median(float(x["rps"]) for x in g["gunicorn-sync"]) if "gunicorn-sync" in g else None
     for cand, rs in sorted(g.items(), key=lambda kv: -st.median(float(x["rps"]) for x in kv[1])):
         rps = st.median(float(x["rps"]) for x in rs)
         failed = sum(int(x["bad"]) + sum(int(x[k]) for k in x if k.startswith("err_")) for x in rs)
         ratio = f"{rps / base:.2f}" if base else "-"
-        print(f"| {mode} | {spin} | {cand} | {len(rs)} | {rps:.0f} | {ratio} | "
+        cpus = [float(x["server_cpu_s"]) * 1e6 / int(x["requests"]) for x in rs if x.get("server_cpu_s") and int(x["requests"])]
+        cpu = f"{st.median(cpus):.0f}" if cpus else "-"
+        print(f"| {mode} | {spin} | {test} | {cand} | {len(rs)} | {rps:.0f} | {ratio} | {cpu} | "
               f"{st.median(float(x['p50_ms']) for x in rs):.2f} | {st.median(float(x['p99_ms']) for x in rs):.2f} | "
               f"{failed} | {rss1.get(cand, 0) / 1024:.0f} |")
 EOF

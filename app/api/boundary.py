@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Response, g, jsonify
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from app.api.context import request_actor
 from app.extensions import db
@@ -22,6 +22,14 @@ def unavailable_response() -> Response:
                                          "Retry later.")
     response.status_code = 503
     response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
+
+
+def conflict_response() -> Response:
+    response = jsonify(error="conflict",
+                       error_description="The change conflicts with a concurrent one; nothing "
+                                         "was changed. Retry.")
+    response.status_code = 409
     return response
 
 
@@ -45,8 +53,15 @@ def finish(response: Response) -> Response:
                          target_type="key" if client_id else None, target_id=client_id,
                          details={"reason": failure["reason"]})
             db.session.commit()
-    except (OperationalError, DBAPIError):
+    except IntegrityError as exc:
+        # A constraint said no (a concurrent change won): the client may retry, the
+        # database is fine — not a 503.
         db.session.rollback()
-        log.warning("database unavailable at commit", exc_info=False)
+        log.warning("commit refused by a constraint: %s", type(exc.orig).__name__)
+        return conflict_response()
+    except (OperationalError, DBAPIError) as exc:
+        db.session.rollback()
+        log.warning("database unavailable at commit: %s",
+                    type(exc.orig).__name__ if exc.orig else type(exc).__name__)
         return unavailable_response()
     return response

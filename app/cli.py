@@ -70,6 +70,7 @@ audit_cli = click.Group("audit", help="Export, seal, verify and prune the audit 
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @transactional
 def users_create(email: str, as_json: bool) -> None:
+    """Create an active user."""
     user = accounts.create_user(db.session, email, Actor.cli())
     _emit(as_json, {"id": str(user.id), "email": user.email, "status": user.status},
           f"created user {user.email} (id {user.id})")
@@ -79,6 +80,7 @@ def users_create(email: str, as_json: bool) -> None:
 @click.argument("email")
 @transactional
 def users_disable(email: str) -> None:
+    """Disable a user: their keys and tokens stop working at once."""
     user = accounts.get_user_by_email(db.session, email)
     accounts.disable_user(db.session, user, Actor.cli())
     click.echo(f"disabled {user.email}; their keys and tokens stop working now")
@@ -91,6 +93,7 @@ def users_disable(email: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @transactional
 def workspaces_create(slug: str, owner: str, name: str | None, as_json: bool) -> None:
+    """Create a workspace with its first owner."""
     user = accounts.get_user_by_email(db.session, owner)
     workspace = accounts.create_workspace(db.session, slug, user, Actor.cli(), name=name)
     _emit(as_json, {"id": str(workspace.id), "slug": workspace.slug, "owner": user.email},
@@ -104,6 +107,7 @@ def workspaces_create(slug: str, owner: str, name: str | None, as_json: bool) ->
               help="owner, admin or member.")
 @transactional
 def members_add(slug: str, email: str, role: str) -> None:
+    """Add an existing user to a workspace with a role."""
     workspace = accounts.get_workspace(db.session, slug)
     user = accounts.get_user_by_email(db.session, email)
     membership = accounts.add_member(db.session, workspace, user, role, Actor.cli())
@@ -115,6 +119,7 @@ def members_add(slug: str, email: str, role: str) -> None:
 @click.argument("email")
 @transactional
 def members_remove(slug: str, email: str) -> None:
+    """Remove a member; their keys in the workspace are revoked."""
     workspace = accounts.get_workspace(db.session, slug)
     user = accounts.get_user_by_email(db.session, email)
     membership = accounts.get_membership(db.session, workspace, user)
@@ -135,6 +140,7 @@ def members_remove(slug: str, email: str) -> None:
 @transactional
 def keys_create(slug: str, email: str, name: str, scope: str, expires_at: Any,
                 expires_in_days: int | None, as_json: bool) -> None:
+    """Create a key; its secret is printed once."""
     workspace = accounts.get_workspace(db.session, slug)
     user = accounts.get_user_by_email(db.session, email)
     created = keys.create_key(db.session, workspace, user, Actor.cli(), name=name, scopes=scope,
@@ -166,6 +172,7 @@ def _print_keys(rows: list[Any], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @transactional
 def keys_list(slug: str | None, email: str | None, state: str | None, as_json: bool) -> None:
+    """List keys, newest first (never a secret)."""
     workspace_id = accounts.get_workspace(db.session, slug).id if slug else None
     user_id = accounts.get_user_by_email(db.session, email).id if email else None
     _print_keys(keys.list_keys(db.session, workspace_id=workspace_id, user_id=user_id,
@@ -189,6 +196,7 @@ def keys_expiring(within_days: int, slug: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @transactional
 def keys_revoke(client_id: str, as_json: bool) -> None:
+    """Revoke a key with all its secrets and tokens."""
     key = keys.revoke_key(db.session, keys.get_key(db.session, client_id), Actor.cli())
     _emit(as_json, key_json(key),
           f"revoked {key.client_id}; its secrets and tokens no longer work")
@@ -201,6 +209,7 @@ def keys_revoke(client_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @transactional
 def keys_rotate(client_id: str, grace_period: int, as_json: bool) -> None:
+    """New secret (shown once); the previous one lives for the grace period."""
     rotated = keys.rotate_secret(db.session, keys.get_key(db.session, client_id), Actor.cli(),
                                  grace_period)
     previous = isoformat(rotated.previous_expires_at)

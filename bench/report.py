@@ -3,12 +3,14 @@
     .venv/bin/python bench/report.py OUTDIR [OUTDIR...] [--doc docs/performance.md]
 
 Reads OUTDIR/results.csv (one row per wrk run: bench-peers' columns plus server_cpu_s),
-meta.json and, if present, rss.csv, soak.csv, revoke_pool.csv and seed.jsonl. Several
-directories (e.g. one run per database) are merged, and the first one's meta leads.
-Prints markdown: medians per (server, test), ratios against the floor and the peers
-measured in the same run, and the targets of the Performance issue. With --doc it writes
-the whole performance document: DOC_HEAD, bench/server-choice.md, bench/findings.md and
-these results. Standard library only.
+meta.json and, if present, rss.csv, soak.csv, revoke_pool.csv, seed.jsonl, and from the
+auditing phase sealer.csv and audit_verify.jsonl. Several directories (e.g. one run per
+database) are merged, and the first one's meta leads. Prints markdown: medians per
+(server, test), ratios against the floor and the peers measured in the same run, the cost
+of auditing, and the targets of the Performance issue and of issue 6. Sections whose
+phase did not run are left out. With --doc it writes the whole performance document:
+DOC_HEAD and the hand-written DOC_PARTS (in bench/), with these results after the ones
+in DOC_PARTS_BEFORE_RESULTS. Standard library only.
 """
 
 from __future__ import annotations
@@ -34,7 +36,13 @@ KM_TESTS = [
     "me",
 ]
 TARGET_P99_MS = 5.0
+TARGET_AUDIT_RATIO = 0.90  # issue 6: issuance with auditing + sealing within 10% of without
 NA = "n/a"
+# Hand-written parts of docs/performance.md (in bench/), in order; the generated results go
+# right after the last of DOC_PARTS_BEFORE_RESULTS. previous-results.md keeps the results of
+# an earlier run whose raw data is gone: replace or delete it once a full run supersedes it.
+DOC_PARTS = ["server-choice.md", "findings.md", "purge.md", "previous-results.md"]
+DOC_PARTS_BEFORE_RESULTS = {"server-choice.md", "findings.md", "purge.md"}
 
 
 def human(n: int) -> str:
@@ -140,6 +148,9 @@ class Report:
         self.others = [
             x for x in ("floor", "oidc-provider", "authlib-naive", "hello") if x in labels
         ]
+        self.audit_dbs = list(
+            dict.fromkeys(lab.split("|")[1] for lab in labels if lab.startswith("audit|"))
+        )
 
     def csv(self, name: str) -> list[dict]:
         return [r for o in self.outs for r in load_csv(os.path.join(o, name))]
@@ -159,6 +170,16 @@ class Report:
             else "keep-alive (where the server allows it)"
         )
         tokens = ", ".join(human(int(n)) for n in s["tokens"].split())
+        phases = [
+            name
+            for name, ran in (
+                ("1 (throughput and latency)", self.km or self.others),
+                ("2 (two workers)", self.res.get("scale|1w", "token")),
+                ("3 (soak)", int(s.get("soak", 0))),
+                ("4 (auditing)", self.audit_dbs),
+            )
+            if ran
+        ]
         self.w(
             f"Run of {m['date']} on {m['nproc']} x {m['cpu_model']} ({m.get('mem_gb', '?')} GiB, ",
             f"kernel {m['kernel']}), commit `{m.get('git_commit') or '?'}`; load average ",
@@ -169,9 +190,10 @@ class Report:
         self.w(
             f"Settings: {s['rounds']} rounds x {s['duration_s']} s per wrk run, ",
             f"{s['conns']} connections, 1 wrk thread on CPU {s['wrk_cpu']}, every server 1 ",
-            f"worker/process on CPU {s['server_cpu']}, {conn}; databases {s['dbs']}, seeded live ",
-            f"tokens N in {{{tokens}}}. Medians over rounds; the order of servers is reversed ",
-            "every other round.",
+            f"worker/process on CPU {s['server_cpu']}, {conn}; databases {s['dbs']}",
+            f", seeded live tokens N in {{{tokens}}}" if self.km else "",
+            ". Medians over rounds; the order of servers is reversed every other round. ",
+            f"Phases run: {', '.join(phases) or 'none'}.",
         )
         self.w()
         v = m["versions"]
@@ -186,6 +208,8 @@ class Report:
 
     def throughput(self) -> None:
         res = self.res
+        if not (self.km or self.others):
+            return
         self.w("### Throughput and latency (phase 1)")
         self.w()
         self.w(
@@ -229,6 +253,8 @@ class Report:
 
     def ratios(self) -> None:
         res = self.res
+        if not self.km:
+            return
         self.w("### Ratios (same run, medians)")
         self.w()
         self.w(
@@ -355,6 +381,107 @@ class Report:
             None if worst is None else (worst >= 1.8 and not dirty),
         )
 
+    def auditing(self) -> None:
+        """Phase 4: issuance with KEYMINT_AUDIT_ENABLED=false vs true + a sealer loop."""
+        if not self.audit_dbs:
+            return
+        res, s = self.res, self.meta["settings"]
+        sealer_cpu = s.get("sealer_cpu", "1")
+        self.w("### Auditing cost (phase 4, issue 6)")
+        self.w()
+        self.w(
+            "POST /oauth/token (client_credentials, client_secret_basic), one keymint worker ",
+            "on CPU 0, wrk on CPU 1, the same settings as phase 1, on a fresh database per ",
+            "row: `KEYMINT_AUDIT_ENABLED=false` (no audit event written) against the default ",
+            "`true` (one `token.issued` event inserted in the issuing transaction) with ",
+            "`while :; do keymint audit seal; sleep 1; done` running against the same ",
+            f"database for the whole run (pinned to CPU {sealer_cpu}), interleaved, order ",
+            "reversed every other round. Ratio = audited / unaudited req/s; in brackets the ",
+            "same from server CPU per request (unaudited CPU/req ÷ audited CPU/req). Target: ",
+            f"≥ {TARGET_AUDIT_RATIO:.2f}.",
+        )
+        self.w()
+        self.w(
+            "| database | runs | unaudited req/s | audited + sealer req/s | audited / unaudited ",
+            "| unaudited CPU ms/req | audited CPU ms/req | p99 ms unaudited / audited | failed |",
+        )
+        self.w("|---|---|---|---|---|---|---|---|---|")
+        for db in self.audit_dbs:
+            off, on = (f"audit|{db}|off", "token"), (f"audit|{db}|on", "token")
+            r = ratio(res.med(*on), res.med(*off))
+            c = ratio(res.cpu_ms(*off), res.cpu_ms(*on))
+            nfail = sum(failed(x) for x in res.get(*off) + res.get(*on))
+            self.w(
+                f"| {db} | {len(res.get(*off))} + {len(res.get(*on))} | {fmt(res.med(*off))} | ",
+                f"{fmt(res.med(*on))} | **{res.both(on, off)}** | ",
+                f"{fmt(res.cpu_ms(*off), '.3f')} | {fmt(res.cpu_ms(*on), '.3f')} | ",
+                f"{fmt(res.med(*off, 'p99_ms'), '.1f')} / {fmt(res.med(*on, 'p99_ms'), '.1f')} | ",
+                f"{nfail} |",
+            )
+            self.check(
+                f"issuance audited + sealer >= {TARGET_AUDIT_RATIO:.2f}x unaudited (req/s)",
+                db,
+                fmt(r, ".2f")
+                + ("" if c is None else f" (from CPU/req: {c:.2f})")
+                + (" (failed responses)" if nfail else ""),
+                None if r is None else (r >= TARGET_AUDIT_RATIO and not nfail),
+            )
+        self.w()
+        sealer = self.csv("sealer.csv")
+        parts = []
+        for db in self.audit_dbs:
+            rows = [x for x in sealer if x["db"] == db]
+            inv = sum(int(x["invocations"]) for x in rows)
+            if not inv:
+                continue
+            ev = sum(int(x["events_sealed"]) for x in rows)
+            cpu = sum(float(x["cpu_s"]) for x in rows)
+            wall = sum(float(x["wall_s"]) for x in rows)
+            parts.append(
+                f"{db}: {inv} `audit seal` runs sealed {ev} events in {wall:.1f} s of wall "
+                f"time and {cpu:.1f} s of CPU ({cpu / inv:.2f} s CPU per run)"
+            )
+        if parts:
+            self.w(
+                "Sealer, over all audited runs: ",
+                "; ".join(parts),
+                ". Each run is a new Python process, so its CPU is mostly interpreter and app ",
+                "start-up, not sealing.",
+            )
+            self.w()
+        verify = [x for o in self.outs for x in load_jsonl(os.path.join(o, "audit_verify.jsonl"))]
+        if not verify:
+            return
+        self.w(
+            "| database | final `audit seal` | `audit verify` | seals | events verified ",
+            "| unsealed | audited token requests (wrk) |",
+        )
+        self.w("|---|---|---|---|---|---|---|")
+        for v in verify:
+            db = v.get("db", "?")
+            reqs = sum(int(x["requests"]) for x in res.get(f"audit|{db}|on", "token"))
+            good = bool(v.get("ok")) and v.get("unsealed") == 0 and v.get("exit_status") == 0
+            seal = (v.get("final_seal") or "").split("; chain head")[0] or NA
+            status = "OK" if v.get("ok") else f"FAILED: {v.get('problem')}"
+            self.w(
+                f"| {db} | {seal} | {status} | {v.get('seals', NA)} | {v.get('events', NA)} | ",
+                f"{v.get('unsealed', NA)} | {reqs} |",
+            )
+            self.check(
+                "audit seal + verify after the phase: OK, 0 unsealed",
+                db,
+                f"ok={v.get('ok')}, unsealed={v.get('unsealed')}, events={v.get('events')}",
+                good,
+            )
+        self.w()
+        self.w(
+            "Events verified = one `token.issued` per audited request (wrk counts only the ",
+            "responses it read before it stopped; the server may finish a few more), plus the ",
+            "setup's `user.created`, `workspace.created` and `key.created` and the smoke test's ",
+            "token. The unaudited server, on the same database, wrote none.",
+        )
+        self.w()
+
     def soak(self) -> None:
         soak = next(
             (x for x in (load_csv(os.path.join(o, "soak.csv")) for o in self.outs) if x), []
@@ -390,7 +517,9 @@ class Report:
         self.w()
 
     def targets(self) -> None:
-        self.w("### Targets (Performance issue)")
+        if not self.checks:
+            return
+        self.w("### Targets (Performance issue; auditing: issue 6)")
         self.w()
         self.w("| target | where | measured | result |")
         self.w("|---|---|---|---|")
@@ -418,6 +547,7 @@ class Report:
         self.live_tokens()
         self.scaling()
         self.soak()
+        self.auditing()
         self.rss()
         self.targets()
         return "\n".join(self.lines)
@@ -427,9 +557,10 @@ DOC_HEAD = """# Performance
 
 How fast keymint is, how that was measured, and which WSGI server it runs on.
 This file is generated by `bench/report.py` from `bench/run.sh` output (the results
-at the end), `bench/server-choice.md` (the server study) and `bench/findings.md`
-(what the numbers say about keymint); edit those, not this file:
-`.venv/bin/python bench/report.py OUTDIR [OUTDIR...] --doc docs/performance.md`.
+of the last run), `bench/server-choice.md` (the server study), `bench/findings.md`
+(what the numbers say about keymint), `bench/purge.md` (the purge benchmark) and
+`bench/previous-results.md` (an earlier run whose raw data is gone); edit those, not
+this file: `.venv/bin/python bench/report.py OUTDIR [OUTDIR...] --doc docs/performance.md`.
 
 ## How to run
 
@@ -437,6 +568,9 @@ at the end), `bench/server-choice.md` (the server study) and `bench/findings.md`
 bench/run.sh                      # everything: sqlite + postgresql, N = 0 and 1M, peers, 2 workers
 BENCH_DURATION=5 BENCH_ROUNDS=1 BENCH_TOKENS=0 BENCH_DBS=sqlite bench/run.sh   # a quick pass
 BENCH_SOAK=1 bench/run.sh         # adds the RSS soak (1M requests: 15-25 min at today's speed)
+BENCH_AUDIT=1 bench/run.sh        # adds the cost of auditing (issue 6): ~3 min more
+BENCH_MAIN=0 BENCH_SCALE=0 BENCH_PEERS=0 BENCH_AUDIT=1 bench/run.sh   # only that (~4 min)
+.venv/bin/python bench/purge_bench.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 bench/wsgi_compare.sh             # the WSGI server study (floor app under each candidate)
 ```
 
@@ -453,11 +587,20 @@ at the top of the script. The full default run takes about 25 minutes. "N=0" mea
 no seeded tokens beyond the revocation pool (`BENCH_REVOKE_POOL` per round) and what
 the token test itself issues.
 
+The auditing phase (`BENCH_AUDIT=1`, off by default because it adds about 3 minutes)
+runs issuance against two `keymint serve` processes on one fresh database per entry of
+`BENCH_DBS`, one with `KEYMINT_AUDIT_ENABLED=false` and one with the default `true`,
+the latter with `while :; do keymint audit seal; sleep 1; done` running against the
+same database for each whole run, then seals and verifies the chain. Like the rest of
+the harness it sets `KEYMINT_RATELIMIT_ENABLED=false`: Flask-Limiter then counts
+nothing (its check still runs), so wrk's 8 connections from one IP are not answered 429.
+
 **Noise.** The machine has 2 cores and is shared: other people's test suites run on
-it at the same time (see the load averages). Absolute req/s drift by tens of percent
-between runs. Only ratios measured side by side in the same run, interleaved, mean
-much, and differences under ~10% are within noise. Server CPU per request is the
-steadier measure.
+it at the same time (see the load averages), and another engineer may be running
+benchmarks on it at the same time as these runs, pinned to the same two cores. Absolute
+req/s drift by tens of percent between runs, so quote ratios: only ratios measured side
+by side in the same run, interleaved, mean much, and differences under ~10% are within
+noise. Server CPU per request is the steadier measure.
 
 """
 
@@ -471,15 +614,16 @@ def main() -> int:
     body = report.render()
     print(body)
     if args.doc:
-        parts = [DOC_HEAD]
-        for name in ("server-choice.md", "findings.md"):
+        before, after = [DOC_HEAD.rstrip("\n") + "\n"], []
+        for name in DOC_PARTS:
             path = os.path.join(HERE, name)
             if os.path.exists(path):
                 with open(path) as fh:
-                    parts.append(fh.read().strip() + "\n\n")
-        parts.append(f"## Results of the last run ({report.meta['date']})\n\n{body}\n")
+                    text = fh.read().strip() + "\n"
+                (before if name in DOC_PARTS_BEFORE_RESULTS else after).append(text)
+        before.append(f"## Results of the last run ({report.meta['date']})\n\n{body.rstrip()}\n")
         with open(args.doc, "w") as fh:
-            fh.write("".join(parts))
+            fh.write("\n".join(before + after))
     return 0
 
 

@@ -3,6 +3,8 @@
 #
 #   bench/run.sh                                  # the full run (~25 min on 2 cores)
 #   BENCH_DURATION=5 BENCH_ROUNDS=1 BENCH_TOKENS=0 BENCH_DBS=sqlite bench/run.sh   # quick pass
+#   BENCH_AUDIT=1 bench/run.sh                    # adds the auditing-cost phase (~3 min more)
+#   BENCH_MAIN=0 BENCH_SCALE=0 BENCH_PEERS=0 BENCH_AUDIT=1 bench/run.sh   # that phase alone
 #
 # What it does
 #   1. ensures wrk/curl/taskset (apt-get) and the peers (bench-peers/setup.sh into $PEERS_DIR)
@@ -23,14 +25,32 @@
 #        introspect; hello: token (= /hello)
 #   5. phase 2 (BENCH_SCALE=1): keymint --workers 1 vs --workers 2, nothing pinned
 #   6. phase 3 (BENCH_SOAK=1): RSS of one keymint worker over BENCH_SOAK_REQUESTS requests
-#   7. bench/report.py: medians, ratios, p50/p99, target checks -> stdout, $BENCH_OUT/report.md
+#   7. phase 4 (BENCH_AUDIT=1): the cost of auditing (issue 6). Per database in BENCH_DBS a
+#      fresh database of its own (no seeded tokens) and two `keymint serve --workers 1`
+#      on it, both pinned to CPU 0: one with KEYMINT_AUDIT_ENABLED=false, one with the
+#      default true. BENCH_ROUNDS rounds, order reversed every other round, of POST
+#      /oauth/token (client_secret_basic, token.lua, wrk on CPU 1, BENCH_CONNS connections,
+#      BENCH_DURATION s) against each; during every audited run a sealer loop
+#      (`while :; do keymint audit seal; sleep 1; done`, pinned to BENCH_SEALER_CPU) runs
+#      against the same database and is stopped afterwards (sealer.csv: invocations, events
+#      sealed, its CPU time). After the last round: `keymint audit seal`, then
+#      `keymint audit verify --json` (audit_verify.jsonl: must be ok with 0 unsealed).
+#      Off by default: with the defaults it adds ~3 minutes (2 DBs x 3 rounds x 2 x 10 s
+#      of wrk, plus setup).
+#   8. bench/report.py: medians, ratios, p50/p99, target checks -> stdout, $BENCH_OUT/report.md
 #      and docs/performance.md (BENCH_DOC=- to leave the doc alone)
 # Every process it starts is stopped on exit, every database it creates is dropped.
 #
 # env (defaults in brackets)
 #   BENCH_DBS ["sqlite postgresql"]   BENCH_TOKENS ["0 1000000"]   live tokens seeded per DB
 #   BENCH_DURATION [10] s per wrk run  BENCH_ROUNDS [3]   BENCH_CONNS [8]
+#   BENCH_MAIN [1]  0 = skip phase 1 (and the floor and peers with it)
 #   BENCH_PEERS [1]   BENCH_SCALE [1]   BENCH_SOAK [0]   BENCH_SOAK_REQUESTS [1000000]
+#   BENCH_AUDIT [0]   BENCH_SEALER_CPU [1]  where the phase-4 sealer loop runs: with wrk, not
+#                     on the server's core (each `keymint audit seal` is a new Python process:
+#                     ~0.8 s of CPU, nearly all interpreter and app start-up; a cron job that
+#                     runs it once a minute pays that once a minute). "" = unpinned,
+#                     0 = on the server's core (worst case)
 #   BENCH_SOAK_CHUNK [30] s per soak wrk run
 #   BENCH_CONN_CLOSE [0]  1 = every request sends "Connection: close" (like-for-like with
 #                         gunicorn-sync peers; keep-alive is what pooled clients do)
@@ -51,7 +71,10 @@ BENCH_TOKENS=${BENCH_TOKENS:-"0 1000000"}
 BENCH_DURATION=${BENCH_DURATION:-10}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_CONNS=${BENCH_CONNS:-8}
+BENCH_MAIN=${BENCH_MAIN:-1}
 BENCH_PEERS=${BENCH_PEERS:-1}
+BENCH_AUDIT=${BENCH_AUDIT:-0}
+BENCH_SEALER_CPU=${BENCH_SEALER_CPU-1}
 BENCH_SCALE=${BENCH_SCALE:-1}
 BENCH_SOAK=${BENCH_SOAK:-0}
 BENCH_SOAK_REQUESTS=${BENCH_SOAK_REQUESTS:-1000000}
@@ -78,6 +101,11 @@ die()  { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
 for v in BENCH_DURATION BENCH_ROUNDS BENCH_CONNS BENCH_REVOKE_POOL BENCH_SOAK_REQUESTS BENCH_SOAK_CHUNK BASE_PORT; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number (got '${!v}')"
 done
+for v in BENCH_MAIN BENCH_PEERS BENCH_SCALE BENCH_SOAK BENCH_AUDIT; do
+  [[ ${!v} =~ ^[01]$ ]] || die "$v must be 0 or 1 (got '${!v}')"
+done
+[[ $BENCH_SEALER_CPU =~ ^[0-9]*$ ]] || die "BENCH_SEALER_CPU must be a CPU number or empty"
+[ "$BENCH_MAIN" = 1 ] || BENCH_PEERS=0   # the peers are only measured in phase 1
 for n in $BENCH_TOKENS; do [[ $n =~ ^[0-9]+$ ]] || die "BENCH_TOKENS: '$n' is not a number"; done
 for d in $BENCH_DBS; do case $d in sqlite|postgresql) ;; *) die "BENCH_DBS: unknown '$d'";; esac; done
 # loopback only, for PostgreSQL too
@@ -173,25 +201,35 @@ export BENCH_LUA_DIR=$LUA_DIR BENCH_CONN_CLOSE
 # ---------------------------------------------------------------- 2. keymint targets ---
 # one target = one database + one keymint server; arrays indexed by target number
 declare -a T_NAME=() T_DB=() T_N=() T_URL=() T_PORT=() T_PID=() T_DIR=()
+NEW_URL=
+new_database() {  # db dir pgtag what -> NEW_URL: a fresh database, migrated, with a user, a
+  # workspace and a key (DIR/key.json); KEYMINT_DATABASE_URL etc. stay exported for seeding
+  local db=$1 dir=$2 pgname
+  mkdir -p "$dir"
+  case $db in
+    sqlite) NEW_URL="sqlite:///$dir/keymint.sqlite3" ;;
+    postgresql)
+      pgname="keymint_bench_$$_$3"
+      pg_admin create "$pgname" || die "cannot create PostgreSQL database at $BENCH_PG_URL"
+      PG_DBS+=("$pgname"); NEW_URL="${BENCH_PG_URL%/}/$pgname" ;;
+  esac
+  say "[$4] migrate, user, workspace, key"
+  export KEYMINT_DATABASE_URL=$NEW_URL AUTHLIB_INSECURE_TRANSPORT=1 KEYMINT_RATELIMIT_ENABLED=false
+  (cd "$dir" && timeout 300 "$KEYMINT" db upgrade) > "$dir/setup.log" 2>&1 || { cat "$dir/setup.log" >&2; die "db upgrade failed"; }
+  (cd "$dir" && "$KEYMINT" users create "$EMAIL" && "$KEYMINT" workspaces create "$SLUG" --owner "$EMAIL") >> "$dir/setup.log" 2>&1 \
+    || { cat "$dir/setup.log" >&2; die "users/workspaces create failed"; }
+  (cd "$dir" && "$KEYMINT" keys create --workspace "$SLUG" --user "$EMAIL" --name bench \
+     --scope "introspect keys:read" --json) > "$dir/key.json" 2>> "$dir/setup.log" \
+    || { cat "$dir/setup.log" >&2; die "keys create failed"; }
+}
+# phase 1 needs the targets, and phases 2 and 3 run on the first one
+NEED_TARGETS=0
+[ "$BENCH_MAIN$BENCH_SCALE$BENCH_SOAK" != 000 ] && NEED_TARGETS=1
 t=0
-for db in $BENCH_DBS; do
+for db in $([ "$NEED_TARGETS" = 1 ] && echo "$BENCH_DBS"); do
   for n in $BENCH_TOKENS; do
-    name="keymint|$db|$n"; dir=$BENCH_OUT/db/$db-$n; mkdir -p "$dir"
-    case $db in
-      sqlite) url="sqlite:///$dir/keymint.sqlite3" ;;
-      postgresql)
-        pgname="keymint_bench_$$_${t}"
-        pg_admin create "$pgname" || die "cannot create PostgreSQL database at $BENCH_PG_URL"
-        PG_DBS+=("$pgname"); url="${BENCH_PG_URL%/}/$pgname" ;;
-    esac
-    say "[$db N=$(human "$n")] migrate, user, workspace, key"
-    export KEYMINT_DATABASE_URL=$url AUTHLIB_INSECURE_TRANSPORT=1 KEYMINT_RATELIMIT_ENABLED=false
-    (cd "$dir" && "$KEYMINT" db upgrade) > "$dir/setup.log" 2>&1 || { cat "$dir/setup.log" >&2; die "db upgrade failed"; }
-    (cd "$dir" && "$KEYMINT" users create "$EMAIL" && "$KEYMINT" workspaces create "$SLUG" --owner "$EMAIL") >> "$dir/setup.log" 2>&1 \
-      || { cat "$dir/setup.log" >&2; die "users/workspaces create failed"; }
-    (cd "$dir" && "$KEYMINT" keys create --workspace "$SLUG" --user "$EMAIL" --name bench \
-       --scope "introspect keys:read" --json) > "$dir/key.json" 2>> "$dir/setup.log" \
-      || { cat "$dir/setup.log" >&2; die "keys create failed"; }
+    name="keymint|$db|$n"; dir=$BENCH_OUT/db/$db-$n
+    new_database "$db" "$dir" "$t" "$db N=$(human "$n")"; url=$NEW_URL
     cid=$(json_get "$dir/key.json" client_id)
     # revocation pool first (one slice per round), then the N live tokens
     pool=$((BENCH_REVOKE_POOL * BENCH_ROUNDS))
@@ -213,36 +251,44 @@ unset KEYMINT_DATABASE_URL
 NT=$t
 
 START_PID=
-start_keymint() {  # idx port workers pin(""=unpinned) logname -> START_PID (also added to PIDS)
-  local i=$1 port=$2 workers=$3 pin=$4 log=$5 pre=()
+start_server() {  # dir url port workers pin(""=unpinned) logname [VAR=value...] -> START_PID
+  # (also added to PIDS). KEYMINT_RATELIMIT_ENABLED=false: no Flask-Limiter counting (its
+  # check still runs), so 8 connections from one IP are not answered 429.
+  local dir=$1 url=$2 port=$3 workers=$4 pin=$5 log=$6 pre=()
+  shift 6
   port_free "$port" || die "127.0.0.1:$port is in use"
   [ -n "$pin" ] && pre=(taskset -c "$pin")
-  (cd "${T_DIR[i]}" && exec env KEYMINT_DATABASE_URL="${T_URL[i]}" AUTHLIB_INSECURE_TRANSPORT=1 \
-     KEYMINT_RATELIMIT_ENABLED=false "${pre[@]}" "$KEYMINT" serve --bind "127.0.0.1:$port" \
+  (cd "$dir" && exec env KEYMINT_DATABASE_URL="$url" AUTHLIB_INSECURE_TRANSPORT=1 \
+     KEYMINT_RATELIMIT_ENABLED=false "$@" "${pre[@]}" "$KEYMINT" serve --bind "127.0.0.1:$port" \
      --workers "$workers") > "$BENCH_OUT/run/$log.log" 2>&1 &
   START_PID=$!; PIDS+=("$START_PID")
 }
+start_keymint() {  # idx port workers pin(""=unpinned) logname -> START_PID (also added to PIDS)
+  start_server "${T_DIR[$1]}" "${T_URL[$1]}" "$2" "$3" "$4" "$5"
+}
 
-say "starting $NT keymint server(s), floor$([ "$BENCH_PEERS" = 1 ] && echo ', peers') on CPU 0"
-for ((i = 0; i < NT; i++)); do
-  start_keymint "$i" "${T_PORT[i]}" 1 0 "keymint-$i"; T_PID[i]=$START_PID
-done
-FLOOR_PORT=$((BASE_PORT + 90))
-port_free "$FLOOR_PORT" || die "127.0.0.1:$FLOOR_PORT is in use"
-(cd "$BENCH_OUT/run" && exec taskset -c 0 "$PY" "$HERE/serve_floor.py" --bind "127.0.0.1:$FLOOR_PORT" --workers 1) \
-  > "$BENCH_OUT/run/floor.log" 2>&1 &
-FLOOR_PID=$!; PIDS+=("$FLOOR_PID")
-if [ "$BENCH_PEERS" = 1 ]; then
-  PEERS_STARTED=1
-  bash "$PEERS_DIR/peers.sh" start 1 0 > "$BENCH_OUT/logs/peers-start.log" 2>&1 \
-    || { cat "$BENCH_OUT/logs/peers-start.log" >&2; die "peers did not start"; }
+if [ "$BENCH_MAIN" = 1 ]; then
+  say "starting $NT keymint server(s), floor$([ "$BENCH_PEERS" = 1 ] && echo ', peers') on CPU 0"
+  for ((i = 0; i < NT; i++)); do
+    start_keymint "$i" "${T_PORT[i]}" 1 0 "keymint-$i"; T_PID[i]=$START_PID
+  done
+  FLOOR_PORT=$((BASE_PORT + 90))
+  port_free "$FLOOR_PORT" || die "127.0.0.1:$FLOOR_PORT is in use"
+  (cd "$BENCH_OUT/run" && exec taskset -c 0 "$PY" "$HERE/serve_floor.py" --bind "127.0.0.1:$FLOOR_PORT" --workers 1) \
+    > "$BENCH_OUT/run/floor.log" 2>&1 &
+  FLOOR_PID=$!; PIDS+=("$FLOOR_PID")
+  if [ "$BENCH_PEERS" = 1 ]; then
+    PEERS_STARTED=1
+    bash "$PEERS_DIR/peers.sh" start 1 0 > "$BENCH_OUT/logs/peers-start.log" 2>&1 \
+      || { cat "$BENCH_OUT/logs/peers-start.log" >&2; die "peers did not start"; }
+  fi
+  for ((i = 0; i < NT; i++)); do
+    wait_http "http://127.0.0.1:${T_PORT[i]}/healthz" "${T_PID[i]}" \
+      || { tail -20 "$BENCH_OUT/run/keymint-$i.log" >&2; die "keymint ${T_NAME[i]} did not start"; }
+  done
+  wait_http "http://127.0.0.1:$FLOOR_PORT/floor" "$FLOOR_PID" \
+    || { tail -20 "$BENCH_OUT/run/floor.log" >&2; die "the floor did not start"; }
 fi
-for ((i = 0; i < NT; i++)); do
-  wait_http "http://127.0.0.1:${T_PORT[i]}/healthz" "${T_PID[i]}" \
-    || { tail -20 "$BENCH_OUT/run/keymint-$i.log" >&2; die "keymint ${T_NAME[i]} did not start"; }
-done
-wait_http "http://127.0.0.1:$FLOOR_PORT/floor" "$FLOOR_PID" \
-  || { tail -20 "$BENCH_OUT/run/floor.log" >&2; die "the floor did not start"; }
 
 # per target: the key's secret; one garbage token for all (right shape, bad checksum)
 for ((i = 0; i < NT; i++)); do json_get "${T_DIR[i]}/key.json" client_secret > "${T_DIR[i]}/secret"; done
@@ -256,8 +302,10 @@ rss_snapshot() {  # phase tag
   for ((i = 0; i < NT; i++)); do echo "$1,${T_NAME[i]},$(rss_kb "${T_PID[i]}")"; done >> "$BENCH_OUT/rss.csv"
   echo "$1,floor,$(rss_kb "$FLOOR_PID")" >> "$BENCH_OUT/rss.csv"
 }
-echo "phase,label,rss_kb" > "$BENCH_OUT/rss.csv"
-rss_snapshot start
+if [ "$BENCH_MAIN" = 1 ]; then
+  echo "phase,label,rss_kb" > "$BENCH_OUT/rss.csv"
+  rss_snapshot start
+fi
 
 # ---------------------------------------------------------------- meta -------------
 "$PY" - "$BENCH_OUT/meta.json" "$REPO" << EOF
@@ -297,7 +345,8 @@ json.dump({
         "wrk_cpu": "${WRK_CPU:-any}", "conn_close": $BENCH_CONN_CLOSE, "keymint_workers": 1,
         "revoke_pool_per_round": $BENCH_REVOKE_POOL, "pg": "${BENCH_PG_URL%%@*}@...",
         "peers": $BENCH_PEERS, "scale": $BENCH_SCALE, "soak": $BENCH_SOAK,
-        "soak_requests": $BENCH_SOAK_REQUESTS, "soak_chunk_s": $BENCH_SOAK_CHUNK},
+        "soak_requests": $BENCH_SOAK_REQUESTS, "soak_chunk_s": $BENCH_SOAK_CHUNK,
+        "main": $BENCH_MAIN, "audit": $BENCH_AUDIT, "sealer_cpu": "${BENCH_SEALER_CPU:-any}"},
 }, open(out, "w"), indent=1)
 EOF
 
@@ -358,27 +407,29 @@ peer_tests() {  # name
   esac
 }
 
-items=()
-for ((i = 0; i < NT; i++)); do items+=("km:$i"); done
-items+=(floor)
-[ "$BENCH_PEERS" = 1 ] && items+=(peer:oidc peer:authlib peer:hello)
-echo "label,round,pool" > "$BENCH_OUT/revoke_pool.csv"
-for r in $(seq 1 "$BENCH_ROUNDS"); do
-  order=("${items[@]}")
-  [ $((r % 2)) = 0 ] && mapfile -t order < <(printf '%s\n' "${items[@]}" | tac)
-  say "phase 1, round $r/$BENCH_ROUNDS: ${order[*]}"
-  for it in "${order[@]}"; do
-    case $it in
-      km:*) km_tests "${it#km:}" "$r" ;;
-      floor) floor_tests ;;
-      peer:*) peer_tests "${it#peer:}" ;;
-    esac
+if [ "$BENCH_MAIN" = 1 ]; then
+  items=()
+  for ((i = 0; i < NT; i++)); do items+=("km:$i"); done
+  items+=(floor)
+  [ "$BENCH_PEERS" = 1 ] && items+=(peer:oidc peer:authlib peer:hello)
+  echo "label,round,pool" > "$BENCH_OUT/revoke_pool.csv"
+  for r in $(seq 1 "$BENCH_ROUNDS"); do
+    order=("${items[@]}")
+    [ $((r % 2)) = 0 ] && mapfile -t order < <(printf '%s\n' "${items[@]}" | tac)
+    say "phase 1, round $r/$BENCH_ROUNDS: ${order[*]}"
+    for it in "${order[@]}"; do
+      case $it in
+        km:*) km_tests "${it#km:}" "$r" ;;
+        floor) floor_tests ;;
+        peer:*) peer_tests "${it#peer:}" ;;
+      esac
+    done
   done
-done
-rss_snapshot end_phase1
-for ((i = 0; i < NT; i++)); do stop_pid "${T_PID[i]}"; done
-stop_pid "$FLOOR_PID"
-if [ "$PEERS_STARTED" = 1 ]; then bash "$PEERS_DIR/peers.sh" stop; PEERS_STARTED=0; fi
+  rss_snapshot end_phase1
+  for ((i = 0; i < NT; i++)); do stop_pid "${T_PID[i]}"; done
+  stop_pid "$FLOOR_PID"
+  if [ "$PEERS_STARTED" = 1 ]; then bash "$PEERS_DIR/peers.sh" stop; PEERS_STARTED=0; fi
+fi
 
 # ---------------------------------------------------------------- phase 2: scaling --
 # keymint on the first target's database (the first DB in BENCH_DBS, first N), 1 worker vs
@@ -438,6 +489,102 @@ if [ "$BENCH_SOAK" = 1 ] && [ "$NT" -gt 0 ]; then
     say "soak: $total requests, rss $(rss_kb "$sp") kB"
   done
   stop_pid "$sp"
+fi
+
+# ---------------------------------------------------------------- phase 4: auditing --
+# issuance with KEYMINT_AUDIT_ENABLED=false vs true + a sealer loop, on a fresh database per
+# DB; every other condition as in phase 1 (server on CPU 0, wrk on CPU 1, token.lua)
+SEALER_PID=
+sealer_start() {  # url dir tag -> SEALER_PID; the loop of docs/audit.md, with a stop file
+  local url=$1 dir=$2 tag=$3 pre=()
+  [ -n "$BENCH_SEALER_CPU" ] && pre=(taskset -c "$BENCH_SEALER_CPU")
+  rm -f "$dir/sealer.stop" "$dir/sealer.times"
+  : > "$dir/sealer.log"
+  # bash's `time` gives each `keymint audit seal`'s user/system CPU and wall time
+  (cd "$dir" && exec env KEYMINT_DATABASE_URL="$url" KEYMINT="$KEYMINT" DIR="$dir" "${pre[@]}" bash -c '
+    TIMEFORMAT="%U %S %R"
+    while [ ! -e "$DIR/sealer.stop" ]; do
+      { time timeout 120 "$KEYMINT" audit seal >> "$DIR/sealer.log" 2>&1; } 2>> "$DIR/sealer.times"
+      sleep 1
+    done') > "$BENCH_OUT/logs/sealer-$tag.log" 2>&1 &
+  SEALER_PID=$!; PIDS+=("$SEALER_PID")
+}
+sealer_stop() {  # dir -> lets the running seal finish (30 s at most), then stops the loop
+  touch "$1/sealer.stop"
+  for _ in $(seq 1 120); do kill -0 "$SEALER_PID" 2> /dev/null || break; sleep 0.25; done
+  stop_pid "$SEALER_PID"
+}
+if [ "$BENCH_AUDIT" = 1 ]; then
+  declare -a A_DB=() A_DIR=() A_URL=() A_CID=() A_SECRET=() A_OFF=() A_ON=() A_OFFPID=() A_ONPID=()
+  echo "db,round,invocations,events_sealed,cpu_s,wall_s" > "$BENCH_OUT/sealer.csv"
+  : > "$BENCH_OUT/audit_verify.jsonl"
+  k=0
+  for db in $BENCH_DBS; do
+    dir=$BENCH_OUT/db/audit-$db
+    new_database "$db" "$dir" "audit_$k" "$db, auditing phase"
+    A_DB[k]=$db; A_DIR[k]=$dir; A_URL[k]=$NEW_URL
+    A_CID[k]=$(json_get "$dir/key.json" client_id); A_SECRET[k]=$(json_get "$dir/key.json" client_secret)
+    A_OFF[k]=$((BASE_PORT + 94 + 2 * k)); A_ON[k]=$((BASE_PORT + 95 + 2 * k))
+    start_server "$dir" "$NEW_URL" "${A_OFF[k]}" 1 0 "audit-$db-off" KEYMINT_AUDIT_ENABLED=false
+    A_OFFPID[k]=$START_PID
+    start_server "$dir" "$NEW_URL" "${A_ON[k]}" 1 0 "audit-$db-on" KEYMINT_AUDIT_ENABLED=true
+    A_ONPID[k]=$START_PID
+    k=$((k + 1))
+  done
+  unset KEYMINT_DATABASE_URL
+  for ((k = 0; k < ${#A_DB[@]}; k++)); do
+    for x in "off ${A_OFF[k]} ${A_OFFPID[k]}" "on ${A_ON[k]} ${A_ONPID[k]}"; do
+      set -- $x
+      wait_http "http://127.0.0.1:$2/healthz" "$3" \
+        || { tail -20 "$BENCH_OUT/run/audit-${A_DB[k]}-$1.log" >&2; die "audit $1 server (${A_DB[k]}) did not start"; }
+      get_token "http://127.0.0.1:$2" /oauth/token "${A_CID[k]}" "${A_SECRET[k]}" > /dev/null \
+        || die "audit $1 server (${A_DB[k]}) issues no token"
+    done
+  done
+  for r in $(seq 1 "$BENCH_ROUNDS"); do
+    for ((k = 0; k < ${#A_DB[@]}; k++)); do
+      db=${A_DB[k]}; dir=${A_DIR[k]}
+      basic=$(printf '%s:%s' "${A_CID[k]}" "${A_SECRET[k]}" | base64 -w0)
+      pair=(off on); [ $((r % 2)) = 0 ] && pair=(on off)
+      say "phase 4 (auditing), round $r/$BENCH_ROUNDS, $db: ${pair[*]}"
+      for mode in "${pair[@]}"; do
+        if [ "$mode" = off ]; then
+          BENCH_BASIC=$basic BENCH_SCOPE="" BENCH_EXPECT=access_token run_wrk "audit|$db|off" token \
+            "$LUA_DIR/token.lua" "http://127.0.0.1:${A_OFF[k]}/oauth/token" "${A_OFFPID[k]}" || true
+        else
+          sealer_start "${A_URL[k]}" "$dir" "$db-$r"
+          BENCH_BASIC=$basic BENCH_SCOPE="" BENCH_EXPECT=access_token run_wrk "audit|$db|on" token \
+            "$LUA_DIR/token.lua" "http://127.0.0.1:${A_ON[k]}/oauth/token" "${A_ONPID[k]}" || true
+          sealer_stop "$dir"
+          ev=$(sed -n 's/^sealed \([0-9]*\) event.*/\1/p' "$dir/sealer.log" | awk '{s += $1} END {print s + 0}')
+          awk -v db="$db" -v r="$r" -v ev="$ev" '{n++; c += $1 + $2; w += $3}
+            END {printf "%s,%s,%d,%d,%.2f,%.2f\n", db, r, n, ev, c, w}' "$dir/sealer.times" >> "$BENCH_OUT/sealer.csv"
+          say "sealer: $(tail -1 "$BENCH_OUT/sealer.csv") (db,round,invocations,events,cpu_s,wall_s)"
+        fi
+      done
+    done
+  done
+  for ((k = 0; k < ${#A_DB[@]}; k++)); do
+    stop_pid "${A_OFFPID[k]}"; stop_pid "${A_ONPID[k]}"
+    db=${A_DB[k]}; dir=${A_DIR[k]}
+    say "[$db] keymint audit seal, then keymint audit verify"
+    (cd "$dir" && KEYMINT_DATABASE_URL=${A_URL[k]} timeout 300 "$KEYMINT" audit seal) >> "$dir/final-seal.log" 2>&1 \
+      || { cat "$dir/final-seal.log" >&2; warn "[$db] the final audit seal failed"; }
+    vrc=0
+    (cd "$dir" && KEYMINT_DATABASE_URL=${A_URL[k]} timeout 300 "$KEYMINT" audit verify --json) > "$dir/verify.json" \
+      2>> "$dir/final-seal.log" || vrc=$?
+    "$PY" - "$dir/verify.json" "$db" "$vrc" "$(tail -1 "$dir/final-seal.log")" >> "$BENCH_OUT/audit_verify.jsonl" << 'EOF'
+import json, sys
+path, db, rc, seal = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+try:
+    v = json.loads(open(path).read().strip().splitlines()[-1])
+except Exception as exc:
+    v = {"ok": False, "problem": f"no JSON from audit verify: {exc!r}"}
+v.update(db=db, exit_status=rc, final_seal=seal)
+print(json.dumps(v, sort_keys=True))
+EOF
+    say "[$db] verify: $(tail -1 "$BENCH_OUT/audit_verify.jsonl")"
+  done
 fi
 
 # ---------------------------------------------------------------- report -----------

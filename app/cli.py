@@ -477,7 +477,9 @@ def audit_seal(max_events: int) -> None:
     """Seal every unsealed event into the hash chain (run it every minute)."""
     seals = events = 0
     try:
-        while (sealed := audit_chain.seal(db.session, max_events=max_events)) is not None:
+        bound = audit_chain.newest_event_id(db.session)  # a run ends even under load
+        while (sealed := audit_chain.seal(db.session, max_events=max_events,
+                                          up_to_id=bound)) is not None:
             seals += 1
             events += sealed.event_count
             db.session.commit()  # one short transaction per seal

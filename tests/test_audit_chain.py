@@ -395,3 +395,27 @@ def test_disabled_auditing_writes_nothing(app):
     with app.app_context():
         add_events(3)
         assert db.session.scalar(select(func.count()).select_from(AuditEvent)) == 0
+
+
+def test_a_bounded_seal_run_leaves_newer_events_for_the_next_run(app, factory):
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.models import AuditEvent
+    from app.services import audit_chain
+
+    factory.user()
+    with app.app_context():
+        bound = audit_chain.newest_event_id(db.session)
+    factory.user()  # arrives while the run is going on
+    with app.app_context():
+        while audit_chain.seal(db.session, up_to_id=bound) is not None:
+            db.session.commit()
+        unsealed = db.session.scalars(select(AuditEvent.id)
+                                      .where(AuditEvent.seal_id.is_(None))).all()
+        assert unsealed and min(unsealed) > bound
+        while audit_chain.seal(db.session) is not None:
+            db.session.commit()
+        assert db.session.scalar(select(AuditEvent.id)
+                                 .where(AuditEvent.seal_id.is_(None))) is None
+        assert audit_chain.verify(db.session).ok

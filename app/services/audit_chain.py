@@ -109,6 +109,10 @@ def _expand(runs: list[list[int]]) -> Iterator[int]:
         yield from range(first, last + 1)
 
 
+def newest_event_id(session: Session) -> int:
+    return session.scalar(select(func.coalesce(func.max(AuditEvent.id), 0))) or 0
+
+
 def lock_chain(session: Session) -> None:
     """Serialise sealers and pruners for the rest of this transaction."""
     dialect = session.get_bind().dialect.name
@@ -140,15 +144,20 @@ def _new_seal(session: Session, kind: str, count: int, first_id: int | None,
     return seal
 
 
-def seal(session: Session, *, max_events: int = MAX_EVENTS_PER_SEAL) -> AuditSeal | None:
+def seal(session: Session, *, max_events: int = MAX_EVENTS_PER_SEAL,
+         up_to_id: int | None = None) -> AuditSeal | None:
     """Seal up to `max_events` unsealed events (oldest id first); None if there were none.
 
     Call repeatedly (committing each time) until it returns None to seal a backlog.
+    `up_to_id` bounds a run to the events that existed when it started, so a sealer under
+    load finishes; an event below it that commits late is still unsealed and the next run
+    takes it.
     """
     lock_chain(session)
-    rows = session.execute(
-        select(*_EVENT_COLUMNS).where(AuditEvent.seal_id.is_(None))
-        .order_by(AuditEvent.id).limit(max_events)).all()
+    query = select(*_EVENT_COLUMNS).where(AuditEvent.seal_id.is_(None))
+    if up_to_id is not None:
+        query = query.where(AuditEvent.id <= up_to_id)
+    rows = session.execute(query.order_by(AuditEvent.id).limit(max_events)).all()
     if not rows:
         return None
     pairs = [(row.id, event_hash(row)) for row in rows]

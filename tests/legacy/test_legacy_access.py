@@ -33,12 +33,6 @@ def app_config(app_config):
                 f"{BROWNOUT_START.isoformat()}/{BROWNOUT_END.isoformat()}"}
 
 
-@pytest.fixture(autouse=True)
-def _drop_counts(app):
-    yield
-    app.extensions["keymint_legacy_usage"].discard()
-
-
 @pytest.fixture
 def legacy(app, factory):
     slug = factory.workspace()

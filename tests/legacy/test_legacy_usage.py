@@ -10,7 +10,6 @@ import requests
 from freezegun import freeze_time
 
 from tests.legacy_support import (
-    QUIET_BUFFER,
     SUNSET,
     add_legacy_key,
     audit_events,
@@ -21,17 +20,6 @@ from tests.legacy_support import (
 
 LEGACY = "usage-counted-legacy-key-42"
 DAY = SUNSET - timedelta(days=10, hours=12)  # 2025-12-21T11:59:59Z
-
-
-@pytest.fixture
-def app_config(app_config):
-    return {**app_config, **QUIET_BUFFER}
-
-
-@pytest.fixture(autouse=True)
-def _drop_counts(app):
-    yield
-    app.extensions["keymint_legacy_usage"].discard()
 
 
 @pytest.fixture

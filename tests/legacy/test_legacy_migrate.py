@@ -9,7 +9,6 @@ import pytest
 from freezegun import freeze_time
 
 from tests.legacy_support import (
-    QUIET_BUFFER,
     SUNSET,
     add_legacy_key,
     audit_events,
@@ -19,17 +18,6 @@ from tests.legacy_support import (
 )
 
 BEFORE = SUNSET - timedelta(days=5)
-
-
-@pytest.fixture
-def app_config(app_config):
-    return {**app_config, **QUIET_BUFFER}
-
-
-@pytest.fixture(autouse=True)
-def _drop_counts(app):
-    yield
-    app.extensions["keymint_legacy_usage"].discard()
 
 
 @pytest.fixture

@@ -8,20 +8,9 @@ from datetime import timedelta
 import pytest
 from freezegun import freeze_time
 
-from tests.legacy_support import QUIET_BUFFER, SUNSET, add_legacy_key, flush, me
+from tests.legacy_support import SUNSET, add_legacy_key, flush, me
 
 BEFORE = SUNSET - timedelta(days=2)
-
-
-@pytest.fixture
-def app_config(app_config):
-    return {**app_config, **QUIET_BUFFER}
-
-
-@pytest.fixture(autouse=True)
-def _drop_counts(app):
-    yield
-    app.extensions["keymint_legacy_usage"].discard()
 
 
 @pytest.fixture

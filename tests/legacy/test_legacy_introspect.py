@@ -26,12 +26,6 @@ def app_config(app_config):
             f"{BROWNOUT.isoformat()}/{(BROWNOUT + timedelta(minutes=30)).isoformat()}"}
 
 
-@pytest.fixture(autouse=True)
-def _drop_counts(app):
-    yield
-    app.extensions["keymint_legacy_usage"].discard()
-
-
 @pytest.fixture
 def own(app, factory):
     slug = factory.workspace()

@@ -1,0 +1,1 @@
+"""Legacy-key tests."""

@@ -19,9 +19,17 @@ class KeymintLimiter(Limiter):
     """
 
     def init_app(self, app: Flask) -> None:
+        from app.ratelimit_storage import SweptMemoryStorage, storage_uri
+
         self.enabled = bool(app.config.get("RATELIMIT_ENABLED", True))
         self._storage_dead = False
+        app.config["RATELIMIT_STORAGE_URI"] = storage_uri(app.config.get(
+            "RATELIMIT_STORAGE_URI") or "memory://")
         super().init_app(app)
+        # The fallback used while Redis is down is a plain MemoryStorage; swap in the swept one.
+        if self._fallback_limiter is not None:
+            self._fallback_storage = SweptMemoryStorage()
+            self._fallback_limiter = type(self._fallback_limiter)(self._fallback_storage)
 
 
 def _socket_ip() -> str:

@@ -40,3 +40,20 @@ def test_limit_is_enforced_and_expired_counters_are_swept():
         assert limiter.hit(item, "b")  # the first write after the interval sweeps
         assert not any("/a/" in key for key in storage.storage)
         assert limiter.hit(item, "a")
+
+
+def test_flask_limiter_middleware_check_is_dropped_only_without_app_wide_limits(monkeypatch):
+    """keymint's limits all sit on views; the per-request middleware check would find none."""
+    from types import SimpleNamespace
+
+    from app import create_app
+    from app.extensions import limiter
+
+    config = {"SQLALCHEMY_DATABASE_URI": "sqlite://", "KEYMINT_RATELIMIT_ENABLED": True}
+    app = create_app(config)
+    assert limiter._check_request_limit not in app.before_request_funcs.get(None, [])
+    # Should someone add a default limit, the middleware check stays.
+    monkeypatch.setattr(limiter.limit_manager, "_default_limits",
+                        [SimpleNamespace(finalized=True)])
+    app = create_app(config)
+    assert limiter._check_request_limit in app.before_request_funcs.get(None, [])

@@ -41,6 +41,13 @@ def _collect(session: Session, _flush_context: Any) -> None:
         session.info.setdefault(_PENDING, []).extend(fresh)
 
 
+def _appended(session: Session, values: dict[str, Any]) -> None:
+    """An event written by audit.append() (a Core insert, never in session.new)."""
+    if _mirroring():
+        session.info.setdefault(_PENDING, []).append(
+            audit_event_json(SimpleNamespace(**values)))
+
+
 def _emit(session: Session) -> None:
     """After the commit: only now are the events real, so only now are they logged."""
     for item in session.info.pop(_PENDING, []):
@@ -69,6 +76,9 @@ def init_app(app: Flask) -> None:
         log.addHandler(handler)
         log.propagate = False
     if not _installed:
+        from app.services import audit
+
+        audit.on_append(_appended)
         event.listen(Session, "after_flush", _collect)
         event.listen(Session, "after_commit", _emit)
         event.listen(Session, "after_rollback", _discard)

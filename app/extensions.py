@@ -19,9 +19,27 @@ class KeymintLimiter(Limiter):
     """
 
     def init_app(self, app: Flask) -> None:
+        from app.ratelimit_storage import SweptMemoryStorage, storage_uri
+
         self.enabled = bool(app.config.get("RATELIMIT_ENABLED", True))
         self._storage_dead = False
+        app.config["RATELIMIT_STORAGE_URI"] = storage_uri(app.config.get(
+            "RATELIMIT_STORAGE_URI") or "memory://")
         super().init_app(app)
+        # The fallback used while Redis is down is a plain MemoryStorage; swap in the swept one.
+        if self._fallback_limiter is not None:
+            self._fallback_storage = SweptMemoryStorage()
+            self._fallback_limiter = type(self._fallback_limiter)(self._fallback_storage)
+        # Every keymint limit is declared on its view (app/api/ratelimit.py) and checked by
+        # that decorator. Flask-Limiter's own before_request check exists for default,
+        # application and blueprint limits; keymint has none, yet it resolves them on every
+        # request (~70 µs, /healthz included). Drop it for as long as there are none.
+        manager = self.limit_manager
+        if not (manager._application_limits or manager._default_limits
+                or manager._blueprint_limits or self._meta_limits):
+            hooks = app.before_request_funcs.get(None, [])
+            app.before_request_funcs[None] = [
+                hook for hook in hooks if hook != self._check_request_limit]
 
 
 def _socket_ip() -> str:

@@ -30,12 +30,24 @@ _PATTERNS = [
                r"|refresh_token|password)[\"']?\s*[:=]\s*[\"']?[^\s\"',;&}]+"),
 ]
 
+# A literal every match of the pattern at the same index must contain (lower-cased), so a
+# line without it skips that regex: most lines hold none, and the case-insensitive
+# alternations cost ~20 µs per line to scan. None = always scan (hex runs have no literal).
+_MUST_CONTAIN: list[tuple[str, ...] | None] = [
+    ("sk_", "at_"),
+    None,
+    ("basic", "bearer"),
+    ("authorization", "api", "client_secret", "access_token", "refresh_token", "password"),
+]
+
 REQUEST_FIELDS = ("request_id", "method", "path", "status", "duration_ms", "client_ip")
 
 
 def redact(text: str) -> str:
-    for pattern in _PATTERNS:
-        text = pattern.sub(REDACTED, text)
+    lowered = text.lower()
+    for pattern, needles in zip(_PATTERNS, _MUST_CONTAIN, strict=True):
+        if needles is None or any(needle in lowered for needle in needles):
+            text = pattern.sub(REDACTED, text)
     return text
 
 

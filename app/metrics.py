@@ -142,6 +142,12 @@ def _after_flush(session: Session, _flush_context: Any) -> None:
             pending.append((obj.action, dict(obj.details or {})))
 
 
+def _appended(session: Session, values: dict[str, Any]) -> None:
+    """An event written by audit.append() (a Core insert the flush hook never sees)."""
+    session.info.setdefault("keymint_metric_events", []).append(
+        (values["action"], dict(values["details"] or {})))
+
+
 def _after_commit(session: Session) -> None:
     for action, details in session.info.pop("keymint_metric_events", []):
         _token_counts(action, details)
@@ -159,6 +165,9 @@ def install_session_hooks() -> None:
     global _hooks_installed
     if _hooks_installed:
         return
+    from app.services import audit
+
+    audit.on_append(_appended)
     event.listen(Session, "after_flush", _after_flush)
     event.listen(Session, "after_commit", _after_commit)
     event.listen(Session, "after_soft_rollback", lambda s, _prev: _after_rollback(s))

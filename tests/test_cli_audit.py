@@ -263,3 +263,28 @@ def test_log_mirror_is_off_by_default(app, mirror_handler):
     caplog.set_level(logging.INFO, logger="keymint.audit")
     record_events(app, 1)
     assert not [r for r in caplog.records if r.name == "keymint.audit"]
+
+
+def test_log_mirror_follows_core_appended_events(app, mirror_handler):
+    """audit.append() (the hot paths' Core insert) is mirrored exactly like record()."""
+    caplog = mirror_handler
+    app.config["KEYMINT_AUDIT_LOG"] = True
+    from app import audit_log
+
+    audit_log.init_app(app)
+    with app.app_context():
+        audit.append(db.session, "test.appended", Actor.cli(), workspace_id=None,
+                     target_type="token", target_id="tok_1", details={"b": 2})
+        db.session.commit()
+        audit.append(db.session, "test.appended_dropped", Actor.cli(), workspace_id=None)
+        db.session.rollback()
+        row = db.session.execute(select(AuditEvent).where(
+            AuditEvent.action == "test.appended")).scalar_one()
+        assert row.details == {"b": 2} and row.seal_id is None
+        assert db.session.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == "test.appended_dropped")) == 0
+        event_id = row.id
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "keymint.audit"]
+    assert [line["action"] for line in lines] == ["test.appended"]
+    assert lines[0]["id"] == str(event_id) and lines[0]["details"] == {"b": 2}
+    assert lines[0]["target_id"] == "tok_1" and lines[0]["sealed"] is False

@@ -8,8 +8,8 @@ from app.api.legacy import accepts_legacy_key, me_legacy
 from app.api.ratelimit import legacy_limits
 from app.clock import isoformat
 from app.extensions import db
-from app.models import Membership, Workspace
 from app.oauth.resource import current_info, require_token
+from app.services.accounts import workspace_seat
 
 bp = Blueprint("me", __name__, url_prefix="/api/v1")
 
@@ -20,13 +20,11 @@ bp = Blueprint("me", __name__, url_prefix="/api/v1")
 @require_token()
 def me() -> Response:
     info = current_info()
-    workspace = db.session.get(Workspace, info.workspace_id)
-    role = db.session.query(Membership.role).filter_by(
-        user_id=info.user_id, workspace_id=info.workspace_id).scalar()
+    seat = workspace_seat(db.session, info.workspace_id, info.user_id)
     return jsonify({
         "credential": "access_token",
-        "user": {"id": str(info.user_id), "email": info.user_email, "role": role},
-        "workspace": {"id": str(workspace.id), "slug": workspace.slug, "name": workspace.name},
+        "user": {"id": str(info.user_id), "email": info.user_email, "role": seat.role},
+        "workspace": {"id": str(seat.workspace_id), "slug": seat.slug, "name": seat.name},
         "key": {"client_id": info.client_id},
         "scopes": info.scopes,
         "token": {"jti": info.jti, "expires_at": isoformat(info.expires_at)},

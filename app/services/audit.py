@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, has_app_context
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
@@ -89,3 +90,57 @@ def record(
     if enabled():
         session.add(event)
     return event
+
+
+# Hooks that would see an ORM AuditEvent in session.new after a flush (token metrics, the log
+# mirror) register here to be told about events written by append() instead.
+_append_listeners: list[Any] = []
+
+
+def on_append(listener: Any) -> None:
+    """Call `listener(session, values)` for each event append() writes (id included)."""
+    if listener not in _append_listeners:
+        _append_listeners.append(listener)
+
+
+_INSERT_EVENT = insert(AuditEvent)
+
+
+def append(
+    session: Session,
+    action: str,
+    actor: Actor,
+    *,
+    workspace_id: int | None,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """record() for the hot paths: the same row, INSERTed now through the session's connection.
+
+    Same columns, same transaction (it commits or rolls back with the caller's change), no
+    ORM object and no unit-of-work flush. Hooks that follow committed events (token metrics,
+    KEYMINT_AUDIT_LOG) get the row's values through on_append().
+    """
+    if not enabled():
+        return
+    values: dict[str, Any] = {
+        "occurred_at": utcnow(),
+        "workspace_id": workspace_id,
+        "actor_type": actor.type,
+        "actor_id": actor.id,
+        "actor_key": actor.key,
+        "action": action,
+        "target_type": target_type,
+        "target_id": target_id,
+        "ip": actor.ip,
+        "user_agent": _column_text(actor.user_agent, 512),
+        "request_id": actor.request_id,
+        "details": _clean_details(details),
+    }
+    result = session.connection().execute(_INSERT_EVENT, values)
+    if _append_listeners:
+        values["id"] = result.inserted_primary_key[0]
+        values["seal_id"] = None
+        for listener in _append_listeners:
+            listener(session, values)

@@ -15,7 +15,7 @@ from datetime import time as dtime
 from typing import IO, Any
 
 from flask import Flask
-from sqlalchemy import case, func, insert, literal, or_, select, text, update
+from sqlalchemy import bindparam, case, func, insert, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from app import credentials
@@ -104,6 +104,15 @@ def normalize_key(value: str | None) -> str | None:
     return value
 
 
+# Built once: every introspection of something that is not a keymint token ends up here.
+_LOOKUP_QUERY = (
+    select(LegacyKey.id, LegacyKey.workspace_id, Workspace.slug, Workspace.name,
+           LegacyKey.label, LegacyKey.migrated_to, LegacyKey.disabled_at, LegacyKey.digest)
+    .join(Workspace, Workspace.id == LegacyKey.workspace_id)
+    .where(LegacyKey.digest == bindparam("digest"))
+)
+
+
 def lookup(session: Session, presented: str | None) -> LegacyRow | None:
     """Find a legacy key by the SHA-256 of the presented value (unique index, no plaintext).
 
@@ -113,13 +122,8 @@ def lookup(session: Session, presented: str | None) -> LegacyRow | None:
     value = normalize_key(presented)
     if value is None:
         return None
-    wanted = credentials.digest(value)
-    row = session.execute(
-        select(LegacyKey.id, LegacyKey.workspace_id, Workspace.slug, Workspace.name,
-               LegacyKey.label, LegacyKey.migrated_to, LegacyKey.disabled_at, LegacyKey.digest)
-        .join(Workspace, Workspace.id == LegacyKey.workspace_id)
-        .where(LegacyKey.digest == wanted)
-    ).first()
+    row = session.connection().execute(
+        _LOOKUP_QUERY, {"digest": credentials.digest(value)}).first()
     if row is None or not credentials.digests_match(row[7], value):
         return None
     return LegacyRow(id=row[0], workspace_id=row[1], workspace_slug=row[2],

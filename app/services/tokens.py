@@ -126,7 +126,7 @@ def issue(
         "workspace_id": cred.workspace_id, "scopes": " ".join(scopes), "issued_at": now,
         "expires_at": expires_at, "rotated_from_id": rotated_from_id,
     }).inserted_primary_key[0]
-    audit.record(session, audit_action, actor, workspace_id=cred.workspace_id,
+    audit.append(session, audit_action, actor, workspace_id=cred.workspace_id,
                  target_type="token", target_id=jti,
                  details={"scopes": scopes, "expires_at": expires_at.isoformat(),
                           **({"rotated_from": rotated_from_id} if rotated_from_id else {})})
@@ -178,7 +178,7 @@ def revoke(session: Session, info: TokenInfo, actor: Actor, reason: str = "revok
         .values(revoked_at=now, revoked_reason=reason))
     if not result.rowcount:
         return False
-    audit.record(session, "token.revoked", actor, workspace_id=info.workspace_id,
+    audit.append(session, "token.revoked", actor, workspace_id=info.workspace_id,
                  target_type="token", target_id=info.jti, details={"reason": reason})
     return True
 

@@ -58,6 +58,26 @@ def enabled() -> bool:
     return not has_app_context() or current_app.config.get("KEYMINT_AUDIT_ENABLED", True)
 
 
+def _event_values(action: str, actor: Actor, workspace_id: int | None,
+                  target_type: str | None, target_id: str | None,
+                  details: dict[str, Any] | None) -> dict[str, Any]:
+    """The columns of one event, shared by record() (ORM) and append() (Core INSERT)."""
+    return {
+        "occurred_at": utcnow(),
+        "workspace_id": workspace_id,
+        "actor_type": actor.type,
+        "actor_id": actor.id,
+        "actor_key": actor.key,
+        "action": action,
+        "target_type": target_type,
+        "target_id": target_id,
+        "ip": actor.ip,
+        "user_agent": _column_text(actor.user_agent, 512),
+        "request_id": actor.request_id,
+        "details": _clean_details(details),
+    }
+
+
 def record(
     session: Session,
     action: str,
@@ -72,21 +92,8 @@ def record(
 
     Only an INSERT: no lock, no hash, no read (sealing happens later, in batches).
     """
-    details = _clean_details(details)
-    event = AuditEvent(
-        occurred_at=utcnow(),
-        workspace_id=workspace_id,
-        actor_type=actor.type,
-        actor_id=actor.id,
-        actor_key=actor.key,
-        action=action,
-        target_type=target_type,
-        target_id=target_id,
-        ip=actor.ip,
-        user_agent=_column_text(actor.user_agent, 512),
-        request_id=actor.request_id,
-        details=details,
-    )
+    event = AuditEvent(**_event_values(action, actor, workspace_id, target_type, target_id,
+                                       details))
     if enabled():
         session.add(event)
     return event
@@ -124,20 +131,7 @@ def append(
     """
     if not enabled():
         return
-    values: dict[str, Any] = {
-        "occurred_at": utcnow(),
-        "workspace_id": workspace_id,
-        "actor_type": actor.type,
-        "actor_id": actor.id,
-        "actor_key": actor.key,
-        "action": action,
-        "target_type": target_type,
-        "target_id": target_id,
-        "ip": actor.ip,
-        "user_agent": _column_text(actor.user_agent, 512),
-        "request_id": actor.request_id,
-        "details": _clean_details(details),
-    }
+    values = _event_values(action, actor, workspace_id, target_type, target_id, details)
     result = session.connection().execute(_INSERT_EVENT, values)
     if _append_listeners:
         values["id"] = result.inserted_primary_key[0]

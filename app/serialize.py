@@ -20,7 +20,8 @@ def key_json(key: ApiKey) -> dict[str, Any]:
         "client_id": key.client_id,
         "name": key.name,
         "workspace": key.workspace.slug,
-        "owner": {"id": str(key.user_id), "email": key.user.email},
+        # A disabled owner's keys authenticate nothing, whatever `state` says about the key.
+        "owner": {"id": str(key.user_id), "email": key.user.email, "status": key.user.status},
         "scopes": key.scope_list,
         "state": key.state(utcnow()),
         "created_at": isoformat(key.created_at),

@@ -34,7 +34,8 @@ def test_keys_create_json_shape_and_secret_shown_once(cli, seeded, app):
     created = json.loads(result.output)
     assert set(created) == KEY_FIELDS | {"client_secret"}
     assert created["scopes"] == ["read", "write"]
-    assert created["owner"] == {"id": created["owner"]["id"], "email": "ann@example.com"}
+    assert created["owner"] == {"id": created["owner"]["id"], "email": "ann@example.com",
+                                "status": "active"}
     assert created["expires_at"].endswith("Z")
     assert created["secret_hint"] == created["client_secret"][:8]
 
@@ -98,6 +99,8 @@ def test_users_disable_stops_token_issuance(cli, seeded, client):
     assert cli("users", "disable", "ann@example.com").exit_code == 0
     assert client.post("/oauth/token", data={"grant_type": "client_credentials"},
                        auth=auth).status_code == 401
+    listed = json.loads(cli("keys", "list", "--json").output)["keys"]
+    assert [k["owner"]["status"] for k in listed] == ["disabled"]
 
 
 def test_keys_expiring_lists_only_keys_within_the_window(cli, seeded):

@@ -140,8 +140,11 @@ KEY: Schema = {
         "client_id": {"type": "string", "pattern": "^key_[0-9A-Za-z]{24}$"},
         "name": {"type": "string"},
         "workspace": {"type": "string", "description": "Workspace slug."},
-        "owner": {"type": "object", "required": ["id", "email"],
-                  "properties": {"id": {"type": "string"}, "email": {"type": "string"}}},
+        "owner": {"type": "object", "required": ["id", "email", "status"],
+                  "properties": {"id": {"type": "string"}, "email": {"type": "string"},
+                                 "status": {"type": "string", "enum": ["active", "disabled"],
+                                            "description": "A disabled owner's keys and "
+                                                           "tokens work nowhere."}}},
         "scopes": {"type": "array", "items": {"type": "string"}},
         "state": {"type": "string", "enum": ["active", "expired", "revoked"]},
         "created_at": {"type": "string", "format": "date-time"},

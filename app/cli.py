@@ -542,11 +542,16 @@ def audit_prune(before: Any) -> None:
 
 
 @click.command("serve")
-@click.option("--bind", default="127.0.0.1:8000", show_default=True)
+@click.option("--bind", default="127.0.0.1:8000", show_default=True,
+              help="HOST:PORT, [IPv6]:PORT or unix:PATH.")
 @click.option("--workers", type=click.IntRange(min=1, max=64), default=None,
               help="Worker processes (default: number of CPUs).")
 def serve(bind: str, workers: int | None) -> None:
-    """Serve keymint with the production WSGI server (gunicorn), as benchmarked."""
+    """Serve keymint with the production WSGI server (Granian), as benchmarked.
+
+    Each worker process runs 2 Python threads; SIGTERM or SIGINT drains in-flight requests
+    (up to 30 s) and runs the shutdown flushes. BIND is HOST:PORT, [IPv6]:PORT or unix:PATH.
+    """
     from app.serving import run
 
     run(bind=bind, workers=workers or os.cpu_count() or 1)

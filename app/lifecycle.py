@@ -7,11 +7,12 @@ Anything that buffers writes in memory registers a flush here, in its init_app()
 
 `flush_usage_counters()` takes no arguments and runs inside an app context with a fresh
 session; it should write and commit its buffer in short transactions. `keymint serve`
-calls every registered flush from gunicorn's worker_exit hook, i.e. after the worker has
-stopped accepting and finished its in-flight requests (SIGTERM, graceful_timeout). A failing
-flush is logged and does not stop the others; each flush runs at most once per process exit.
-(Buffers that must also survive other processes' exits register an atexit hook themselves,
-as the legacy usage counters do.)
+calls every registered flush through worker_exit() in each worker process, once the worker
+has stopped accepting and finished its in-flight requests (SIGTERM/SIGINT, up to 30 s; see
+app/serving.py). A failing flush is logged and does not stop the others; each flush runs at
+most once per process exit. (Granian's forked workers end with os._exit, so atexit hooks
+never run there; buffers that must also survive other processes' exits register an atexit
+hook themselves, as the legacy usage counters do.)
 """
 
 from __future__ import annotations
@@ -54,9 +55,8 @@ def flush_all(app: Flask) -> int:
     return done
 
 
-def gunicorn_worker_exit(_server: object, worker: object) -> None:
-    """gunicorn's worker_exit hook: in the worker process, after its last request."""
-    app = getattr(worker, "wsgi", None)
+def worker_exit(app: object) -> None:
+    """A server worker is leaving, after its last request: flush, in that worker process."""
     if isinstance(app, Flask):
         flushed = flush_all(app)
         if flushed:

@@ -34,7 +34,7 @@ def test_every_response_carries_the_security_headers(client, factory):
             assert response.headers.get(name) == value, (response.request.path, name)
         assert "default-src 'none'" in response.headers["Content-Security-Policy"]
         assert response.headers["X-Request-ID"]
-        assert "Server" not in response.headers
+        assert response.headers["Server"] == "keymint"  # the service, never the software
         if response.request.path != "/.well-known/oauth-authorization-server":
             assert response.headers["Cache-Control"] == "no-store", response.request.path
             assert response.headers["Pragma"] == "no-cache"
@@ -70,6 +70,6 @@ def test_real_server_names_no_software_version(live_server, factory):
     ]
     for response in responses:
         assert response.headers["Server"] == "keymint"
-        assert "gunicorn" not in repr(response.headers).lower()
+        assert "granian" not in repr(response.headers).lower()
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.headers["Cache-Control"] == "no-store"

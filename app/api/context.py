@@ -42,6 +42,9 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 HSTS = "max-age=31536000; includeSubDomains"
+# Names the service, not the software: the server (Granian) adds `server: granian` only to
+# responses that name no server themselves.
+SERVER_HEADER = "keymint"
 
 
 def must_not_cache() -> bool:
@@ -69,7 +72,7 @@ def init_app(app: Flask) -> None:
             headers["Cache-Control"] = "no-store"
         if headers.get("Cache-Control") == "no-store":
             headers["Pragma"] = "no-cache"
-        headers.pop("Server", None)
+        headers["Server"] = SERVER_HEADER
         return response
 
 

@@ -2,7 +2,7 @@
 
 The flush writes the number of access tokens it can see into $KEYMINT_TEST_FLUSH_MARKER, so
 a test can tell that it ran, with a database session, after the in-flight requests ended.
-    python tests/faults/serve_with_flush.py HOST:PORT
+    python tests/faults/serve_with_flush.py HOST:PORT [WORKERS]
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import sys
 
+from flask import Flask
 from sqlalchemy import func, select
 
-from app import lifecycle
-from app.serving import SERVER_SETTINGS, KeymintServer
+from app import create_app, lifecycle
+from app.serving import serve_wsgi
 
 
 def _flush() -> None:
@@ -25,12 +26,12 @@ def _flush() -> None:
         marker.write(f"flushed tokens={count} pid={os.getpid()}\n")
 
 
-class FlushingServer(KeymintServer):
-    def load(self):
-        app = super().load()
-        lifecycle.register_flush(app, _flush)
-        return app
+def create_flushing_app() -> Flask:
+    app = create_app()
+    lifecycle.register_flush(app, _flush)
+    return app
 
 
 if __name__ == "__main__":
-    FlushingServer({**SERVER_SETTINGS, "bind": sys.argv[1], "workers": 1}).run()
+    serve_wsgi(create_flushing_app, bind=sys.argv[1],
+               workers=int(sys.argv[2]) if len(sys.argv) > 2 else 1)

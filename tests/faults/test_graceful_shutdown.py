@@ -94,15 +94,18 @@ def test_sigterm_lets_the_in_flight_request_finish(database_url, factory, server
 
 
 class FlushingServerProcess(ServerProcess):
-    def __init__(self, database_url: str, marker: Path) -> None:
-        super().__init__(database_url, env={"KEYMINT_TEST_FLUSH_MARKER": str(marker)})
+    def __init__(self, database_url: str, marker: Path, workers: int = 1) -> None:
+        super().__init__(database_url, workers=workers,
+                         env={"KEYMINT_TEST_FLUSH_MARKER": str(marker)})
 
     def start(self) -> FlushingServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("serve_with_flush.py")),
-             f"127.0.0.1:{self.port}"], cwd=REPO, env=self.env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True)
-        if not wait_until(self._healthy, timeout=20):
+             f"127.0.0.1:{self.port}", str(self.workers)], cwd=REPO, env=self.env,
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        started = [f'"Started worker-{n}"' for n in range(1, self.workers + 1)]
+        if not wait_until(lambda: self._healthy() and all(s in self.output() for s in started),
+                          timeout=20):
             self.stop(9)
             raise RuntimeError("flushing server did not become healthy")
         return self
@@ -137,3 +140,27 @@ def test_registered_flush_runs_after_in_flight_requests(database_url, factory, s
     lines = marker.read_text().splitlines()
     assert len(lines) == 1  # once per worker, after its last request
     assert lines[0].startswith("flushed tokens=1 ")  # saw the in-flight request's commit
+
+
+def test_ctrl_c_drains_and_flushes_every_worker_once(database_url, factory, servers, tmp_path):
+    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it: the workers get it
+    and, at once, the main process's SIGTERM. Each worker must still flush, in itself."""
+    key = factory.key(scopes="introspect")
+    marker = tmp_path / "flush.log"
+    server = FlushingServerProcess(database_url, marker, workers=2)
+    servers.append(server)
+    server.start()
+    session = requests.Session()
+    for _ in range(4):
+        response = session.post(server.url + "/oauth/token", auth=key.auth, timeout=10,
+                                data={"grant_type": "client_credentials"})
+        assert response.status_code == 200
+    session.close()
+    os.killpg(server.proc.pid, 2)
+    assert server.proc.wait(timeout=20) == 0  # well inside the 30 s before workers are killed
+    lines = marker.read_text().splitlines()
+    pids = {line.rsplit("pid=", 1)[1] for line in lines}
+    assert len(lines) == 2 and len(pids) == 2  # once in each worker
+    assert str(server.proc.pid) not in pids  # in the workers, not in the main process
+    assert all(line.startswith("flushed tokens=4 ") for line in lines)
+    assert "Killing" not in server.output()

@@ -1,4 +1,4 @@
-"""WSGI entry point: `app` for gunicorn and `flask --app wsgi`."""
+"""WSGI entry point: `app` for any WSGI server and `flask --app wsgi`."""
 
 from app import create_app
 

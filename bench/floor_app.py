@@ -13,9 +13,9 @@ holding the GIL, a stand-in for an application's own per-request work; it is how
 bench/wsgi_compare.sh sees how each server's threading behaves once requests cost
 something (GIL hand-offs, latency tails). Without a query string it is not looked at.
 
-Run it like keymint, e.g.::
+Run it on keymint's own server stack (app/serving.py, the settings of `keymint serve`)::
 
-    gunicorn --chdir bench floor_app:app -b 127.0.0.1:9100 -w 1
+    .venv/bin/python bench/serve_floor.py --bind 127.0.0.1:9100 --workers 1
 """
 
 from time import perf_counter

@@ -317,7 +317,7 @@ def run(*cmd):
     except Exception: return ""
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 vers = {}
-for p in ("Flask", "Werkzeug", "Authlib", "SQLAlchemy", "Flask-SQLAlchemy", "psycopg", "gunicorn", "granian"):
+for p in ("Flask", "Werkzeug", "Authlib", "SQLAlchemy", "Flask-SQLAlchemy", "psycopg", "granian"):
     try: vers[p] = metadata.version(p)
     except metadata.PackageNotFoundError: pass
 vers["python"] = platform.python_version(); vers["sqlite"] = sqlite3.sqlite_version
@@ -329,7 +329,11 @@ except Exception: pass
 sys.path.insert(0, repo)
 try:
     import app.serving as s
-    server = {k: repr(getattr(s, k)) for k in dir(s) if k.isupper()}
+    # what app.serving hands Granian; the log config is keymint's JSON one, named not dumped
+    settings = {k: v if isinstance(v, (bool, int)) else str(getattr(v, "value", v))
+                for k, v in s.GRANIAN_SETTINGS.items()}
+    settings["log_dictconfig"] = "app.serving.LOG_CONFIG"
+    server = {"GRANIAN_SETTINGS": repr(settings)}
 except Exception as exc:
     server = {"error": repr(exc)}
 json.dump({

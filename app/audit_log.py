@@ -63,7 +63,7 @@ def init_app(app: Flask) -> None:
     """Hook the session once per process when an app asks for the mirror.
 
     The logger emits at INFO; unless a handler was attached to `keymint.audit` already,
-    it gets one writing the bare JSON line to stderr (gunicorn's error log), not
+    it gets one writing the bare JSON line to stderr (beside the server's own lines), not
     propagated, so each event is one clean line a log shipper can forward.
     """
     global _installed

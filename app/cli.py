@@ -541,8 +541,18 @@ def audit_prune(before: Any) -> None:
                    "`keymint audit seal` first", err=True)
 
 
+def _check_bind(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    from app.serving import parse_bind
+
+    try:
+        parse_bind(value)
+    except ValueError:
+        raise click.BadParameter("expected HOST:PORT, [IPv6]:PORT or unix:PATH") from None
+    return value
+
+
 @click.command("serve")
-@click.option("--bind", default="127.0.0.1:8000", show_default=True,
+@click.option("--bind", default="127.0.0.1:8000", show_default=True, callback=_check_bind,
               help="HOST:PORT, [IPv6]:PORT or unix:PATH.")
 @click.option("--workers", type=click.IntRange(min=1, max=64), default=None,
               help="Worker processes (default: number of CPUs).")

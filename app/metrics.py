@@ -1,7 +1,7 @@
-"""Prometheus metrics: what keymint counts, and how one process or many gunicorn workers expose it.
+"""Prometheus metrics: what keymint counts, and how one process or many server workers expose it.
 
-Single process: metrics live in this module's registry. Under `keymint serve` with several
-workers, `enable_multiprocess()` (called by the master before it forks) switches
+Single process: metrics live in this module's registry. Under `keymint serve`,
+`enable_multiprocess()` (called by the main process before it forks the workers) switches
 prometheus_client to its multiprocess mode, so every worker writes to files in
 PROMETHEUS_MULTIPROC_DIR and a scrape of any worker sums them all.
 """
@@ -77,7 +77,7 @@ def enable_multiprocess(directory: str) -> None:
 
 
 def mark_process_dead(pid: int) -> None:
-    """A gunicorn worker exited: drop its live-only series (gunicorn child_exit hook)."""
+    """A worker process exits: drop its live-only series (called by the worker itself)."""
     if multiprocess_dir():
         prom_multiprocess.mark_process_dead(pid)
 

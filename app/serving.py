@@ -97,10 +97,10 @@ def _wsgi_worker(worker_id: int, callback: Any, *args: Any) -> None:
 
 # Granian's processes wait for these in a blocking lock wait of their main thread, and act on
 # them in a Python signal handler. The kernel may hand a process-directed signal to any thread;
-# taken by a Rust or request thread, it runs no Python handler and wakes nobody: measured, a
-# SIGINT to the process group (Ctrl-C) left the worker waiting in 4 runs of 5, until it was
-# killed after 30 s without its shutdown flush. So every thread blocks them, and one thread
-# takes them with sigwait() and calls the handler Granian installed.
+# taken by a Rust or request thread (strace showed it), it runs no Python handler and wakes
+# nobody: a SIGINT to the process group (Ctrl-C) left the worker waiting in 5 runs of 8, until
+# it was killed after 30 s without its shutdown flush. So every thread blocks them, and one
+# thread takes them with sigwait() and calls the handler Granian installed.
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
 
 
@@ -115,6 +115,8 @@ def _relay_stop_signals() -> None:
     while True:
         signum = signal.sigwait(STOP_SIGNALS)
         handler = signal.getsignal(signum)
+        if handler == signal.SIG_IGN:
+            continue
         if callable(handler) and handler is not signal.default_int_handler:
             handler(signum, None)
         else:  # no handler installed (yet): what the signal would have done

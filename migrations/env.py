@@ -9,7 +9,7 @@ config = context.config
 
 # No fileConfig(alembic.ini) here: migrations run inside keymint's app, whose create_app()
 # already set up redacted JSON logging; fileConfig would replace the root handler and disable
-# every logger created before the migration (request logs, gunicorn, Flask-Limiter).
+# every logger created before the migration (request logs, Granian, Flask-Limiter).
 logger = logging.getLogger('alembic.env')
 
 

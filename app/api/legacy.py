@@ -261,7 +261,7 @@ def init_app(app: Flask) -> None:
     buffer = legacy_service.UsageBuffer(app, app.config["KEYMINT_LEGACY_FLUSH_INTERVAL"],
                                         app.config["KEYMINT_LEGACY_FLUSH_THRESHOLD"])
     app.extensions[BUFFER_EXTENSION] = buffer
-    lifecycle.register_flush(app, legacy_service.flush_all)  # gunicorn worker_exit
+    lifecycle.register_flush(app, legacy_service.flush_all)  # keymint serve's worker exit
     app.extensions[INTROSPECT_EXTENSION] = introspect_legacy
     app.before_request(_refuse_legacy_elsewhere)
     app.after_request(_add_deprecation_headers)

@@ -312,7 +312,7 @@ def _flush_periodically(ref: weakref.ref[UsageBuffer], stop: threading.Event,
 
 
 def flush_all() -> None:
-    """Flush every live buffer of this process: at interpreter exit and gunicorn worker exit."""
+    """Flush every live buffer of this process: at interpreter exit and server worker exit."""
     for buffer in list(_BUFFERS):
         try:
             buffer.flush()

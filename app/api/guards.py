@@ -15,7 +15,7 @@ class ChunkedBodyLimit:
     """WSGI middleware: a chunked body (no Content-Length) is held to MAX_CONTENT_LENGTH too.
 
     Werkzeug enforces the limit on Content-Length, but truncates an over-long chunked body
-    silently under gunicorn; here it is read up to the limit + 1 byte, and an over-long one is
+    silently (seen under gunicorn); here it is read up to the limit + 1 byte, an over-long one is
     flagged so the app answers 413 (with its usual headers and request log line).
     """
 

@@ -207,7 +207,7 @@ def test_periodic_flush_without_traffic(app_config, factory):
 
 @pytest.mark.slow
 def test_no_count_lost_when_the_server_stops(app, factory, database_url):
-    """Counts buffered in a gunicorn worker are written when the worker exits (SIGTERM)."""
+    """Counts buffered in a server worker are written when the worker exits (SIGTERM)."""
     from tests.conftest import ServerProcess
 
     legacy_id = add_legacy_key(app, factory.workspace(), LEGACY)

@@ -5,5 +5,5 @@ from flask_sqlalchemy import SQLAlchemy
 
 from app.models.base import Base
 
-db = SQLAlchemy(model_class=Base, engine_options={"pool_pre_ping": True})
+db = SQLAlchemy(model_class=Base)
 migrate = Migrate()

@@ -592,9 +592,9 @@ runs issuance against two `keymint serve` processes on one fresh database per en
 `BENCH_DBS`, one with `KEYMINT_AUDIT_ENABLED=false` and one with the default `true`,
 the latter with `while :; do keymint audit seal; sleep 1; done` running against the
 same database for each whole run, then seals and verifies the chain. Like every keymint
-server in the harness, both keep rate limiting on (in-memory counters, as a single node runs) with every
-limit set to 100,000,000 per minute: each request is counted as in production, and wrk's
-8 connections from one IP are never answered 429.
+server in the harness, both keep rate limiting on (in-memory counters, as a single node
+runs) with every limit set to 100,000,000 per minute: each request is counted as in
+production, and wrk's 8 connections from one IP are never answered 429.
 
 **Noise.** The machine has 2 cores and is shared: other people's test suites run on
 it at the same time (see the load averages), and another engineer may be running

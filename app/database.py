@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from typing import Any
 
@@ -77,6 +78,53 @@ def _ping_if_idle(dbapi_connection, connection_record, _proxy) -> None:
         raise exc.DisconnectionError(f"stale pooled connection: {error}") from error
 
 
+# --- SQLite: one writer at a time per process, waiting in a queue rather than in sleeps -------
+#
+# SQLite admits one writer per database. A second connection that wants to write gets
+# SQLITE_BUSY and its busy handler sleeps and retries (1, 2, 5 ... 100 ms apart), so under
+# concurrent writes a request could wait hundreds of milliseconds after the lock was free:
+# measured, 4 threads committing WAL transactions at synchronous=FULL had a worst commit of
+# 0.6-1.6 s that way, and of 32-70 ms when they queued on a lock first (and 1.2-3x the
+# throughput). Threads of one process now take a per-database lock before their first write
+# statement and give it back when the connection returns to the pool, right after its commit
+# or rollback. Other processes (more workers, the CLI) still meet SQLite's busy handler.
+
+_WRITE_STATEMENTS = ("INSERT", "UPDATE", "DELETE")
+_HOLDS_WRITE_LOCK = "keymint_sqlite_write_lock"
+_write_locks: dict[str, tuple[threading.Lock, list[int | None]]] = {}
+_write_locks_guard = threading.Lock()
+
+
+def _write_lock_for(database: str) -> tuple[threading.Lock, list[int | None]]:
+    with _write_locks_guard:
+        return _write_locks.setdefault(database, (threading.Lock(), [None]))
+
+
+def _queue_sqlite_writer(conn, _cursor, statement: str, _parameters, _context,
+                         _executemany) -> None:
+    if conn.dialect.name != "sqlite" or statement[:6].upper() not in _WRITE_STATEMENTS:
+        return
+    info = conn.connection.info
+    if _HOLDS_WRITE_LOCK in info:
+        return
+    lock, owner = _write_lock_for(conn.engine.url.database or "")
+    me = threading.get_ident()
+    if owner[0] == me:
+        return  # this thread writes on another connection already: SQLite itself decides
+    # Never wait longer than SQLite's own busy timeout would; then SQLite decides.
+    if lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+        owner[0] = me
+        info[_HOLDS_WRITE_LOCK] = lock, owner
+
+
+def _release_sqlite_writer(_dbapi_connection, connection_record, *_args) -> None:
+    held = connection_record.info.pop(_HOLDS_WRITE_LOCK, None)
+    if held is not None:
+        lock, owner = held
+        owner[0] = None
+        lock.release()
+
+
 def configure_engine_events() -> None:
     global _configured
     if not _configured:
@@ -84,6 +132,9 @@ def configure_engine_events() -> None:
         event.listen(Pool, "checkin", _restore_full_sync)
         event.listen(Pool, "checkin", _note_checkin)
         event.listen(Pool, "checkout", _ping_if_idle)
+        event.listen(Engine, "before_cursor_execute", _queue_sqlite_writer)
+        event.listen(Pool, "checkin", _release_sqlite_writer)
+        event.listen(Pool, "invalidate", _release_sqlite_writer)
         _configured = True
 
 

@@ -62,3 +62,45 @@ def test_a_pinged_idle_connection_serves_the_request(app, client, factory, backe
     key = factory.key(scopes="introspect")
     token = _token(client, key)
     assert introspect(client, key, token)["active"] is True
+
+
+# --- SQLite: writers of one process queue on a lock, held from first write to commit ----------
+
+
+@pytest.fixture
+def sqlite_write_lock(app, backend):
+    if backend != "sqlite":
+        pytest.skip("PostgreSQL has row locks; the queue is for SQLite's single writer")
+    with app.app_context():
+        lock, _owner = database._write_lock_for(db.engine.url.database)
+    return lock
+
+
+@pytest.mark.parametrize("end", ["commit", "rollback"])
+def test_the_write_lock_is_taken_by_the_first_write_and_given_back_at_the_end(
+        app, factory, sqlite_write_lock, end):
+    factory.key()
+    with app.app_context():
+        db.session.execute(text("SELECT count(*) FROM api_keys"))
+        assert not sqlite_write_lock.locked()  # reading takes no turn
+        db.session.execute(text("UPDATE api_keys SET name = name"))
+        assert sqlite_write_lock.locked()
+        db.session.execute(text("UPDATE api_keys SET name = name"))  # same transaction: no wait
+        getattr(db.session, end)()
+        assert not sqlite_write_lock.locked()
+
+
+def test_requests_leave_no_write_lock_behind(app, client, factory, sqlite_write_lock):
+    key = factory.key(scopes="introspect")
+    token = _token(client, key)
+    assert not sqlite_write_lock.locked()
+    assert client.post("/oauth/revoke", data={"token": token}, auth=key.auth).status_code == 200
+    assert not sqlite_write_lock.locked()
+    wrong = (key.client_id, "sk_" + "A" * 46)
+    assert client.post("/oauth/token", data={"grant_type": "client_credentials"},
+                       auth=wrong).status_code == 401  # rolled back, then audited
+    assert not sqlite_write_lock.locked()
+    with app.app_context():
+        db.session.execute(text("UPDATE api_keys SET name = name"))
+        db.session.remove()  # a request torn down without commit
+    assert not sqlite_write_lock.locked()

@@ -183,9 +183,6 @@ def build_config(overrides: dict[str, Any] | None, instance_path: str) -> dict[s
     )
     if overrides:
         config.update(overrides)
-    # Flask-Limiter reads its own RATELIMIT_* keys; keymint's settings are the source of truth.
-    config["RATELIMIT_ENABLED"] = bool(config["KEYMINT_RATELIMIT_ENABLED"])
-    config["RATELIMIT_STORAGE_URI"] = config["KEYMINT_RATELIMIT_STORAGE_URL"]
     _legacy_settings(config)
     if not config.get("SQLALCHEMY_DATABASE_URI"):
         os.makedirs(instance_path, exist_ok=True)

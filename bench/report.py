@@ -591,9 +591,10 @@ The auditing phase (`BENCH_AUDIT=1`, off by default because it adds about 3 minu
 runs issuance against two `keymint serve` processes on one fresh database per entry of
 `BENCH_DBS`, one with `KEYMINT_AUDIT_ENABLED=false` and one with the default `true`,
 the latter with `while :; do keymint audit seal; sleep 1; done` running against the
-same database for each whole run, then seals and verifies the chain. Like the rest of
-the harness it sets `KEYMINT_RATELIMIT_ENABLED=false`: Flask-Limiter then counts
-nothing (its check still runs), so wrk's 8 connections from one IP are not answered 429.
+same database for each whole run, then seals and verifies the chain. Like every keymint
+server in the harness, both keep rate limiting on (in-memory counters, as a single node
+runs) with every limit set to 100,000,000 per minute: each request is counted as in
+production, and wrk's 8 connections from one IP are never answered 429.
 
 **Noise.** The machine has 2 cores and is shared: other people's test suites run on
 it at the same time (see the load averages), and another engineer may be running

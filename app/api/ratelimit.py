@@ -1,4 +1,4 @@
-"""Rate limits (Flask-Limiter) on the OAuth endpoints and legacy-key requests, and the 429.
+"""Rate limits on the OAuth endpoints and legacy-key requests, and the 429.
 
 Limits, each its own bucket in the limiter storage (memory, or Redis shared by all nodes):
 - per client IP, per endpoint ............ KEYMINT_RATELIMIT_IP
@@ -13,28 +13,29 @@ Limits, each its own bucket in the limiter storage (memory, or Redis shared by a
 
 Failure limits only count responses that failed authentication (401), but are checked
 before every request: once a key id is over its failure budget, even a correct secret waits
-for the window to pass.
+for the window to pass. Per-IP and per-client limits are per endpoint; the failure budgets
+are shared by all endpoints. Counting (storage, Redis fallback) is app/ratelimiter.py.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, g, request
-from flask_limiter import RateLimitExceeded
-from limits import RateLimitItemPerMinute
+from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from app import credentials, metrics
+from app import credentials, metrics, ratelimiter
 from app.api.context import client_ip, request_actor
-from app.extensions import db, limiter
+from app.extensions import db
 
 log = logging.getLogger("keymint.ratelimit")
 
@@ -53,10 +54,6 @@ FAILED_CLIENT = "failed_auth_client"
 FAILED_IP = "failed_auth_ip"
 LEGACY_KEY = "legacy_key"
 LEGACY_IP = "legacy_ip"
-
-
-def _setting(name: str) -> Callable[[], str]:
-    return lambda: current_app.config[name]
 
 
 def _key(kind: str, value: str) -> str:
@@ -120,27 +117,105 @@ def authentication_failed(response: Response) -> bool:
     return response.status_code == 401
 
 
-# --- decorators --------------------------------------------------------------------------------
+# --- the limits ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One limit of a view: its setting, what it is keyed by, and when it applies."""
+
+    scope: str                      # also the `limit` label of the 429 metric
+    setting: str                    # config name holding e.g. "120 per minute"
+    key: Callable[[], str]
+    shared: bool = False            # one bucket for all endpoints (else one per endpoint)
+    exempt: Callable[[], bool] | None = None
+    failures_only: bool = False     # counts only 401 answers; still refuses once exhausted
+
+
+class RateLimited(Exception):
+    """A request over one of its limits; answered by rate_limited_response."""
+
+    def __init__(self, rule: Rule, item: RateLimitItem, retry_after: int) -> None:
+        super().__init__(rule.scope)
+        self.rule, self.item, self.retry_after = rule, item, retry_after
+
+
+_OAUTH_SETTINGS = ("KEYMINT_RATELIMIT_CLIENT", "KEYMINT_RATELIMIT_INTROSPECT")
+_SETTINGS = (*_OAUTH_SETTINGS, "KEYMINT_RATELIMIT_IP", "KEYMINT_RATELIMIT_FAILED_CLIENT",
+             "KEYMINT_RATELIMIT_FAILED_IP", "KEYMINT_RATELIMIT_LEGACY_KEY")
+
+
+def _oauth_rules(client_setting: str) -> tuple[Rule, ...]:
+    return (
+        Rule(FAILED_CLIENT, "KEYMINT_RATELIMIT_FAILED_CLIENT", client_key, shared=True,
+             exempt=_no_client_id, failures_only=True),
+        Rule(FAILED_IP, "KEYMINT_RATELIMIT_FAILED_IP", ip_key, shared=True,
+             failures_only=True),
+        Rule(IP, "KEYMINT_RATELIMIT_IP", ip_key),
+        Rule(CLIENT, client_setting, client_key, exempt=_no_client_id),
+    )
+
+
+_LEGACY_RULES = (
+    Rule(FAILED_IP, "KEYMINT_RATELIMIT_FAILED_IP", ip_key, shared=True, exempt=_no_legacy_key,
+         failures_only=True),
+    Rule(LEGACY_IP, "KEYMINT_RATELIMIT_IP", ip_key, exempt=_no_legacy_key),
+    Rule(LEGACY_KEY, "KEYMINT_RATELIMIT_LEGACY_KEY", legacy_key, exempt=_no_legacy_key),
+)
+
+
+def enforce(rules: tuple[Rule, ...]) -> None:
+    """Check (and count) this request against `rules`; raises RateLimited when over one.
+
+    Failure budgets are only tested here (they are spent after a 401, in _spend_failures),
+    and are tested first, so a client locked out by failures spends none of its other limits.
+    """
+    counter = ratelimiter.counter()
+    if counter is None:
+        return
+    endpoint = request.endpoint or ""
+    on_failure: list[tuple[RateLimitItem, str, str]] = []
+    for rule in rules:
+        if rule.exempt is not None and rule.exempt():
+            continue
+        identifiers = (rule.key(), rule.scope if rule.shared else f"{endpoint}:{rule.scope}")
+        for item in counter.limits[rule.setting]:
+            if rule.failures_only:
+                on_failure.append((item, *identifiers))
+                allowed = counter.test(item, *identifiers)
+            else:
+                allowed = counter.hit(item, *identifiers)
+            if not allowed:
+                raise RateLimited(rule, item, counter.seconds_until_reset(item, *identifiers))
+    if on_failure:
+        g.keymint_rl_on_failure = on_failure
+
+
+def _spend_failures(response: Response) -> Response:
+    on_failure = g.pop("keymint_rl_on_failure", None)
+    if on_failure and response.status_code == 401:
+        counter = ratelimiter.counter()
+        if counter is not None:
+            for item, *identifiers in on_failure:
+                counter.hit(item, *identifiers)
+    return response
+
+
+def _limited(rules: tuple[Rule, ...], view: F) -> F:
+    @functools.wraps(view)
+    def limited_view(*args: Any, **kwargs: Any) -> Any:
+        enforce(rules)
+        return view(*args, **kwargs)
+
+    return limited_view  # type: ignore[return-value]
 
 
 def oauth_limits(client_setting: str = "KEYMINT_RATELIMIT_CLIENT") -> Callable[[F], F]:
     """The limits of one OAuth endpoint view; `client_setting` names its per-client limit."""
-
-    def decorate(view: F) -> F:
-        for rule in (
-            limiter.limit(_setting("KEYMINT_RATELIMIT_IP"), key_func=ip_key, scope=IP),
-            limiter.limit(_setting(client_setting), key_func=client_key, scope=CLIENT,
-                          exempt_when=_no_client_id),
-            limiter.shared_limit(_setting("KEYMINT_RATELIMIT_FAILED_CLIENT"), FAILED_CLIENT,
-                                 key_func=client_key, exempt_when=_no_client_id,
-                                 deduct_when=authentication_failed),
-            limiter.shared_limit(_setting("KEYMINT_RATELIMIT_FAILED_IP"), FAILED_IP,
-                                 key_func=ip_key, deduct_when=authentication_failed),
-        ):
-            view = rule(view)
-        return view
-
-    return decorate
+    if client_setting not in _OAUTH_SETTINGS:
+        raise ValueError(f"unknown per-client limit setting {client_setting}")
+    rules = _oauth_rules(client_setting)
+    return lambda view: _limited(rules, view)
 
 
 def legacy_limits(view: F) -> F:
@@ -156,36 +231,17 @@ def legacy_limits(view: F) -> F:
     a 401 answer counts as a failed authentication of that IP (KEYMINT_RATELIMIT_FAILED_IP,
     shared with the OAuth endpoints).
     """
-    for rule in (
-        limiter.limit(_setting("KEYMINT_RATELIMIT_IP"), key_func=ip_key, scope=LEGACY_IP,
-                      exempt_when=_no_legacy_key),
-        limiter.limit(_setting("KEYMINT_RATELIMIT_LEGACY_KEY"), key_func=legacy_key,
-                      scope=LEGACY_KEY, exempt_when=_no_legacy_key),
-        limiter.shared_limit(_setting("KEYMINT_RATELIMIT_FAILED_IP"), FAILED_IP, key_func=ip_key,
-                             exempt_when=_no_legacy_key, deduct_when=authentication_failed),
-    ):
-        view = rule(view)
-    return view
+    return _limited(_LEGACY_RULES, view)
 
 
 # --- the 429 -------------------------------------------------------------------------------------
 
 
-def _retry_after(exc: RateLimitExceeded) -> int:
-    try:
-        current = limiter.current_limit
-        reset_at = current.reset_at if current is not None else None
-    except Exception:  # storage trouble: fall back to the window length
-        reset_at = None
-    if reset_at is None:
-        return max(1, int(exc.limit.limit.get_expiry()))
-    return max(1, int(reset_at - time.time()))
-
-
 def _first_audit_in_window(scope: str, key: str) -> bool:
+    counter = ratelimiter.counter()
     try:
-        return FixedWindowRateLimiter(limiter.storage).hit(AUDIT_SAMPLE, "audit-sample", scope,
-                                                            key)
+        return counter is not None and FixedWindowRateLimiter(counter.storage).hit(
+            AUDIT_SAMPLE, "audit-sample", scope, key)
     except Exception:
         log.warning("rate-limit storage unavailable; ratelimit.exceeded not audited")
         return False
@@ -218,24 +274,21 @@ def _audit(scope: str, rule: str, endpoint: str) -> None:
         log.warning("database unavailable; ratelimit.exceeded not audited")
 
 
-def rate_limited_response(exc: RateLimitExceeded) -> Response:
+def rate_limited_response(exc: RateLimited) -> Response:
     from app.api.errors import error_response
     from app.api.telemetry import endpoint_label
 
-    scope = exc.limit.scope if isinstance(exc.limit.scope, str) else "limit"
+    scope = exc.rule.scope
     endpoint = endpoint_label()
-    retry_after = _retry_after(exc)
     metrics.count_rate_limited(scope, endpoint)
-    _audit(scope, str(exc.limit.limit), endpoint)
+    _audit(scope, str(exc.item), endpoint)
     response = error_response(429, ERROR_CODE,
-                              f"Too many requests; retry after {retry_after} seconds.")
-    response.headers["Retry-After"] = str(retry_after)
+                              f"Too many requests; retry after {exc.retry_after} seconds.")
+    response.headers["Retry-After"] = str(exc.retry_after)
     return response
 
 
 def init_app(app: Flask) -> None:
-    # Flask-Limiter logs every breach at info; keymint's request line and metric already say
-    # so. Keep its warnings (storage trouble).
-    logging.getLogger("flask-limiter").setLevel(logging.WARNING)
-    limiter.init_app(app)
-    app.register_error_handler(RateLimitExceeded, rate_limited_response)
+    ratelimiter.init_app(app, _SETTINGS)
+    app.after_request(_spend_failures)
+    app.register_error_handler(RateLimited, rate_limited_response)

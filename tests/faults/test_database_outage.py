@@ -78,7 +78,7 @@ def test_outage_fails_closed_and_recovers_without_restart(own_pg_cluster, server
     assert _counts(url) == before
     assert wait_until(lambda: requests.get(server.url + "/readyz", timeout=REQUEST_TIMEOUT)
                       .status_code == 200, timeout=20)
-    # The same process serves again: pool pre-ping replaced the dead connections.
+    # The same process serves again: the dead pooled connections were replaced.
     assert server.proc.poll() is None and server.proc.pid == pid
     assert introspect(server, key.auth, token)["active"] is True
     fresh = mint(server, key.auth)

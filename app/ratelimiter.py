@@ -1,0 +1,153 @@
+"""The rate-limit counter: limits' sliding-window strategy over memory or Redis, with fallback.
+
+This is the storage side only (app/api/ratelimit.py decides what is limited and answers the
+429). It is the part of Flask-Limiter that keymint used, without Flask-Limiter's per-request
+machinery, which cost ~200 µs per OAuth request to resolve four fixed limits:
+
+- counting: limits' sliding-window counter, on the storage named by
+  KEYMINT_RATELIMIT_STORAGE_URL (plain memory:// becomes app.ratelimit_storage's swept store);
+- while Redis is unreachable each process counts in memory instead (limits then hold per
+  process, not per cluster) and asks Redis again after 1, 2, 4 ... 60 s;
+- a storage error never fails a request: the request is counted in memory, or, should that
+  fail too, let through and logged.
+
+State lives per app (app.extensions), so one process can build several apps (tests, CLI).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from flask import Flask, current_app
+from limits import RateLimitItem, parse_many
+from limits.storage import Storage, storage_from_string
+from limits.strategies import SlidingWindowCounterRateLimiter
+
+from app.ratelimit_storage import SweptMemoryStorage, storage_uri
+
+log = logging.getLogger("keymint.ratelimit")
+
+_EXTENSION = "keymint_ratelimiter"
+# Redis answers in well under a millisecond on a healthy network; a request should not wait
+# seconds for a limiter that has gone away.
+REDIS_TIMEOUT_S = 0.5
+MAX_RECHECK_S = 60.0
+
+T = TypeVar("T")
+
+
+class Counter:
+    """One app's limiter: the configured storage, the fallback, and the parsed limits."""
+
+    def __init__(self, uri: str, limits_by_setting: dict[str, list[RateLimitItem]]) -> None:
+        uri = storage_uri(uri)
+        options = {} if uri.startswith("keymint+memory") or uri.startswith("memory") else {
+            "socket_timeout": REDIS_TIMEOUT_S, "socket_connect_timeout": REDIS_TIMEOUT_S}
+        self.primary: Storage = storage_from_string(uri, **options)
+        self._primary = SlidingWindowCounterRateLimiter(self.primary)
+        self.limits = limits_by_setting
+        self._fallback_storage: SweptMemoryStorage | None = None
+        self._fallback: SlidingWindowCounterRateLimiter | None = None
+        self._lock = threading.Lock()
+        self._dead = False
+        self._recheck_at = 0.0
+        self._recheck_delay = 1.0
+
+    # --- which storage counts right now ----------------------------------------------------
+
+    @property
+    def storage(self) -> Storage:
+        """The storage counting now: the configured one, or the memory fallback while it is down."""
+        return self._fallback_storage if self._dead and self._fallback_storage else self.primary
+
+    def _strategy(self) -> SlidingWindowCounterRateLimiter:
+        if self._dead and self._fallback is not None and (
+                time.monotonic() < self._recheck_at or not self._recovered()):
+            return self._fallback
+        return self._primary
+
+    def _recovered(self) -> bool:
+        with self._lock:
+            if not self._dead:
+                return True
+            try:
+                alive = bool(self.primary.check())
+            except Exception:
+                alive = False
+            if alive:
+                log.warning("rate-limit storage reachable again; limits are shared again")
+                self._dead = False
+                self._recheck_delay = 1.0
+                return True
+            self._schedule_recheck()
+            return False
+
+    def _schedule_recheck(self) -> None:
+        self._recheck_at = time.monotonic() + self._recheck_delay
+        self._recheck_delay = min(self._recheck_delay * 2, MAX_RECHECK_S)
+
+    def _mark_dead(self) -> SlidingWindowCounterRateLimiter:
+        with self._lock:
+            if not self._dead:
+                log.warning("rate-limit storage unreachable; counting per process until it is back")
+                self._dead = True
+                self._schedule_recheck()
+            if self._fallback is None:
+                self._fallback_storage = SweptMemoryStorage()
+                self._fallback = SlidingWindowCounterRateLimiter(self._fallback_storage)
+            return self._fallback
+
+    def _run(self, operation: Callable[[SlidingWindowCounterRateLimiter], T], default: T) -> T:
+        strategy = self._strategy()
+        try:
+            return operation(strategy)
+        except Exception:
+            if strategy is not self._primary:
+                log.exception("in-memory rate-limit storage failed; request not limited")
+                return default
+        try:
+            return operation(self._mark_dead())
+        except Exception:
+            log.exception("in-memory rate-limit storage failed; request not limited")
+            return default
+
+    # --- counting --------------------------------------------------------------------------
+
+    def hit(self, item: RateLimitItem, *identifiers: str) -> bool:
+        """Count one request; False if that takes it over the limit (it is then refused)."""
+        return self._run(lambda strategy: strategy.hit(item, *identifiers), True)
+
+    def test(self, item: RateLimitItem, *identifiers: str) -> bool:
+        """Whether one more request would still be within the limit; counts nothing."""
+        return self._run(lambda strategy: strategy.test(item, *identifiers), True)
+
+    def seconds_until_reset(self, item: RateLimitItem, *identifiers: str) -> int:
+        """Whole seconds (at least 1) until the limit admits a request again."""
+        reset_at = self._run(
+            lambda strategy: strategy.get_window_stats(item, *identifiers).reset_time, None)
+        if reset_at is None:
+            return max(1, int(item.get_expiry()))
+        return max(1, int(reset_at - time.time()))
+
+
+def parse_limits(setting_value: str) -> list[RateLimitItem]:
+    return list(parse_many(setting_value))
+
+
+def init_app(app: Flask, settings: tuple[str, ...]) -> None:
+    """Build this app's counter for the limits named by `settings` (config names)."""
+    if not app.config.get("KEYMINT_RATELIMIT_ENABLED", True):
+        app.extensions[_EXTENSION] = None
+        return
+    app.extensions[_EXTENSION] = Counter(
+        app.config.get("KEYMINT_RATELIMIT_STORAGE_URL") or "memory://",
+        {name: parse_limits(app.config[name]) for name in settings})
+
+
+def counter() -> Counter | None:
+    """The current app's counter; None when rate limiting is switched off."""
+    return current_app.extensions.get(_EXTENSION)

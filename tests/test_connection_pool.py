@@ -1,0 +1,106 @@
+"""Pooled connections: an idle one is pinged and replaced if dead; one in steady use is not."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from app import database
+from app.extensions import db
+from tests.helpers import introspect, token_response
+
+
+@pytest.fixture
+def postgres_only(backend: str) -> None:
+    if backend != "postgres":
+        pytest.skip("a pooled SQLite connection cannot be killed from outside")
+
+
+def _kill_pooled_connection(app) -> None:
+    """Terminate the server side of the app's pooled connection, as a database restart would."""
+    with app.app_context():
+        pid = db.session.scalar(text("SELECT pg_backend_pid()"))
+        db.session.remove()
+        admin = create_engine(db.engine.url, poolclass=NullPool)
+    with admin.begin() as conn:
+        assert conn.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    admin.dispose()
+
+
+def _token(client, key) -> str:
+    response = token_response(client, key)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["access_token"]
+
+
+def test_a_dead_idle_connection_is_replaced_before_the_request_uses_it(
+        app, client, factory, postgres_only, monkeypatch):
+    key = factory.key(scopes="introspect")
+    token = _token(client, key)
+    _kill_pooled_connection(app)
+    monkeypatch.setattr(database, "PING_AFTER_IDLE_S", 0.0)  # every checkout counts as idle
+    assert introspect(client, key, token)["active"] is True
+
+
+def test_a_connection_in_steady_use_is_not_pinged_so_one_request_fails_then_all_recover(
+        app, client, factory, postgres_only, monkeypatch):
+    key = factory.key(scopes="introspect")
+    token = _token(client, key)
+    monkeypatch.setattr(database, "PING_AFTER_IDLE_S", 3600.0)  # nothing counts as idle
+    _kill_pooled_connection(app)
+    failed = client.post("/oauth/introspect", data={"token": token}, auth=key.auth)
+    assert failed.status_code == 503, failed.get_data(as_text=True)
+    assert failed.get_json()["error"] == "temporarily_unavailable"
+    # The disconnect invalidated the pool: the next request runs on a new connection.
+    assert introspect(client, key, token)["active"] is True
+
+
+def test_a_pinged_idle_connection_serves_the_request(app, client, factory, backend,
+                                                       monkeypatch):
+    monkeypatch.setattr(database, "PING_AFTER_IDLE_S", 0.0)
+    key = factory.key(scopes="introspect")
+    token = _token(client, key)
+    assert introspect(client, key, token)["active"] is True
+
+
+# --- SQLite: writers of one process queue on a lock, held from first write to commit ----------
+
+
+@pytest.fixture
+def sqlite_write_lock(app, backend):
+    if backend != "sqlite":
+        pytest.skip("PostgreSQL has row locks; the queue is for SQLite's single writer")
+    with app.app_context():
+        lock, _owner = database._write_lock_for(db.engine.url.database)
+    return lock
+
+
+@pytest.mark.parametrize("end", ["commit", "rollback"])
+def test_the_write_lock_is_taken_by_the_first_write_and_given_back_at_the_end(
+        app, factory, sqlite_write_lock, end):
+    factory.key()
+    with app.app_context():
+        db.session.execute(text("SELECT count(*) FROM api_keys"))
+        assert not sqlite_write_lock.locked()  # reading takes no turn
+        db.session.execute(text("UPDATE api_keys SET name = name"))
+        assert sqlite_write_lock.locked()
+        db.session.execute(text("UPDATE api_keys SET name = name"))  # same transaction: no wait
+        getattr(db.session, end)()
+        assert not sqlite_write_lock.locked()
+
+
+def test_requests_leave_no_write_lock_behind(app, client, factory, sqlite_write_lock):
+    key = factory.key(scopes="introspect")
+    token = _token(client, key)
+    assert not sqlite_write_lock.locked()
+    assert client.post("/oauth/revoke", data={"token": token}, auth=key.auth).status_code == 200
+    assert not sqlite_write_lock.locked()
+    wrong = (key.client_id, "sk_" + "A" * 46)
+    assert client.post("/oauth/token", data={"grant_type": "client_credentials"},
+                       auth=wrong).status_code == 401  # rolled back, then audited
+    assert not sqlite_write_lock.locked()
+    with app.app_context():
+        db.session.execute(text("UPDATE api_keys SET name = name"))
+        db.session.remove()  # a request torn down without commit
+    assert not sqlite_write_lock.locked()

@@ -1,4 +1,4 @@
-"""Structured JSON logging with secret redaction, shared by the app and gunicorn.
+"""Structured JSON logging with secret redaction, shared by the app and the server (Granian).
 
 One JSON object per line: time, level, logger, message, plus request fields when a request
 is being served (request_id, method, path, status, duration_ms, client_ip). keymint never

@@ -123,10 +123,34 @@ def _relay_stop_signals() -> None:
             os._exit(128 + signum)
 
 
+# WSGI environ keys that describe the request. Granian starts every request's environ from a
+# copy of the worker's os.environ, so a server environment variable such as
+# HTTP_AUTHORIZATION or REMOTE_USER would read as request data whenever the client did not
+# send that header itself (HTTP_PROXY, set on many hosts, would arrive as a `Proxy` header).
+_REQUEST_ENVIRON_KEYS = frozenset({"AUTH_TYPE", "CONTENT_LENGTH", "CONTENT_TYPE", "PATH_INFO",
+                                   "QUERY_STRING", "REMOTE_ADDR", "REMOTE_HOST", "REMOTE_USER",
+                                   "REQUEST_METHOD", "SERVER_NAME", "SERVER_PORT",
+                                   "SERVER_PROTOCOL"})
+
+
+def scrub_request_keys_from_environment() -> list[str]:
+    """Drop request-describing variables from this (worker) process's environment.
+
+    keymint makes no outbound HTTP requests, so HTTP_PROXY and friends have no other use here.
+    Returns the names removed.
+    """
+    names = [name for name in os.environ
+             if name.upper().startswith("HTTP_") or name.upper() in _REQUEST_ENVIRON_KEYS]
+    for name in names:
+        del os.environ[name]
+    return names
+
+
 def _load(target: WsgiTarget) -> Any:
     """In the worker: call the factory, or import "module:attribute" (default attribute app)."""
     # The mask is inherited from the main process; the relay thread is not.
     take_stop_signals_in_one_thread()
+    scrub_request_keys_from_environment()  # before Granian copies the environment
     if not isinstance(target, str):
         return target()
     module_name, _, attribute = target.partition(":")

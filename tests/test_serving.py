@@ -28,3 +28,28 @@ def test_bind_forms(bind, expected):
 def test_bad_bind_is_an_error(bind):
     with pytest.raises(ValueError):
         parse_bind(bind)
+
+
+@pytest.mark.slow
+def test_server_environment_never_reads_as_request_headers(database_url, factory):
+    """Granian seeds each request's WSGI environ from the worker's environment; a variable
+    named like a header must not authenticate a request that sent no credentials."""
+    import base64
+
+    import requests
+
+    from tests.conftest import ServerProcess
+
+    key = factory.key(scopes="introspect")
+    basic = base64.b64encode(f"{key.client_id}:{key.secret}".encode()).decode()
+    server = ServerProcess(database_url, env={"HTTP_AUTHORIZATION": f"Basic {basic}",
+                                              "REMOTE_USER": "admin"}).start()
+    try:
+        grant = {"grant_type": "client_credentials"}
+        anonymous = requests.post(server.url + "/oauth/token", data=grant, timeout=10)
+        assert anonymous.status_code == 401, anonymous.text
+        assert anonymous.json()["error"] == "invalid_client"
+        own = requests.post(server.url + "/oauth/token", data=grant, auth=key.auth, timeout=10)
+        assert own.status_code == 200, own.text
+    finally:
+        server.stop()

@@ -169,13 +169,18 @@ def lookup(session: Session, token: str) -> TokenInfo | None:
                      secret_expires_at=row[17])
 
 
+# Built once and run as Core on the session's connection: an ORM-enabled UPDATE would rebuild
+# the statement and evaluate it against the identity map on every revocation (no token is ever
+# loaded as an ORM object on the way here).
+_REVOKE_ONE = (update(AccessToken)
+               .where(AccessToken.id == bindparam("token_id"), AccessToken.revoked_at.is_(None))
+               .values(revoked_at=bindparam("now"), revoked_reason=bindparam("reason")))
+
+
 def revoke(session: Session, info: TokenInfo, actor: Actor, reason: str = "revoked") -> bool:
     """Revoke one token; True if this call changed it (idempotent otherwise)."""
-    now = utcnow()
-    result = session.execute(
-        update(AccessToken)
-        .where(AccessToken.id == info.id, AccessToken.revoked_at.is_(None))
-        .values(revoked_at=now, revoked_reason=reason))
+    result = session.connection().execute(
+        _REVOKE_ONE, {"token_id": info.id, "now": utcnow(), "reason": reason})
     if not result.rowcount:
         return False
     audit.append(session, "token.revoked", actor, workspace_id=info.workspace_id,

@@ -89,7 +89,12 @@ def engine_options(uri: str, connect_timeout: int) -> dict[str, Any]:
     PostgreSQL: an unreachable server must turn into a quick 503, not a request that hangs
     until a worker timeout. connect_timeout bounds a new connection; TCP keepalives and
     tcp_user_timeout bound a query on a connection whose peer silently disappeared.
+
+    SQLite: no pre-ping. A connection to a database file cannot go stale the way a network
+    connection does, and the ping is a `SELECT 1` at the start of every request.
     """
+    if uri.startswith("sqlite"):
+        return {"pool_pre_ping": False}
     if not uri.startswith("postgresql"):
         return {}
     timeout_ms = max(connect_timeout, 1) * 2000

@@ -25,16 +25,19 @@ KEYMINT_PREFIXES = (CLIENT_ID_PREFIX, SECRET_PREFIX, TOKEN_PREFIX, TOKEN_ID_PREF
 CLIENT_ID_LEN = len(CLIENT_ID_PREFIX) + CLIENT_ID_BODY
 
 
-def _random_base62(length: int) -> str:
-    return "".join(secrets.choice(BASE62) for _ in range(length))
-
-
 def _base62_fixed(number: int, width: int) -> str:
     digits = []
     for _ in range(width):
         number, rem = divmod(number, 62)
         digits.append(BASE62[rem])
     return "".join(reversed(digits))
+
+
+def _random_base62(length: int) -> str:
+    # One uniform draw below 62**length from the CSPRNG, written in `length` base62 digits:
+    # the same distribution as `length` independent secrets.choice() calls, at a fraction of
+    # the cost (each choice is its own randbelow, ~1 µs, and a token needs 64 of them).
+    return _base62_fixed(secrets.randbelow(62**length), length)
 
 
 def checksum(body: str) -> str:

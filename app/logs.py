@@ -37,18 +37,58 @@ _MUST_CONTAIN: list[tuple[str, ...] | None] = [
     ("sk_", "at_"),
     None,
     ("basic", "bearer"),
-    ("authorization", "api", "client_secret", "access_token", "refresh_token", "password"),
+    # x[-_]api[-_]key: "api-key" or "api_key" (plain "api" is in every /api/ path)
+    ("authorization", "api-key", "api_key", "client_secret", "access_token", "refresh_token",
+     "password"),
 ]
 
 REQUEST_FIELDS = ("request_id", "method", "path", "status", "duration_ms", "client_ip")
+
+_HEX_RUN = 64  # the shortest run the hex pattern matches
+_BLOCK = _HEX_RUN // 2
+
+
+def _may_hold_hex_run(text: str) -> bool:
+    """False only if `text` cannot hold 64 hex characters in a row (cheap, no regex).
+
+    Any such run covers a whole 32-character block starting at a multiple of 32, and that
+    block is then alphanumeric; a log line almost never has one, so the hex regex (~8 µs on
+    a request line: it tries a match at every hex character) is skipped.
+    """
+    for start in range(0, len(text) - _BLOCK, _BLOCK):
+        if text[start:start + _BLOCK].isalnum():
+            return True
+    return False
 
 
 def redact(text: str) -> str:
     lowered = text.lower()
     for pattern, needles in zip(_PATTERNS, _MUST_CONTAIN, strict=True):
-        if needles is None or any(needle in lowered for needle in needles):
-            text = pattern.sub(REDACTED, text)
+        if needles is None:
+            if _may_hold_hex_run(text):
+                text = pattern.sub(REDACTED, text)
+            continue
+        for needle in needles:
+            if needle in lowered:
+                text = pattern.sub(REDACTED, text)
+                break
     return text
+
+
+# json.dumps() with keyword arguments builds a new encoder for every call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+_last_second: tuple[int, str] = (-1, "")
+
+
+def _timestamp(created: float, msecs: float) -> str:
+    """RFC 3339 UTC with milliseconds; the part up to the second is formatted once a second."""
+    global _last_second
+    second = int(created)
+    cached, prefix = _last_second
+    if second != cached:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _last_second = (second, prefix)
+    return f"{prefix}.{int(msecs):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
@@ -56,8 +96,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": _timestamp(record.created, record.msecs),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -72,8 +111,7 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
-        line = json.dumps(entry, ensure_ascii=False, default=str)
-        return redact(line)
+        return redact(_ENCODER.encode(entry))
 
 
 def _request_field(field: str) -> Any:

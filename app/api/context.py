@@ -42,6 +42,7 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 HSTS = "max-age=31536000; includeSubDomains"
+_SECURITY_HEADERS = tuple((name, name.lower(), value) for name, value in SECURITY_HEADERS.items())
 # Names the service, not the software: the server (Granian) adds `server: granian` only to
 # responses that name no server themselves.
 SERVER_HEADER = "keymint"
@@ -49,8 +50,9 @@ SERVER_HEADER = "keymint"
 
 def must_not_cache() -> bool:
     """True unless the answer is a public document fetched without any credential."""
-    return ("Authorization" in request.headers or "X-API-Key" in request.headers
-            or request.path not in CACHEABLE_PATHS)
+    # The path first: it settles every API route without two header lookups.
+    return (request.path not in CACHEABLE_PATHS or "Authorization" in request.headers
+            or "X-API-Key" in request.headers)
 
 
 def init_app(app: Flask) -> None:
@@ -61,16 +63,24 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def _common_headers(response: Response) -> Response:
         headers = response.headers
+        # The names already set, read once: Werkzeug answers each absent-name lookup
+        # (setdefault, `in`, get, pop) by raising and catching an exception.
+        present = {name.lower() for name, _ in headers}
         headers["X-Request-ID"] = request_id()
-        for name, value in SECURITY_HEADERS.items():
-            headers.setdefault(name, value)
-        if request.is_secure:  # only meaningful (and only honoured) over HTTPS
-            headers.setdefault("Strict-Transport-Security", HSTS)
+        for name, lowered, value in _SECURITY_HEADERS:
+            if lowered not in present:  # a view may set its own (e.g. a stricter CSP)
+                headers.add(name, value)
+        # HSTS only over HTTPS, where it is meaningful (and honoured).
+        if request.is_secure and "strict-transport-security" not in present:
+            headers.add("Strict-Transport-Security", HSTS)
         # Credentials and everything answered to them are never stored by a cache; only
         # public, credential-free documents may choose their own caching.
-        if must_not_cache() or "Cache-Control" not in headers:
+        if must_not_cache() or "cache-control" not in present:
             headers["Cache-Control"] = "no-store"
-        if headers.get("Cache-Control") == "no-store":
+            no_store = True
+        else:
+            no_store = headers.get("Cache-Control") == "no-store"
+        if no_store:
             headers["Pragma"] = "no-cache"
         headers["Server"] = SERVER_HEADER
         return response

@@ -40,7 +40,7 @@ class TokenView:
 
 class KeymintBearerValidator(BearerTokenValidator):
     def authenticate_token(self, token_string: str) -> TokenView | None:
-        info = token_service.lookup(db.session, token_string)
+        info = token_service.lookup(db.session, token_string, with_workspace=True)
         return TokenView(info) if info is not None else None
 
 

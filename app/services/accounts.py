@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
@@ -51,33 +50,6 @@ def get_workspace(session: Session, slug: str) -> Workspace:
     if workspace is None:
         raise NotFound(f"no workspace {slug!r}", field="workspace")
     return workspace
-
-
-@dataclass(frozen=True, slots=True)
-class WorkspaceSeat:
-    """A workspace as seen by one user: its slug and name, and that user's role (or None)."""
-
-    workspace_id: int
-    slug: str
-    name: str
-    role: str | None
-
-
-_SEAT_QUERY = (
-    select(Workspace.id, Workspace.slug, Workspace.name, Membership.role)
-    .outerjoin(Membership, and_(Membership.workspace_id == Workspace.id,
-                                Membership.user_id == bindparam("user_id")))
-    .where(Workspace.id == bindparam("workspace_id"))
-)
-
-
-def workspace_seat(session: Session, workspace_id: int, user_id: int) -> WorkspaceSeat | None:
-    """One indexed query (Core, no ORM objects): the workspace and the user's role in it."""
-    row = session.connection().execute(
-        _SEAT_QUERY, {"workspace_id": workspace_id, "user_id": user_id}).first()
-    if row is None:
-        return None
-    return WorkspaceSeat(workspace_id=row[0], slug=row[1], name=row[2], role=row[3])
 
 
 def get_membership(session: Session, workspace: Workspace, user: User) -> Membership | None:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from app import credentials
 from app.clock import utcnow
 from app.database import relax_commit_durability
-from app.models import AccessToken, ApiKey, KeySecret, Membership, User, UserStatus
+from app.models import AccessToken, ApiKey, KeySecret, Membership, User, UserStatus, Workspace
 from app.services import audit
 from app.services.audit import Actor
 from app.services.errors import Conflict, InvalidInput
@@ -59,6 +59,10 @@ class TokenInfo:
     is_member: bool
     secret_revoked: bool = False
     secret_expires_at: datetime | None = None
+    # Filled in by lookup(with_workspace=True) only:
+    role: str | None = None  # the owner's role in the workspace (None: not a member)
+    workspace_slug: str = ""
+    workspace_name: str = ""
 
     def secret_live(self, now: datetime) -> bool:
         """The secret that minted the token still works (read now, not copied at issuance)."""
@@ -147,35 +151,50 @@ _LOOKUP_QUERY = (
                                 Membership.workspace_id == AccessToken.workspace_id))
     .where(AccessToken.digest == bindparam("digest"))
 )
+# A Bearer request also gets the owner's role and the workspace's slug and name, from the
+# same row (one more primary-key join), so GET /api/v1/me needs no second query.
+# Introspection and revocation keep the narrower statement: they never use these.
+_BEARER_QUERY = (_LOOKUP_QUERY.add_columns(Membership.role, Workspace.slug, Workspace.name)
+                 .join(Workspace, Workspace.id == AccessToken.workspace_id))
+_NO_WORKSPACE = (None, "", "")
 
 
-def lookup(session: Session, token: str) -> TokenInfo | None:
+def lookup(session: Session, token: str, *, with_workspace: bool = False) -> TokenInfo | None:
     """The token's row with its key, owner and membership; None for garbage or unknown.
 
-    A value whose checksum fails is rejected here without a database query.
+    A value whose checksum fails is rejected here without a database query. with_workspace
+    also fills in the owner's role and the workspace's slug and name (the Bearer check).
     """
     if not credentials.is_access_token(token):
         return None
     row = session.connection().execute(
-        _LOOKUP_QUERY, {"digest": credentials.digest(token)}).first()
+        _BEARER_QUERY if with_workspace else _LOOKUP_QUERY,
+        {"digest": credentials.digest(token)}).first()
     if row is None:
         return None
+    role, slug, name = row[18:] if with_workspace else _NO_WORKSPACE
     return TokenInfo(id=row[0], jti=row[1], key_id=row[2], client_id=row[3], user_id=row[4],
                      user_email=row[5], workspace_id=row[6], scopes=row[7].split(),
                      issued_at=row[8], expires_at=row[9], revoked_at=row[10],
                      replaced_by_id=row[11], key_revoked=row[12] is not None,
                      key_expires_at=row[13], user_active=row[14] == UserStatus.ACTIVE.value,
                      is_member=row[15] is not None, secret_revoked=row[16] is not None,
-                     secret_expires_at=row[17])
+                     secret_expires_at=row[17], role=role, workspace_slug=slug,
+                     workspace_name=name)
+
+
+# Built once and run as Core on the session's connection: an ORM-enabled UPDATE would rebuild
+# the statement and evaluate it against the identity map on every revocation (no token is ever
+# loaded as an ORM object on the way here).
+_REVOKE_ONE = (update(AccessToken)
+               .where(AccessToken.id == bindparam("token_id"), AccessToken.revoked_at.is_(None))
+               .values(revoked_at=bindparam("now"), revoked_reason=bindparam("reason")))
 
 
 def revoke(session: Session, info: TokenInfo, actor: Actor, reason: str = "revoked") -> bool:
     """Revoke one token; True if this call changed it (idempotent otherwise)."""
-    now = utcnow()
-    result = session.execute(
-        update(AccessToken)
-        .where(AccessToken.id == info.id, AccessToken.revoked_at.is_(None))
-        .values(revoked_at=now, revoked_reason=reason))
+    result = session.connection().execute(
+        _REVOKE_ONE, {"token_id": info.id, "now": utcnow(), "reason": reason})
     if not result.rowcount:
         return False
     audit.append(session, "token.revoked", actor, workspace_id=info.workspace_id,

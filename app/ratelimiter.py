@@ -45,8 +45,8 @@ class Counter:
 
     def __init__(self, uri: str, limits_by_setting: dict[str, list[RateLimitItem]]) -> None:
         uri = storage_uri(uri)
-        options = {} if uri.startswith("keymint+memory") or uri.startswith("memory") else {
-            "socket_timeout": REDIS_TIMEOUT_S, "socket_connect_timeout": REDIS_TIMEOUT_S}
+        options = {"socket_timeout": REDIS_TIMEOUT_S, "socket_connect_timeout": REDIS_TIMEOUT_S
+                   } if uri.startswith("redis") else {}
         self.primary: Storage = storage_from_string(uri, **options)
         self._primary = SlidingWindowCounterRateLimiter(self.primary)
         self.limits = limits_by_setting

@@ -13,26 +13,13 @@ MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    from app import audit_log, cli, database, logs, metrics
-    from app.api import (
-        audit,
-        context,
-        errors,
-        guards,
-        keys,
-        legacy,
-        me,
-        members,
-        oauth,
-        openapi,
-        ops,
-        ratelimit,
-        telemetry,
-        workspace,
-    )
+    from app import cli
+    from app.api import audit, keys, legacy, me, members, openapi, workspace
     from app.config import build_config
     from app.extensions import db, migrate
-    from app.oauth import endpoints, grants, server
+    from app.oauth import endpoints, grants, routes, server
+    from app.runtime import audit_mirror, database, logs, metrics
+    from app.web import context, errors, guards, ops, rate_limits, telemetry
 
     # No static files: every route is an API route, documented in /openapi.json.
     app = Flask(__name__, instance_relative_config=True, static_folder=None)
@@ -56,16 +43,16 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     server.authorization.register_endpoint(endpoints.TokenRotationEndpoint)
 
     metrics.install_session_hooks()
-    ratelimit.init_app(app)
+    rate_limits.init_app(app)
 
     context.init_app(app)
     telemetry.init_app(app)
     guards.init_app(app)
-    for blueprint in (oauth.bp, me.bp, ops.bp, keys.bp, members.bp, workspace.bp, openapi.bp,
+    for blueprint in (routes.bp, me.bp, ops.bp, keys.bp, members.bp, workspace.bp, openapi.bp,
                       audit.bp):
         app.register_blueprint(blueprint)
     legacy.init_app(app)  # legacy-keys blueprint, X-API-Key guard, introspection hook, counters
     errors.register(app)
-    audit_log.init_app(app)
+    audit_mirror.init_app(app)
     cli.register(app)
     return app

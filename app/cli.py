@@ -542,7 +542,7 @@ def audit_prune(before: Any) -> None:
 
 
 def _check_bind(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    from app.serving import parse_bind
+    from app.runtime.server import parse_bind
 
     try:
         parse_bind(value)
@@ -562,7 +562,7 @@ def serve(bind: str, workers: int | None) -> None:
     Each worker process runs 2 Python threads; SIGTERM or SIGINT drains in-flight requests
     (up to 30 s) and runs the shutdown flushes. BIND is HOST:PORT, [IPv6]:PORT or unix:PATH.
     """
-    from app.serving import run
+    from app.runtime.server import run
 
     run(bind=bind, workers=workers or os.cpu_count() or 1)
 

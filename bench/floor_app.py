@@ -13,7 +13,7 @@ holding the GIL, a stand-in for an application's own per-request work; it is how
 bench/wsgi_compare.sh sees how each server's threading behaves once requests cost
 something (GIL hand-offs, latency tails). Without a query string it is not looked at.
 
-Run it on keymint's own server stack (app/serving.py, the settings of `keymint serve`)::
+Run it on keymint's own server stack (app/runtime/server.py, the settings of `keymint serve`)::
 
     .venv/bin/python bench/serve_floor.py --bind 127.0.0.1:9100 --workers 1
 """

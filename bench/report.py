@@ -203,7 +203,7 @@ class Report:
             f"`{k} = {re.sub(r' at 0x[0-9a-f]+', '', val)}`"
             for k, val in m.get("server_settings", {}).items()
         )
-        self.w("keymint server settings (app/serving.py): ", settings, ".")
+        self.w("keymint server settings (app/runtime/server.py): ", settings, ".")
         self.w()
 
     def throughput(self) -> None:

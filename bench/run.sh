@@ -333,11 +333,11 @@ try:
 except Exception: pass
 sys.path.insert(0, repo)
 try:
-    import app.serving as s
-    # what app.serving hands Granian; the log config is keymint's JSON one, named not dumped
+    import app.runtime.server as s
+    # what app.runtime.server hands Granian; the log config is keymint's JSON one, named not dumped
     settings = {k: v if isinstance(v, (bool, int)) else str(getattr(v, "value", v))
                 for k, v in s.GRANIAN_SETTINGS.items()}
-    settings["log_dictconfig"] = "app.serving.LOG_CONFIG"
+    settings["log_dictconfig"] = "app.runtime.server.LOG_CONFIG"
     server = {"GRANIAN_SETTINGS": repr(settings)}
 except Exception as exc:
     server = {"error": repr(exc)}

@@ -4,9 +4,9 @@
 
 The floor must run on the same WSGI server with the same settings as keymint, or
 keymint/floor measures the servers instead of keymint. So this does not name a
-server: it hands the floor to ``app.serving.serve_wsgi``, the function `keymint serve`
+server: it hands the floor to ``app.runtime.server.serve_wsgi``, the function `keymint serve`
 itself runs (Granian with ``GRANIAN_SETTINGS``, keymint's logging and signal handling),
-and fails loudly if app/serving.py has none, rather than quietly measuring some other
+and fails loudly if app/runtime/server.py has none, rather than quietly measuring some other
 stack.
 """
 
@@ -34,11 +34,11 @@ def main() -> int:
         [HERE, REPO, *filter(None, [os.environ.get("PYTHONPATH")])]
     )  # for spawned workers
 
-    import app.serving as serving
+    import app.runtime.server as serving
 
     hook = getattr(serving, "serve_wsgi", None)
     if hook is None:
-        print("serve_floor.py: app/serving.py has no serve_wsgi(target, bind=, workers=); "
+        print("serve_floor.py: app/runtime/server.py has no serve_wsgi(target, bind=, workers=); "
               "cannot serve the floor on keymint's stack", file=sys.stderr)
         return 2
     hook(TARGET, bind=args.bind, workers=args.workers)

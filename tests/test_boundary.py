@@ -4,8 +4,8 @@ import pytest
 from flask import Response
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from app.api.boundary import finish
 from app.extensions import db
+from app.web.boundary import finish
 
 
 @pytest.mark.parametrize("error, status, code", [

@@ -240,9 +240,9 @@ def mirror_handler(caplog):
 def test_log_mirror_logs_only_committed_events(app, mirror_handler):
     caplog = mirror_handler
     app.config["KEYMINT_AUDIT_LOG"] = True
-    from app import audit_log
+    from app.runtime import audit_mirror
 
-    audit_log.init_app(app)
+    audit_mirror.init_app(app)
     with app.app_context():
         audit.record(db.session, "test.kept", Actor.cli(), workspace_id=None,
                      details={"a": 1})
@@ -269,9 +269,9 @@ def test_log_mirror_follows_core_appended_events(app, mirror_handler):
     """audit.append() (the hot paths' Core insert) is mirrored exactly like record()."""
     caplog = mirror_handler
     app.config["KEYMINT_AUDIT_LOG"] = True
-    from app import audit_log
+    from app.runtime import audit_mirror
 
-    audit_log.init_app(app)
+    audit_mirror.init_app(app)
     with app.app_context():
         audit.append(db.session, "test.appended", Actor.cli(), workspace_id=None,
                      target_type="token", target_id="tok_1", details={"b": 2})

@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from app import database
 from app.extensions import db
+from app.runtime import database
 from tests.helpers import introspect, token_response
 
 

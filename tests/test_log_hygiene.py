@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app import credentials
-from app.logs import REDACTED, redact
+from app.runtime.logs import REDACTED, redact
 
 REQUIRED_REQUEST_FIELDS = {"time", "level", "logger", "message", "request_id", "method", "path",
                            "status", "duration_ms", "client_ip"}
@@ -35,7 +35,7 @@ def assert_clean(text: str, values: list[str]) -> None:
 @pytest.fixture
 def debug_logging() -> Iterator[None]:
     """Everything keymint and its libraries log, SQL with parameters included."""
-    from app import logs
+    from app.runtime import logs
 
     root = logging.getLogger()
     old_root = root.level
@@ -166,7 +166,7 @@ def test_redactor_catches_what_might_slip_through():
 
 
 def test_exception_tracebacks_are_redacted():
-    from app.logs import JsonFormatter
+    from app.runtime.logs import JsonFormatter
 
     secret = credentials.new_secret()
     try:
@@ -193,7 +193,7 @@ _FRAGMENTS = ["sk_", "at_", "SK_", "Basic ", "bEaReR ", "authorization:", "X-API
 @given(st.lists(st.one_of(st.sampled_from(_FRAGMENTS), st.text(max_size=12)), max_size=12))
 def test_redact_shortcut_never_skips_a_match(parts):
     """The literal pre-check in redact() gives exactly what running every pattern gives."""
-    from app.logs import _PATTERNS
+    from app.runtime.logs import _PATTERNS
 
     text = "".join(parts)
     expected = text

@@ -9,7 +9,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import database, metrics
+from app.runtime import database, metrics
 
 
 def scrape(text: str) -> dict[tuple[str, tuple], float]:

@@ -77,7 +77,8 @@ JSON_ROUTES = [("post", "/api/v1/keys"), ("patch", "/api/v1/keys/{cid}"),
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_request_schemas_are_the_validators_schemas(client, factory, document, monkeypatch):
     """One definition: the schema a view validates with is the one the document publishes."""
-    from app.api import schemas, validation
+    from app.api import schemas
+    from app.web import validation
 
     team = make_team(client, factory)
     owner = team["owner"]

@@ -187,7 +187,7 @@ def test_client_secret_post_is_keyed_by_the_form_client_id(make_app):
 
 
 def test_rate_limit_event_is_audited_once_per_window_and_counted(make_app):
-    from app import metrics
+    from app.runtime import metrics
 
     app = make_app(KEYMINT_RATELIMIT_CLIENT="1 per hour")
     factory, client = Factory(app), app.test_client()
@@ -273,7 +273,7 @@ def _decorated_legacy_view():
     """Decorated once per process, as a real view is at import time."""
     global _LEGACY_VIEW
     if _LEGACY_VIEW is None:
-        from app.api.ratelimit import legacy_limits
+        from app.web.rate_limits import legacy_limits
 
         _LEGACY_VIEW = legacy_limits(_legacy_view)
     return _LEGACY_VIEW

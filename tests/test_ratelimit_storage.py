@@ -9,8 +9,8 @@ from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
 
-from app.ratelimit_storage import SweptMemoryStorage, storage_uri
-from app.ratelimiter import Counter
+from app.runtime.limiter import Counter
+from app.runtime.limiter_storage import SweptMemoryStorage, storage_uri
 
 
 def test_plain_memory_uri_selects_the_swept_storage():
@@ -131,11 +131,12 @@ def test_when_even_the_fallback_fails_requests_pass(monkeypatch, caplog):
 
 
 def test_disabled_rate_limiting_builds_no_counter():
-    from app import create_app, ratelimiter
+    from app import create_app
+    from app.runtime import limiter
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://", "KEYMINT_RATELIMIT_ENABLED": False})
     with app.app_context():
-        assert ratelimiter.counter() is None
+        assert limiter.counter() is None
     app = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://", "KEYMINT_RATELIMIT_ENABLED": True})
     with app.app_context():
-        assert isinstance(ratelimiter.counter().storage, SweptMemoryStorage)
+        assert isinstance(limiter.counter().storage, SweptMemoryStorage)

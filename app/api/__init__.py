@@ -1,1 +1,1 @@
-"""HTTP blueprints and the request boundary."""
+"""Management routes of /api/v1: thin views over the services."""

@@ -10,13 +10,13 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import select
 
 from app.api import schemas
-from app.api.validation import query_args, timestamp
 from app.extensions import db
 from app.models import Membership, Role
 from app.oauth.resource import current_info, require_token
 from app.serialize import audit_event_json
 from app.services import audit_query
 from app.services.errors import Forbidden, InvalidInput
+from app.web.validation import query_args, timestamp
 
 bp = Blueprint("audit", __name__, url_prefix="/api/v1")
 

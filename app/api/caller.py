@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import g
 
-from app.api.context import request_actor
 from app.extensions import db
 from app.oauth.resource import current_info
 from app.services import access
 from app.services.audit import Actor
+from app.web.context import request_actor
 
 
 def principal() -> access.Principal:

@@ -7,9 +7,7 @@ from datetime import timedelta
 from flask import Blueprint, Response, jsonify
 
 from app.api import schemas
-from app.api.boundary import finish
 from app.api.caller import actor, principal
-from app.api.validation import json_body, query_args, timestamp
 from app.clock import isoformat
 from app.extensions import db
 from app.models import User, Workspace
@@ -18,6 +16,8 @@ from app.serialize import key_json, token_json
 from app.services import access
 from app.services import keys as key_service
 from app.services import tokens as token_service
+from app.web.boundary import finish
+from app.web.validation import json_body, query_args, timestamp
 
 bp = Blueprint("keys", __name__, url_prefix="/api/v1")
 bp.after_request(finish)  # the request boundary: one commit, or a rollback on error

@@ -11,19 +11,19 @@ from typing import Any, NoReturn
 from flask import Blueprint, Flask, Response, abort, current_app, g, jsonify, request
 from werkzeug.http import http_date
 
-from app import lifecycle
 from app.api import schemas
-from app.api.context import issuer, request_actor
-from app.api.errors import error_response
-from app.api.validation import query_args
 from app.clock import epoch, isoformat, utcnow
 from app.extensions import db
 from app.models import Membership, Role
 from app.oauth.errors import REALM
 from app.oauth.resource import current_info, require_token
+from app.runtime import lifecycle
 from app.serialize import legacy_key_json
 from app.services import legacy as legacy_service
 from app.services.errors import Forbidden
+from app.web.context import issuer, request_actor
+from app.web.errors import error_response
+from app.web.validation import query_args
 
 bp = Blueprint("legacy", __name__)
 

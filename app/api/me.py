@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from app.api.legacy import accepts_legacy_key, me_legacy
-from app.api.ratelimit import legacy_limits
 from app.clock import isoformat
 from app.oauth.resource import current_info, require_token
+from app.web.rate_limits import legacy_limits
 
 bp = Blueprint("me", __name__, url_prefix="/api/v1")
 

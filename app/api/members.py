@@ -6,14 +6,14 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import select
 
 from app.api import schemas
-from app.api.boundary import finish
 from app.api.caller import actor, principal
-from app.api.validation import json_body
 from app.clock import isoformat
 from app.extensions import db
 from app.models import Membership, Workspace
 from app.oauth.resource import require_token
 from app.services import access, accounts
+from app.web.boundary import finish
+from app.web.validation import json_body
 
 bp = Blueprint("members", __name__, url_prefix="/api/v1")
 bp.after_request(finish)  # the request boundary: one commit, or a rollback on error

@@ -1,6 +1,6 @@
 """The JSON Schemas of the management API: one per route, used to validate and to document.
 
-Request schemas are what `app.api.validation` checks bodies and query strings against, and
+Request schemas are what `app.web.validation` checks bodies and query strings against, and
 what `/openapi.json` publishes as `requestBody`/parameters — the same objects, so the
 document and the validator cannot drift apart. Response schemas describe what the views
 and `app.serialize` return.

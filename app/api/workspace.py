@@ -5,14 +5,14 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify
 
 from app.api import schemas
-from app.api.boundary import finish
 from app.api.caller import actor, principal
-from app.api.validation import json_body
 from app.clock import isoformat
 from app.extensions import db
 from app.models import Workspace
 from app.oauth.resource import require_token
 from app.services import access, accounts
+from app.web.boundary import finish
+from app.web.validation import json_body
 
 bp = Blueprint("workspace", __name__, url_prefix="/api/v1")
 bp.after_request(finish)  # the request boundary: one commit, or a rollback on error

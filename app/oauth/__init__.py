@@ -1,1 +1,1 @@
-"""Authlib wiring: the OAuth server, grants and endpoints."""
+"""The OAuth protocol: Authlib wiring, grants, endpoints, their routes, bearer checks."""

@@ -10,7 +10,6 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import current_app, g
 
 from app import credentials
-from app.api.context import issuer
 from app.clock import epoch, utcnow
 from app.extensions import db
 from app.oauth.client import AUTH_METHODS, KeyClient
@@ -19,6 +18,7 @@ from app.oauth.grants import requested_scopes
 from app.services import tokens as token_service
 from app.services.errors import InvalidInput
 from app.services.keys import INTROSPECT_SCOPE
+from app.web.context import issuer
 
 INACTIVE = {"active": False}
 

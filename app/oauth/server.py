@@ -11,13 +11,14 @@ from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749.authenticate_client import ClientAuthentication
 from flask import Flask, current_app, g, request
 
-from app import credentials, metrics
-from app.api.context import client_ip, request_actor
+from app import credentials
 from app.clock import utcnow
 from app.extensions import db
 from app.oauth.client import KeyClient
 from app.oauth.errors import ClientAuthFailed, safe_description
+from app.runtime import metrics
 from app.services import keys as key_service
+from app.web.context import client_ip, request_actor
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 

@@ -13,8 +13,9 @@ import sys
 from flask import Flask
 from sqlalchemy import func, select
 
-from app import create_app, lifecycle
-from app.serving import serve_wsgi
+from app import create_app
+from app.runtime import lifecycle
+from app.runtime.server import serve_wsgi
 
 
 def _flush() -> None:

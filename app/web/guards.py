@@ -1,4 +1,4 @@
-"""Request-body guard: bounded bodies, chunked ones included (JSON bodies: app/api/validation)."""
+"""Request-body guard: bounded bodies, chunked ones included (JSON bodies: app/web/validation)."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ import logging
 from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy.exc import DBAPIError
 
-from app import database, metrics
 from app.extensions import db
+from app.runtime import database, metrics
 
 bp = Blueprint("ops", __name__)
 log = logging.getLogger("keymint.ops")

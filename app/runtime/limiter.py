@@ -1,11 +1,11 @@
 """The rate-limit counter: limits' sliding-window strategy over memory or Redis, with fallback.
 
-This is the storage side only (app/api/ratelimit.py decides what is limited and answers the
+This is the storage side only (app/web/rate_limits.py decides what is limited and answers the
 429). It is the part of Flask-Limiter that keymint used, without Flask-Limiter's per-request
 machinery, which cost ~200 µs per OAuth request to resolve four fixed limits:
 
 - counting: limits' sliding-window counter, on the storage named by
-  KEYMINT_RATELIMIT_STORAGE_URL (plain memory:// becomes app.ratelimit_storage's swept store);
+  KEYMINT_RATELIMIT_STORAGE_URL (plain memory:// becomes app.runtime.limiter_storage's swept store);
 - while Redis is unreachable each process counts in memory instead (limits then hold per
   process, not per cluster) and asks Redis again after 1, 2, 4 ... 60 s;
 - a storage error never fails a request: the request is counted in memory, or, should that
@@ -27,7 +27,7 @@ from limits import RateLimitItem, parse_many
 from limits.storage import Storage, storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
 
-from app.ratelimit_storage import SweptMemoryStorage, storage_uri
+from app.runtime.limiter_storage import SweptMemoryStorage, storage_uri
 
 log = logging.getLogger("keymint.ratelimit")
 

@@ -124,7 +124,7 @@ def _request_field(field: str) -> Any:
         return None
     from flask import request
 
-    from app.api import context
+    from app.web import context
 
     if field == "request_id":
         return context.request_id()

@@ -7,9 +7,9 @@ import logging
 from flask import Response, g, jsonify
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from app.api.context import request_actor
 from app.extensions import db
 from app.services import audit
+from app.web.context import request_actor
 
 log = logging.getLogger("keymint.boundary")
 

@@ -14,7 +14,7 @@ Limits, each its own bucket in the limiter storage (memory, or Redis shared by a
 Failure limits only count responses that failed authentication (401), but are checked
 before every request: once a key id is over its failure budget, even a correct secret waits
 for the window to pass. Per-IP and per-client limits are per endpoint; the failure budgets
-are shared by all endpoints. Counting (storage, Redis fallback) is app/ratelimiter.py.
+are shared by all endpoints. Counting (storage, Redis fallback) is app/runtime/limiter.py.
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from app import credentials, metrics, ratelimiter
-from app.api.context import client_ip, request_actor
+from app import credentials
 from app.extensions import db
+from app.runtime import limiter, metrics
+from app.web.context import client_ip, request_actor
 
 log = logging.getLogger("keymint.ratelimit")
 
@@ -170,7 +171,7 @@ def enforce(rules: tuple[Rule, ...]) -> None:
     Failure budgets are only tested here (they are spent after a 401, in _spend_failures),
     and are tested first, so a client locked out by failures spends none of its other limits.
     """
-    counter = ratelimiter.counter()
+    counter = limiter.counter()
     if counter is None:
         return
     endpoint = request.endpoint or ""
@@ -194,7 +195,7 @@ def enforce(rules: tuple[Rule, ...]) -> None:
 def _spend_failures(response: Response) -> Response:
     on_failure = g.pop("keymint_rl_on_failure", None)
     if on_failure and response.status_code == 401:
-        counter = ratelimiter.counter()
+        counter = limiter.counter()
         if counter is not None:
             for item, *identifiers in on_failure:
                 counter.hit(item, *identifiers)
@@ -238,7 +239,7 @@ def legacy_limits(view: F) -> F:
 
 
 def _first_audit_in_window(scope: str, key: str) -> bool:
-    counter = ratelimiter.counter()
+    counter = limiter.counter()
     try:
         return counter is not None and FixedWindowRateLimiter(counter.storage).hit(
             AUDIT_SAMPLE, "audit-sample", scope, key)
@@ -275,8 +276,8 @@ def _audit(scope: str, rule: str, endpoint: str) -> None:
 
 
 def rate_limited_response(exc: RateLimited) -> Response:
-    from app.api.errors import error_response
-    from app.api.telemetry import endpoint_label
+    from app.web.errors import error_response
+    from app.web.telemetry import endpoint_label
 
     scope = exc.rule.scope
     endpoint = endpoint_label()
@@ -289,6 +290,6 @@ def rate_limited_response(exc: RateLimited) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    ratelimiter.init_app(app, _SETTINGS)
+    limiter.init_app(app, _SETTINGS)
     app.after_request(_spend_failures)
     app.register_error_handler(RateLimited, rate_limited_response)

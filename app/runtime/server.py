@@ -2,10 +2,10 @@
 
 Also what keymint adds around Granian: its log lines are keymint's redacted JSON (and its
 access log stays off: keymint logs each request itself, without the query string); each
-worker runs the shutdown flushes of app.lifecycle itself, after its last request; and with
+worker runs the shutdown flushes of app.runtime.lifecycle itself, after its last request; and with
 several workers the Prometheus metrics of all of them are collected through a multiprocess
 directory that lives as long as the server. (The `Server: keymint` header is set by the app,
-app/api/context.py: Granian sends `server: granian` only when the response names none.)
+app/web/context.py: Granian sends `server: granian` only when the response names none.)
 """
 
 from __future__ import annotations
@@ -27,18 +27,18 @@ from granian.http import HTTP1Settings
 from granian.log import LogLevels
 from granian.server.mp import MPServer, WorkerProcess
 
-from app import lifecycle, metrics
+from app.runtime import lifecycle, metrics
 
 DEFAULT_PORT = 8000
 
 # Granian's own lines (the `_granian` logger, Rust side included) through keymint's formatter
 # and redactor, on stderr. The access logger gets no output at all: keymint writes one line
-# per request itself (app/api/telemetry.py), with the path but never the query string.
+# per request itself (app/web/telemetry.py), with the path but never the query string.
 LOG_CONFIG: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "app.logs.JsonFormatter"}},
-    "filters": {"redact": {"()": "app.logs.RedactingFilter"}},
+    "formatters": {"json": {"()": "app.runtime.logs.JsonFormatter"}},
+    "filters": {"redact": {"()": "app.runtime.logs.RedactingFilter"}},
     "handlers": {
         "stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
                    "formatter": "json", "filters": ["redact"]},

@@ -7,8 +7,8 @@ import time
 
 from flask import Flask, Response, g, request
 
-from app import metrics
-from app.api.context import client_ip, request_id
+from app.runtime import metrics
+from app.web.context import client_ip, request_id
 
 log = logging.getLogger("keymint.request")
 

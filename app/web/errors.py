@@ -8,9 +8,9 @@ from flask import Flask, Response, jsonify
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from werkzeug.exceptions import HTTPException
 
-from app.api.boundary import unavailable_response
 from app.extensions import db
 from app.services.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from app.web.boundary import unavailable_response
 
 log = logging.getLogger("keymint.errors")
 

@@ -6,13 +6,13 @@ from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from app.api.boundary import finish, unavailable_response
-from app.api.context import issuer
-from app.api.ratelimit import oauth_limits
 from app.extensions import db
 from app.oauth.client import AUTH_METHODS
 from app.oauth.server import authorization, check_form_request
 from app.services.keys import INTROSPECT_SCOPE, MANAGEMENT_SCOPES
+from app.web.boundary import finish, unavailable_response
+from app.web.context import issuer
+from app.web.rate_limits import oauth_limits
 
 bp = Blueprint("oauth", __name__)
 

@@ -1,4 +1,4 @@
-"""`keymint serve`'s --bind forms, as app/serving.py hands them to Granian."""
+"""`keymint serve`'s --bind forms, as app/runtime/server.py hands them to Granian."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.serving import parse_bind
+from app.runtime.server import parse_bind
 
 ANY = "0.0.0.0"  # noqa: S104 (parsed, never bound)
 

@@ -2,14 +2,14 @@
 
 Anything that buffers writes in memory registers a flush here, in its init_app():
 
-    from app import lifecycle
+    from app.runtime import lifecycle
     lifecycle.register_flush(app, flush_usage_counters)
 
 `flush_usage_counters()` takes no arguments and runs inside an app context with a fresh
 session; it should write and commit its buffer in short transactions. `keymint serve`
 calls every registered flush through worker_exit() in each worker process, once the worker
 has stopped accepting and finished its in-flight requests (SIGTERM/SIGINT, up to 30 s; see
-app/serving.py). A failing flush is logged and does not stop the others; each flush runs at
+app/runtime/server.py). A failing flush is logged and does not stop the others; each flush runs at
 most once per process exit. (Granian's forked workers end with os._exit, so atexit hooks
 never run there; buffers that must also survive other processes' exits register an atexit
 hook themselves, as the legacy usage counters do.)

@@ -1,0 +1,1 @@
+"""Process parts: WSGI server, lifecycle, logs, metrics, engine tuning, limiter, audit mirror."""

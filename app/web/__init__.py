@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by every blueprint: context, commit boundary, errors, guards, limits."""

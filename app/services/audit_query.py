@@ -13,18 +13,17 @@ from sqlalchemy.orm import Session
 
 from app import credentials
 from app.models import ApiKey, AuditEvent
+from app.models.audit import EVENT_FIELDS
 from app.services.errors import InvalidInput
 
 _ACTION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*\.?$")
 MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 50
 
-EXPORT_FIELDS = ("id", "occurred_at", "workspace_id", "actor_type", "actor_id", "actor_key",
-                 "action", "target_type", "target_id", "ip", "user_agent", "request_id",
-                 "details", "seal_id")
-_EXPORT_COLUMNS = [getattr(AuditEvent, name) for name in EXPORT_FIELDS]
+# The facts, and seal_id for app.serialize.audit_event_json's `sealed`.
+_EXPORT_COLUMNS = [*(getattr(AuditEvent, name) for name in EVENT_FIELDS), AuditEvent.seal_id]
 # The columns of app.serialize.audit_event_json, i.e. of `audit export --format csv`.
-CSV_HEADER = (*EXPORT_FIELDS[:-1], "sealed")
+CSV_HEADER = (*EVENT_FIELDS, "sealed")
 
 
 @dataclass(frozen=True, slots=True)

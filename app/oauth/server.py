@@ -19,8 +19,7 @@ from app.oauth.errors import ClientAuthFailed, safe_description
 from app.runtime import metrics
 from app.services import keys as key_service
 from app.web.context import client_ip, request_actor
-
-FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+from app.web.validation import FORM_CONTENT_TYPE
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:

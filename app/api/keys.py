@@ -10,7 +10,6 @@ from app.api import schemas
 from app.api.caller import actor, principal
 from app.clock import isoformat
 from app.extensions import db
-from app.models import User, Workspace
 from app.oauth.resource import require_token
 from app.serialize import key_json, token_json
 from app.services import access
@@ -52,10 +51,8 @@ def create_key() -> tuple[Response, int, dict[str, str]]:
     body = json_body(schemas.KEY_CREATE)
     scopes = key_service.parse_scopes(body["scopes"])
     access.check_grantable_scopes(caller, scopes)
-    workspace = db.session.get(Workspace, caller.workspace_id)
-    user = db.session.get(User, caller.user_id)
-    created = key_service.create_key(
-        db.session, workspace, user, actor(), name=body["name"], scopes=scopes,
+    created = access.create_own_key(
+        db.session, caller, actor(), name=body["name"], scopes=scopes,
         expires_at=timestamp(body.get("expires_at"), "expires_at"),
         expires_in_days=body.get("expires_in_days"))
     payload = {**key_json(created.key), "client_secret": created.client_secret}
@@ -77,9 +74,9 @@ def update_key(client_id: str) -> Response:
     changes: dict = {}
     if "expires_at" in body:
         changes["expires_at"] = timestamp(body["expires_at"], "expires_at")
-    key_service.update_key(db.session, key, db.session.get(Workspace, caller.workspace_id),
-                           actor(), name=body.get("name"), scopes=body.get("scopes"),
-                           expires_in_days=body.get("expires_in_days"), **changes)
+    access.update_key(db.session, caller, key, actor(), name=body.get("name"),
+                      scopes=body.get("scopes"), expires_in_days=body.get("expires_in_days"),
+                      **changes)
     payload = key_json(key)
     return jsonify(payload)
 

@@ -30,11 +30,7 @@ WRITE = "keys:write"
 def list_keys() -> Response:
     caller = principal()
     args = query_args(schemas.KEY_LIST_QUERY)
-    user_id = access.key_owner_filter(caller)
-    if "user" in args:
-        wanted = key_service.user_id_for_filter(db.session, args["user"])
-        # A member asking for someone else's keys gets an empty page, not an error.
-        user_id = wanted if user_id is None or wanted == user_id else 0
+    user_id = access.key_list_owner(db.session, caller, args.get("user"))
     within = args.get("expiring_within_days")
     page = key_service.page_keys(
         db.session, workspace_id=caller.workspace_id, user_id=user_id,

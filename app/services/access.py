@@ -99,6 +99,16 @@ def key_owner_filter(principal: Principal) -> int | None:
     return None if principal.manages_keys else principal.user_id
 
 
+def key_list_owner(session: Session, principal: Principal, user: str | None) -> int | None:
+    """Whose keys a listing shows (None: everyone's). `user` is a user id or an email; a
+    member asking for someone else's keys gets an empty listing (owner 0), not an error."""
+    owner = key_owner_filter(principal)
+    if user is None:
+        return owner
+    wanted = key_service.user_id_for_filter(session, user)
+    return wanted if owner is None or wanted == owner else 0
+
+
 def visible_key(session: Session, principal: Principal, client_id: str, *,
                 lock: bool = False) -> ApiKey:
     """The key if the caller may see it; otherwise NotFound, so existence does not leak."""

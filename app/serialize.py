@@ -6,6 +6,7 @@ from typing import Any
 
 from app.clock import isoformat, isoformat_us, utcnow
 from app.models import AccessToken, ApiKey, LegacyKey
+from app.models.audit import EVENT_FIELDS
 
 
 def current_secret_hint(key: ApiKey) -> str | None:
@@ -76,19 +77,8 @@ def audit_event_json(event: Any) -> dict[str, Any]:
     def text(value: Any) -> str | None:
         return None if value is None else str(value)
 
-    return {
-        "id": text(event.id),
-        "occurred_at": isoformat_us(event.occurred_at),
-        "workspace_id": text(event.workspace_id),
-        "actor_type": event.actor_type,
-        "actor_id": event.actor_id,
-        "actor_key": event.actor_key,
-        "action": event.action,
-        "target_type": event.target_type,
-        "target_id": event.target_id,
-        "ip": event.ip,
-        "user_agent": event.user_agent,
-        "request_id": event.request_id,
-        "details": event.details or {},
-        "sealed": getattr(event, "seal_id", None) is not None,
-    }
+    shaped = {name: getattr(event, name) for name in EVENT_FIELDS}
+    shaped.update(id=text(event.id), occurred_at=isoformat_us(event.occurred_at),
+                  workspace_id=text(event.workspace_id), details=event.details or {})
+    shaped["sealed"] = getattr(event, "seal_id", None) is not None
+    return shaped

@@ -98,8 +98,8 @@ def test_rotation_during_grace_ends_the_older_secret_now(app, client, factory):
             assert client.post("/oauth/token", data={"grant_type": "client_credentials"},
                                auth=(key.client_id, secret)).status_code == 200
         with app.app_context():
-            live = [s for s in keys.get_key(db.session, key.client_id).secrets
-                    if s.is_live(T0 + timedelta(seconds=10))]
+            live = keys.load_credential(db.session, key.client_id,
+                                        T0 + timedelta(seconds=10)).secrets
             assert len(live) == 2
             assert sum(1 for s in live if s.expires_at is None) == 1
 

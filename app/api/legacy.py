@@ -14,13 +14,12 @@ from werkzeug.http import http_date
 from app.api import schemas
 from app.clock import epoch, isoformat, utcnow
 from app.extensions import db
-from app.models import Membership, Role
 from app.oauth.errors import REALM
 from app.oauth.resource import current_info, require_token
 from app.runtime import lifecycle
 from app.serialize import legacy_key_json
+from app.services import access
 from app.services import legacy as legacy_service
-from app.services.errors import Forbidden
 from app.web.context import issuer, request_actor
 from app.web.errors import error_response
 from app.web.validation import query_args
@@ -201,21 +200,15 @@ def introspect_legacy(token: str, client: Any) -> dict[str, Any]:
 def list_legacy_keys() -> Response:
     """Legacy keys of the caller's workspace with usage and migration state (admins, owners)."""
     info = current_info()
-    role = db.session.query(Membership.role).filter_by(
-        user_id=info.user_id, workspace_id=info.workspace_id).scalar()
-    if role is None or not Role(role).manages_workspace:
-        raise Forbidden("listing legacy keys needs the admin or owner role")
+    access.check_can_list_legacy_keys(db.session, info.user_id, info.workspace_id)
     args = query_args(schemas.LEGACY_KEY_LIST_QUERY)
-    limit, after = args.get("limit", 100), int(args.get("cursor", "0"))
     usage_buffer().flush()  # this process's pending counts become visible first
-    rows = legacy_service.list_keys(db.session, info.workspace_id, after_id=after,
-                                    limit=limit + 1)
+    page = legacy_service.page_keys(db.session, info.workspace_id, cursor=args.get("cursor"),
+                                    limit=args.get("limit", 100))
     sunset = policy().sunset
-    more = len(rows) > limit
-    rows = rows[:limit]
     return jsonify({
-        "legacy_keys": [legacy_key_json(row, sunset) for row in rows],
-        "next_cursor": str(rows[-1].id) if more else None,
+        "legacy_keys": [legacy_key_json(row, sunset) for row in page.keys],
+        "next_cursor": page.next_cursor,
         "sunset_at": isoformat(sunset),
         "migration_guide": guide_url(),
     })

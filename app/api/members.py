@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
-from sqlalchemy import select
 
 from app.api import schemas
 from app.api.caller import actor, principal
 from app.clock import isoformat
 from app.extensions import db
-from app.models import Membership, Workspace
+from app.models import Membership
 from app.oauth.resource import require_token
 from app.services import access, accounts
 from app.web.boundary import finish
@@ -28,16 +27,11 @@ def member_json(membership: Membership) -> dict:
             "joined_at": isoformat(membership.created_at)}
 
 
-
-
 @bp.get("/members")
 @require_token(READ)
 def list_members() -> Response:
-    caller = principal()
-    rows = db.session.scalars(select(Membership)
-                              .where(Membership.workspace_id == caller.workspace_id)
-                              .order_by(Membership.id)).all()
-    return jsonify({"members": [member_json(m) for m in rows]})
+    members = accounts.list_members(db.session, principal().workspace_id)
+    return jsonify({"members": [member_json(m) for m in members]})
 
 
 @bp.post("/members")
@@ -48,7 +42,7 @@ def add_member() -> tuple[Response, int, dict[str, str]]:
     role = accounts.parse_role(body.get("role", "member"))
     access.check_can_add(caller, role)
     user = accounts.get_user_by_email(db.session, body["email"])
-    membership = accounts.add_member(db.session, db.session.get(Workspace, caller.workspace_id),
+    membership = accounts.add_member(db.session, access.caller_workspace(db.session, caller),
                                      user, role.value, actor())
     payload = member_json(membership)
     return jsonify(payload), 201, {"Location": f"/api/v1/members/{membership.user_id}"}

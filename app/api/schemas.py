@@ -14,12 +14,18 @@ from app.models import Role
 from app.services.accounts import EMAIL_PATTERN, MAX_POLICY_DAYS
 from app.services.audit_query import DEFAULT_PAGE_SIZE as AUDIT_DEFAULT_PAGE_SIZE
 from app.services.audit_query import MAX_PAGE_SIZE as AUDIT_MAX_PAGE_SIZE
-from app.services.keys import MAX_GRACE_PERIOD, MAX_NAME_LEN, MAX_PAGE_SIZE, MAX_SCOPES
+from app.services.keys import (
+    MAX_GRACE_PERIOD,
+    MAX_NAME_LEN,
+    MAX_PAGE_SIZE,
+    MAX_SCOPES,
+    SCOPE_PATTERN,
+)
 
 Schema = dict[str, Any]
 
 # RFC 6749 §3.3 scope-token: printable ASCII except space, double quote and backslash.
-SCOPE: Schema = {"type": "string", "pattern": r"^[!#-\[\]-~]{1,64}$",
+SCOPE: Schema = {"type": "string", "pattern": SCOPE_PATTERN,
                  "description": "An OAuth scope token (RFC 6749 §3.3)."}
 SCOPES: Schema = {"type": "array", "items": SCOPE, "maxItems": MAX_SCOPES}
 KEY_NAME: Schema = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LEN,

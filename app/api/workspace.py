@@ -23,7 +23,6 @@ WRITE = "members:write"
 
 
 def workspace_json(workspace: Workspace) -> dict:
-    server_default = current_app.config["KEYMINT_ACCESS_TOKEN_TTL"]
     server_max = current_app.config["KEYMINT_MAX_ACCESS_TOKEN_TTL"]
     return {
         "id": str(workspace.id), "slug": workspace.slug, "name": workspace.name,
@@ -31,8 +30,9 @@ def workspace_json(workspace: Workspace) -> dict:
         "max_key_lifetime_days": workspace.max_key_lifetime_days,
         "default_key_lifetime_days": workspace.default_key_lifetime_days,
         "token_ttl_seconds": workspace.token_ttl_seconds,
-        "effective_token_ttl_seconds": min(workspace.token_ttl_seconds or server_default,
-                                           server_max),
+        "effective_token_ttl_seconds": accounts.effective_token_ttl(
+            workspace.token_ttl_seconds, current_app.config["KEYMINT_ACCESS_TOKEN_TTL"],
+            server_max),
         "max_token_ttl_seconds": server_max,
     }
 
@@ -40,7 +40,7 @@ def workspace_json(workspace: Workspace) -> dict:
 @bp.get("/workspace")
 @require_token(READ)
 def get_workspace() -> Response:
-    return jsonify(workspace_json(db.session.get(Workspace, principal().workspace_id)))
+    return jsonify(workspace_json(access.caller_workspace(db.session, principal())))
 
 
 @bp.patch("/workspace")
@@ -49,7 +49,7 @@ def update_workspace() -> Response:
     caller = principal()
     body = json_body(schemas.WORKSPACE_UPDATE)
     access.require_owner(caller, "change the workspace policy")
-    workspace = db.session.get(Workspace, caller.workspace_id)
+    workspace = access.caller_workspace(db.session, caller)
     accounts.update_policy(db.session, workspace, actor(),
                            max_token_ttl=current_app.config["KEYMINT_MAX_ACCESS_TOKEN_TTL"],
                            **body)

@@ -10,6 +10,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigId, UTCDateTime
 
+# Every stored fact of an event, in the order exports and the API show them: what the chain
+# hashes, what `audit export` writes and what the log mirror sends. seal_id and event_hash
+# are the chain's own bookkeeping, not facts about what happened.
+EVENT_FIELDS = ("id", "occurred_at", "workspace_id", "actor_type", "actor_id", "actor_key",
+                "action", "target_type", "target_id", "ip", "user_agent", "request_id",
+                "details")
+
 
 class AuditEvent(Base):
     __tablename__ = "audit_events"

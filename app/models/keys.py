@@ -65,6 +65,3 @@ class KeySecret(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     key: Mapped[ApiKey] = relationship(back_populates="secrets")
-
-    def is_live(self, now: datetime) -> bool:
-        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)

@@ -32,6 +32,3 @@ class AccessToken(Base):
     replaced_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("access_tokens.id", ondelete="SET NULL"), index=True
     )
-
-    def is_active(self, now: datetime) -> bool:
-        return self.revoked_at is None and now < self.expires_at

@@ -14,7 +14,7 @@ from app.clock import epoch, utcnow
 from app.extensions import db
 from app.oauth.client import AUTH_METHODS, KeyClient
 from app.oauth.errors import InsufficientScope, safe_description
-from app.oauth.grants import requested_scopes
+from app.oauth.grants import requested_scopes, token_response
 from app.services import tokens as token_service
 from app.services.errors import InvalidInput
 from app.services.keys import INTROSPECT_SCOPE
@@ -122,4 +122,4 @@ class TokenRotationEndpoint(Endpoint):
             if exc.field == "scope":
                 raise InvalidScopeError(safe_description(exc.message)) from None
             raise InvalidGrantError(safe_description(exc.message)) from None
-        return 200, issued.response(), default_json_headers
+        return 200, token_response(issued), default_json_headers

@@ -13,6 +13,16 @@ from app.services import tokens as token_service
 from app.services.errors import InvalidInput
 
 
+def token_response(issued: token_service.IssuedToken) -> dict[str, object]:
+    """The RFC 6749 §5.1 body; expires_in counts from the issuing instant."""
+    return {
+        "access_token": issued.access_token,
+        "token_type": "Bearer",
+        "expires_in": max(0, int((issued.expires_at - issued.issued_at).total_seconds())),
+        "scope": " ".join(issued.scopes),
+    }
+
+
 def requested_scopes(scope: str | None, held: list[str]) -> list[str]:
     """The scopes a request asks for (default: all the key holds); must be a subset."""
     if scope is None or scope.strip() == "":
@@ -44,4 +54,4 @@ class KeyClientCredentialsGrant(grants.ClientCredentialsGrant):
                                      self.server.client_actor(client),
                                      durable=not current_app.config[
                                          "KEYMINT_ASYNC_ISSUANCE_COMMIT"])
-        return 200, issued.response(), self.TOKEN_RESPONSE_HEADER
+        return 200, token_response(issued), self.TOKEN_RESPONSE_HEADER

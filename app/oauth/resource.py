@@ -8,7 +8,7 @@ from authlib.integrations.flask_oauth2 import ResourceProtector, current_token
 from authlib.integrations.flask_oauth2.errors import raise_http_exception
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import MissingAuthorizationError, UnsupportedTokenTypeError
-from authlib.oauth2.rfc6750 import BearerTokenValidator, InsufficientScopeError
+from authlib.oauth2.rfc6750 import BearerTokenValidator, InsufficientScopeError, InvalidTokenError
 
 from app.clock import utcnow
 from app.extensions import db
@@ -16,32 +16,20 @@ from app.oauth.errors import REALM
 from app.services import tokens as token_service
 
 
-class TokenView:
-    """What Authlib's validator asks of a token, answered from a TokenInfo."""
-
-    __slots__ = ("info",)
-
-    def __init__(self, info: token_service.TokenInfo) -> None:
-        self.info = info
-
-    def is_expired(self) -> bool:
-        now = utcnow()
-        return now >= self.info.expires_at or (
-            self.info.key_expires_at is not None and now >= self.info.key_expires_at)
-
-    def is_revoked(self) -> bool:
-        i = self.info
-        return (i.revoked_at is not None or i.key_revoked or not i.secret_live(utcnow())
-                or not i.user_active or not i.is_member)
-
-    def get_scope(self) -> str:
-        return " ".join(self.info.scopes)
-
-
 class KeymintBearerValidator(BearerTokenValidator):
-    def authenticate_token(self, token_string: str) -> TokenView | None:
-        info = token_service.lookup(db.session, token_string, with_workspace=True)
-        return TokenView(info) if info is not None else None
+    """The Bearer check: a token is good when TokenInfo.is_active says so, as in
+    introspection; then the route's scopes decide."""
+
+    def authenticate_token(self, token_string: str) -> token_service.TokenInfo | None:
+        return token_service.lookup(db.session, token_string, with_workspace=True)
+
+    def validate_token(self, token: token_service.TokenInfo | None, scopes, request) -> None:
+        # Authlib would ask is_expired() and is_revoked() separately and answer both with
+        # the same error; one is_active() keeps the rule in one place.
+        if token is None or not token.is_active(utcnow()):
+            raise InvalidTokenError(realm=self.realm, extra_attributes=self.extra_attributes)
+        if self.scope_insufficient(token.scopes, scopes):
+            raise InsufficientScopeError()
 
 
 class KeymintResourceProtector(ResourceProtector):
@@ -87,4 +75,5 @@ require_token.register_token_validator(KeymintBearerValidator(realm=REALM))
 
 
 def current_info() -> token_service.TokenInfo:
-    return current_token.info
+    """The token of this request, as looked up by the Bearer check."""
+    return current_token._get_current_object()

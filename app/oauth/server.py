@@ -17,10 +17,10 @@ from app.extensions import db
 from app.oauth.client import KeyClient
 from app.oauth.errors import ClientAuthFailed, safe_description
 from app.runtime import metrics
+from app.services import accounts
 from app.services import keys as key_service
 from app.web.context import client_ip, request_actor
-
-FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+from app.web.validation import FORM_CONTENT_TYPE
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
@@ -116,8 +116,9 @@ class KeymintAuthorizationServer(AuthorizationServer):
 
     def token_ttl(self, cred: key_service.KeyCredential) -> int:
         """The workspace's token TTL policy, else the server default; never above the max."""
-        ttl = cred.token_ttl or current_app.config["KEYMINT_ACCESS_TOKEN_TTL"]
-        return min(ttl, current_app.config["KEYMINT_MAX_ACCESS_TOKEN_TTL"])
+        return accounts.effective_token_ttl(cred.token_ttl,
+                                            current_app.config["KEYMINT_ACCESS_TOKEN_TTL"],
+                                            current_app.config["KEYMINT_MAX_ACCESS_TOKEN_TTL"])
 
 
 authorization = KeymintAuthorizationServer()

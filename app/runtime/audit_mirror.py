@@ -13,6 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from app.models import AuditEvent
+from app.models.audit import EVENT_FIELDS
 from app.serialize import audit_event_json
 
 log = logging.getLogger("keymint.audit")
@@ -26,9 +27,7 @@ def _mirroring() -> bool:
 
 def _snapshot(obj: AuditEvent) -> dict[str, Any]:
     # Read the instance's own values: after a flush an unset attribute would lazy-load.
-    values = {name: obj.__dict__.get(name) for name in (
-        "id", "occurred_at", "workspace_id", "actor_type", "actor_id", "actor_key", "action",
-        "target_type", "target_id", "ip", "user_agent", "request_id", "details", "seal_id")}
+    values = {name: obj.__dict__.get(name) for name in (*EVENT_FIELDS, "seal_id")}
     return audit_event_json(SimpleNamespace(**values))
 
 

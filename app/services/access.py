@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
-from app.models import ApiKey, Membership, Role
+from app.models import ApiKey, Membership, Role, User, Workspace
 from app.services import keys as key_service
+from app.services.audit import Actor
 from app.services.errors import Forbidden, NotFound
 
 
@@ -49,14 +52,61 @@ def load_principal(session: Session, user_id: int, workspace_id: int,
     ).first()
     if row is None:  # membership removed between token validation and this read
         raise Forbidden("the calling user is no longer a member of this workspace")
-    return Principal(user_id=user_id, workspace_id=workspace_id, role=Role(row[0]),
+    return Principal(user_id=user_id, workspace_id=workspace_id, role=Role(row.role),
                      client_id=client_id,
-                     key_scopes=frozenset(row[1].split()) & frozenset(token_scopes))
+                     key_scopes=frozenset(row.scopes.split()) & frozenset(token_scopes))
+
+
+def caller_workspace(session: Session, principal: Principal) -> Workspace:
+    """The workspace the caller's token belongs to (it exists: the token was just checked)."""
+    return session.get_one(Workspace, principal.workspace_id)
+
+
+def create_own_key(session: Session, principal: Principal, actor: Actor, *, name: str,
+                   scopes: list[str], expires_at: datetime | None = None,
+                   expires_in_days: int | None = None) -> key_service.CreatedKey:
+    """A new key for the caller itself, in its workspace (check_grantable_scopes first)."""
+    return key_service.create_key(
+        session, caller_workspace(session, principal), session.get_one(User, principal.user_id),
+        actor, name=name, scopes=scopes, expires_at=expires_at,
+        expires_in_days=expires_in_days)
+
+
+def update_key(session: Session, principal: Principal, key: ApiKey, actor: Actor,
+               **changes: Any) -> ApiKey:
+    """key_service.update_key within the policy of the caller's workspace."""
+    return key_service.update_key(session, key, caller_workspace(session, principal), actor,
+                                  **changes)
+
+
+def role_now(session: Session, user_id: int, workspace_id: int) -> Role | None:
+    """The user's role in the workspace as stored now (None: not a member), whatever the
+    token said when it was minted."""
+    role = session.scalar(select(Membership.role).where(
+        Membership.user_id == user_id, Membership.workspace_id == workspace_id))
+    return None if role is None else Role(role)
+
+
+def check_can_list_legacy_keys(session: Session, user_id: int, workspace_id: int) -> None:
+    """Legacy keys (and their usage) are for admins and owners, by the role stored now."""
+    role = role_now(session, user_id, workspace_id)
+    if role is None or not role.manages_workspace:
+        raise Forbidden("listing legacy keys needs the admin or owner role")
 
 
 def key_owner_filter(principal: Principal) -> int | None:
     """Members see only their own keys; admins and owners see every key of the workspace."""
     return None if principal.manages_keys else principal.user_id
+
+
+def key_list_owner(session: Session, principal: Principal, user: str | None) -> int | None:
+    """Whose keys a listing shows (None: everyone's). `user` is a user id or an email; a
+    member asking for someone else's keys gets an empty listing (owner 0), not an error."""
+    owner = key_owner_filter(principal)
+    if user is None:
+        return owner
+    wanted = key_service.user_id_for_filter(session, user)
+    return wanted if owner is None or wanted == owner else 0
 
 
 def visible_key(session: Session, principal: Principal, client_id: str, *,

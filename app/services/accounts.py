@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from app.clock import utcnow
 from app.models import Membership, Role, User, UserStatus, Workspace
@@ -50,6 +50,19 @@ def get_workspace(session: Session, slug: str) -> Workspace:
     if workspace is None:
         raise NotFound(f"no workspace {slug!r}", field="workspace")
     return workspace
+
+
+def list_members(session: Session, workspace_id: int) -> list[Membership]:
+    """A workspace's memberships in joining order, each with its user (one statement)."""
+    return list(session.scalars(
+        select(Membership).options(joinedload(Membership.user))
+        .where(Membership.workspace_id == workspace_id).order_by(Membership.id)))
+
+
+def effective_token_ttl(workspace_ttl: int | None, server_default: int, server_max: int) -> int:
+    """The lifetime a new token gets: the workspace's policy, else the server default;
+    never above the server's maximum."""
+    return min(workspace_ttl or server_default, server_max)
 
 
 def get_membership(session: Session, workspace: Workspace, user: User) -> Membership | None:

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from app.clock import isoformat_us, utcnow
 from app.models import AuditEvent, AuditSeal
+from app.models.audit import EVENT_FIELDS
 
 GENESIS_HASH = "0" * 64
 KIND_EVENTS = "events"
@@ -42,10 +43,6 @@ MAX_SEALS_PER_PRUNE = 1_000
 # pg_advisory_xact_lock key for the chain head ("keymint" in ASCII, fits a bigint).
 CHAIN_LOCK_KEY = 0x6B65796D696E74
 
-# Every stored fact of an event; seal_id and event_hash are the chain's own bookkeeping.
-EVENT_FIELDS = ("id", "occurred_at", "workspace_id", "actor_type", "actor_id", "actor_key",
-                "action", "target_type", "target_id", "ip", "user_agent", "request_id",
-                "details")
 _EVENT_COLUMNS = [getattr(AuditEvent, name) for name in EVENT_FIELDS]
 
 

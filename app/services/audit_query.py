@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,18 +16,20 @@ from sqlalchemy.orm import Session
 
 from app import credentials
 from app.models import ApiKey, AuditEvent
-from app.services.errors import InvalidInput
+from app.models.audit import EVENT_FIELDS
+from app.services import access, pagination
+from app.services.errors import Forbidden, InvalidInput
 
 _ACTION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*\.?$")
 MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 50
+CURSOR_KIND = "audit"
+_BAD_CURSOR = "cursor is not a cursor this API returned"
 
-EXPORT_FIELDS = ("id", "occurred_at", "workspace_id", "actor_type", "actor_id", "actor_key",
-                 "action", "target_type", "target_id", "ip", "user_agent", "request_id",
-                 "details", "seal_id")
-_EXPORT_COLUMNS = [getattr(AuditEvent, name) for name in EXPORT_FIELDS]
+# The facts, and seal_id for app.serialize.audit_event_json's `sealed`.
+_EXPORT_COLUMNS = [*(getattr(AuditEvent, name) for name in EVENT_FIELDS), AuditEvent.seal_id]
 # The columns of app.serialize.audit_event_json, i.e. of `audit export --format csv`.
-CSV_HEADER = (*EXPORT_FIELDS[:-1], "sealed")
+CSV_HEADER = (*EVENT_FIELDS, "sealed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,26 +86,64 @@ def _about_keys(client_ids: Any):
                and_(AuditEvent.target_type == "key", AuditEvent.target_id.in_(client_ids)))
 
 
+def own_keys_limit(session: Session, user_id: int, workspace_id: int) -> int | None:
+    """Whose key events a reader sees: everything (None) for admins and owners, only events
+    about their own keys (their user id) for members; Forbidden for a non-member.
+
+    The role is read now, not from the token: a demotion takes effect on the next call.
+    """
+    role = access.role_now(session, user_id, workspace_id)
+    if role is None:
+        raise Forbidden("not a member of this workspace")
+    return None if role.manages_workspace else user_id
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     events: list[Any]
-    next_before: int | None
+    next_cursor: str | None
 
 
-def page(session: Session, where: EventFilter, *, before: int | None = None,
+def _before_v1(cursor: str) -> int | None:
+    """The id in a cursor of the first release (base64url of {"v":1,"before":id}).
+
+    Still read, never issued: a walk that spans the upgrade goes on. Drop it one release on.
+    """
+    try:
+        data = json.loads(base64.urlsafe_b64decode(
+            (cursor + "=" * (-len(cursor) % 4)).encode("ascii")))
+        before = data["before"]
+        if data.get("v") == 1 and type(before) is int and 1 <= before < 2**63:
+            return before
+    except (ValueError, KeyError, TypeError, UnicodeError, binascii.Error):
+        pass
+    return None
+
+
+def _before(cursor: str) -> int:
+    try:
+        return pagination.decode_cursor(CURSOR_KIND, cursor, rejection=_BAD_CURSOR)
+    except InvalidInput:
+        before = _before_v1(cursor)
+        if before is None:
+            raise
+        return before
+
+
+def page(session: Session, where: EventFilter, *, cursor: str | None = None,
          limit: int = DEFAULT_PAGE_SIZE) -> Page:
-    """Newest first, keyed on id: `before` is the last id of the previous page.
+    """Newest first, keyed on id: `cursor` names the last event of the previous page.
 
     A page never repeats an event and never skips one that was committed before the first
     page was read: ids only decrease along the walk, and new events get bigger ids.
     """
     query = where.apply(select(*_EXPORT_COLUMNS))
-    if before is not None:
-        query = query.where(AuditEvent.id < before)
-    rows = session.execute(query.order_by(AuditEvent.id.desc()).limit(limit + 1)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(events=rows, next_before=rows[-1].id if more and rows else None)
+    if cursor is not None:
+        query = query.where(AuditEvent.id < _before(cursor))
+    rows, last_id = pagination.cut(
+        session.execute(query.order_by(AuditEvent.id.desc()).limit(limit + 1)).all(), limit)
+    return Page(events=rows, next_cursor=(pagination.encode_cursor(CURSOR_KIND, last_id)
+                                          if last_id is not None else None))
 
 
 def count(session: Session, where: EventFilter, *, unsealed_only: bool = False) -> int:

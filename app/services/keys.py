@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from app import credentials
 from app.clock import utcnow
 from app.models import AccessToken, ApiKey, KeySecret, Membership, User, UserStatus, Workspace
-from app.services import audit
+from app.services import audit, pagination
 from app.services.audit import Actor
 from app.services.errors import Conflict, InvalidInput, NotFound
 
-# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,64}$")
+# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), at most 64 here. Written so
+# that Python and JSON Schema (the management API's published `pattern`) read it alike.
+SCOPE_PATTERN = r"^[!#-\[\]-~]{1,64}$"
+_SCOPE_TOKEN = re.compile(SCOPE_PATTERN)
 MAX_SCOPES = 50
 MAX_NAME_LEN = 200
 DEFAULT_GRACE_PERIOD = 86400
@@ -341,9 +341,15 @@ def _narrow_live_tokens(session: Session, key: ApiKey, allowed: set[str], now: d
             token.revoked_reason = "scopes_narrowed"
 
 
+# What app.serialize.key_json reads of each key, loaded with the keys: one joined statement
+# plus one for all their secrets, whatever the number of keys (not three lazy loads per key).
+_FOR_JSON = (joinedload(ApiKey.user), joinedload(ApiKey.workspace),
+             selectinload(ApiKey.secrets))
+
+
 def _keys_query(now: datetime, workspace_id: int | None, user_id: int | None,
                 state: str | None, expiring_within: timedelta | None):
-    query = select(ApiKey).order_by(ApiKey.id.desc())
+    query = select(ApiKey).options(*_FOR_JSON).order_by(ApiKey.id.desc())
     if workspace_id is not None:
         query = query.where(ApiKey.workspace_id == workspace_id)
     if user_id is not None:
@@ -365,36 +371,14 @@ def list_keys(session: Session, *, workspace_id: int | None = None,
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
-_CURSOR_KIND = "keys"
-# Ids are 64-bit on PostgreSQL; a longer number is not a cursor keymint made.
-_MAX_ID_DIGITS = 18
+CURSOR_KIND = "keys"
+_BAD_CURSOR = "cursor is not one this server issued; start again without it"
 
 
 @dataclass(frozen=True, slots=True)
 class KeyPage:
     keys: list[ApiKey]
     next_cursor: str | None
-
-
-def encode_cursor(key_id: int) -> str:
-    """Opaque to clients; it names the last key of a page, so inserts never shift pages."""
-    raw = f"{_CURSOR_KIND}:{key_id}".encode("ascii")
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    error = InvalidInput("cursor is not one this server issued; start again without it",
-                         field="cursor")
-    if not cursor or len(cursor) > 64:
-        raise error
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise error from None
-    kind, _, number = raw.partition(":")
-    if kind != _CURSOR_KIND or not number.isdigit() or len(number) > _MAX_ID_DIGITS:
-        raise error
-    return int(number)
 
 
 def page_keys(session: Session, *, workspace_id: int, user_id: int | None = None,
@@ -405,18 +389,18 @@ def page_keys(session: Session, *, workspace_id: int, user_id: int | None = None
         raise InvalidInput(f"limit must be between 1 and {MAX_PAGE_SIZE}", field="limit")
     query = _keys_query(utcnow(), workspace_id, user_id, state, expiring_within)
     if cursor is not None:
-        query = query.where(ApiKey.id < decode_cursor(cursor))
-    rows = list(session.scalars(query.limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return KeyPage(keys=rows, next_cursor=encode_cursor(rows[-1].id) if more else None)
+        before = pagination.decode_cursor(CURSOR_KIND, cursor, rejection=_BAD_CURSOR)
+        query = query.where(ApiKey.id < before)
+    rows, last_id = pagination.cut(session.scalars(query.limit(limit + 1)).all(), limit)
+    return KeyPage(keys=rows, next_cursor=(pagination.encode_cursor(CURSOR_KIND, last_id)
+                                           if last_id is not None else None))
 
 
 def user_id_for_filter(session: Session, user: str) -> int:
     """A `user` filter given as a user id or an email; an unknown user matches no key (0)."""
     user = user.strip()
     if user.isascii() and user.isdigit():
-        return int(user) if len(user) <= _MAX_ID_DIGITS else 0
+        return int(user) if len(user) <= pagination.MAX_ID_DIGITS else 0
     found = session.scalar(select(User.id).where(User.email == user.lower()))
     return found or 0
 
@@ -465,7 +449,8 @@ class KeyCredential:
 _CREDENTIAL_QUERY = (
     select(ApiKey.id, ApiKey.client_id, ApiKey.user_id, ApiKey.workspace_id, ApiKey.scopes,
            ApiKey.expires_at, ApiKey.last_used_at, User.email, Membership.role,
-           KeySecret.id, KeySecret.digest, KeySecret.expires_at, Workspace.token_ttl_seconds)
+           KeySecret.id.label("secret_id"), KeySecret.digest,
+           KeySecret.expires_at.label("secret_expires_at"), Workspace.token_ttl_seconds)
     .join(User, User.id == ApiKey.user_id)
     .join(Workspace, Workspace.id == ApiKey.workspace_id)
     .join(Membership, and_(Membership.user_id == ApiKey.user_id,
@@ -489,15 +474,17 @@ def load_credential(session: Session, client_id: str, now: datetime) -> KeyCrede
     if not rows:
         return None
     first = rows[0]
-    if first[5] is not None and now >= first[5]:
+    if first.expires_at is not None and now >= first.expires_at:
         return None
-    live = [SecretRow(r[9], r[10], r[11]) for r in rows if r[11] is None or now < r[11]]
+    live = [SecretRow(r.secret_id, r.digest, r.secret_expires_at) for r in rows
+            if r.secret_expires_at is None or now < r.secret_expires_at]
     if not live:
         return None
-    return KeyCredential(id=first[0], client_id=first[1], user_id=first[2],
-                         workspace_id=first[3], scopes=first[4].split(), expires_at=first[5],
-                         last_used_at=first[6], user_email=first[7], role=first[8],
-                         token_ttl=first[12], secrets=live)
+    return KeyCredential(id=first.id, client_id=first.client_id, user_id=first.user_id,
+                         workspace_id=first.workspace_id, scopes=first.scopes.split(),
+                         expires_at=first.expires_at, last_used_at=first.last_used_at,
+                         user_email=first.email, role=first.role,
+                         token_ttl=first.token_ttl_seconds, secrets=live)
 
 
 def match_secret(cred: KeyCredential | None, presented: str) -> SecretRow | None:

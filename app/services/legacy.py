@@ -22,7 +22,7 @@ from app import credentials
 from app.clock import utcnow
 from app.models import LegacyKey, User, Workspace
 from app.models.base import UTCDateTime
-from app.services import audit
+from app.services import audit, pagination
 from app.services import keys as key_service
 from app.services.audit import Actor
 from app.services.errors import InvalidInput, NotFound
@@ -632,3 +632,30 @@ def migrate_workspace(session: Session, workspace: Workspace, owner: User, actor
             result.disabled.append(row)
     session.flush()
     return result
+
+
+# --- the management API's listing -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyKeyPage:
+    keys: list[LegacyKey]
+    next_cursor: str | None
+
+
+def page_keys(session: Session, workspace_id: int, *, cursor: str | None = None,
+              limit: int = 100) -> LegacyKeyPage:
+    """One page of a workspace's legacy keys, oldest first, continuing after `cursor`.
+
+    This listing's cursor is the bare id of the last key of the page, not the opaque form
+    of app.services.pagination: its published schema pins it to digits.
+    """
+    after = 0
+    if cursor is not None:
+        if not (cursor.isascii() and cursor.isdigit()
+                and len(cursor) <= pagination.MAX_ID_DIGITS):
+            raise InvalidInput("cursor is not one this server issued", field="cursor")
+        after = int(cursor)
+    rows, last_id = pagination.cut(
+        list_keys(session, workspace_id, after_id=after, limit=limit + 1), limit)
+    return LegacyKeyPage(keys=rows, next_cursor=str(last_id) if last_id is not None else None)

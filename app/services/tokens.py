@@ -20,6 +20,8 @@ from app.services.keys import KeyCredential, SecretRow
 
 @dataclass(frozen=True, slots=True)
 class IssuedToken:
+    """What issuance hands back: the plaintext token, shown once and never stored."""
+
     access_token: str
     jti: str
     scopes: list[str]
@@ -27,19 +29,14 @@ class IssuedToken:
     expires_at: datetime
     row_id: int
 
-    def response(self) -> dict[str, object]:
-        """The RFC 6749 §5.1 body; expires_in counts from the issuing instant."""
-        return {
-            "access_token": self.access_token,
-            "token_type": "Bearer",
-            "expires_in": max(0, int((self.expires_at - self.issued_at).total_seconds())),
-            "scope": " ".join(self.scopes),
-        }
-
 
 @dataclass(slots=True)
 class TokenInfo:
-    """A token joined with the facts that decide whether it is active right now."""
+    """A looked-up token joined with the facts that decide whether it is active right now.
+
+    The one read model of a token: introspection, revocation, rotation and the Bearer check
+    all take it, and is_active() is the one definition of an active token.
+    """
 
     id: int
     jti: str
@@ -70,6 +67,8 @@ class TokenInfo:
             self.secret_expires_at is None or now < self.secret_expires_at)
 
     def is_active(self, now: datetime) -> bool:
+        """Unrevoked, unexpired, and so is everything it stands on now: its key, the secret
+        that minted it, its owner and the owner's membership."""
         return (
             self.revoked_at is None
             and now < self.expires_at
@@ -142,8 +141,11 @@ _LOOKUP_QUERY = (
     select(AccessToken.id, AccessToken.jti, AccessToken.key_id, ApiKey.client_id,
            AccessToken.user_id, User.email, AccessToken.workspace_id, AccessToken.scopes,
            AccessToken.issued_at, AccessToken.expires_at, AccessToken.revoked_at,
-           AccessToken.replaced_by_id, ApiKey.revoked_at, ApiKey.expires_at, User.status,
-           Membership.id, KeySecret.revoked_at, KeySecret.expires_at)
+           AccessToken.replaced_by_id, ApiKey.revoked_at.label("key_revoked_at"),
+           ApiKey.expires_at.label("key_expires_at"), User.status.label("user_status"),
+           Membership.id.label("membership_id"),
+           KeySecret.revoked_at.label("secret_revoked_at"),
+           KeySecret.expires_at.label("secret_expires_at"))
     .join(ApiKey, ApiKey.id == AccessToken.key_id)
     .join(User, User.id == AccessToken.user_id)
     .outerjoin(KeySecret, KeySecret.id == AccessToken.secret_id)
@@ -154,9 +156,10 @@ _LOOKUP_QUERY = (
 # A Bearer request also gets the owner's role and the workspace's slug and name, from the
 # same row (one more primary-key join), so GET /api/v1/me needs no second query.
 # Introspection and revocation keep the narrower statement: they never use these.
-_BEARER_QUERY = (_LOOKUP_QUERY.add_columns(Membership.role, Workspace.slug, Workspace.name)
+_BEARER_QUERY = (_LOOKUP_QUERY.add_columns(Membership.role,
+                                           Workspace.slug.label("workspace_slug"),
+                                           Workspace.name.label("workspace_name"))
                  .join(Workspace, Workspace.id == AccessToken.workspace_id))
-_NO_WORKSPACE = (None, "", "")
 
 
 def lookup(session: Session, token: str, *, with_workspace: bool = False) -> TokenInfo | None:
@@ -172,15 +175,21 @@ def lookup(session: Session, token: str, *, with_workspace: bool = False) -> Tok
         {"digest": credentials.digest(token)}).first()
     if row is None:
         return None
-    role, slug, name = row[18:] if with_workspace else _NO_WORKSPACE
-    return TokenInfo(id=row[0], jti=row[1], key_id=row[2], client_id=row[3], user_id=row[4],
-                     user_email=row[5], workspace_id=row[6], scopes=row[7].split(),
-                     issued_at=row[8], expires_at=row[9], revoked_at=row[10],
-                     replaced_by_id=row[11], key_revoked=row[12] is not None,
-                     key_expires_at=row[13], user_active=row[14] == UserStatus.ACTIVE.value,
-                     is_member=row[15] is not None, secret_revoked=row[16] is not None,
-                     secret_expires_at=row[17], role=role, workspace_slug=slug,
-                     workspace_name=name)
+    info = TokenInfo(
+        id=row.id, jti=row.jti, key_id=row.key_id, client_id=row.client_id,
+        user_id=row.user_id, user_email=row.email, workspace_id=row.workspace_id,
+        scopes=row.scopes.split(), issued_at=row.issued_at, expires_at=row.expires_at,
+        revoked_at=row.revoked_at, replaced_by_id=row.replaced_by_id,
+        key_revoked=row.key_revoked_at is not None, key_expires_at=row.key_expires_at,
+        user_active=row.user_status == UserStatus.ACTIVE.value,
+        is_member=row.membership_id is not None,
+        secret_revoked=row.secret_revoked_at is not None,
+        secret_expires_at=row.secret_expires_at)
+    if with_workspace:
+        info.role = row.role
+        info.workspace_slug = row.workspace_slug
+        info.workspace_name = row.workspace_name
+    return info
 
 
 # Built once and run as Core on the session's connection: an ORM-enabled UPDATE would rebuild

@@ -37,6 +37,7 @@ from app import credentials
 from app.extensions import db
 from app.runtime import limiter, metrics
 from app.web.context import client_ip, request_actor
+from app.web.validation import FORM_CONTENT_TYPE
 
 log = logging.getLogger("keymint.ratelimit")
 
@@ -44,7 +45,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 ERROR_CODE = "rate_limited"
 LEGACY_HEADER = "X-API-Key"
-FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 # At most one ratelimit.exceeded audit event per limit and key per minute.
 AUDIT_SAMPLE = RateLimitItemPerMinute(1)
 

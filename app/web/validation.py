@@ -1,5 +1,5 @@
-"""Request validation for the management API: JSON bodies and query strings against the
-route's one JSON Schema (app/api/schemas.py), failing as 400 with the field named."""
+"""Request validation: JSON bodies and query strings against the route's one JSON Schema
+(app/api/schemas.py), failing as 400 with the field named; the form content type of OAuth."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ from werkzeug.exceptions import UnsupportedMediaType
 from app.clock import parse_rfc3339
 from app.services.errors import InvalidInput
 
+# The only body the OAuth endpoints take (RFC 6749 §4.4.2), also where rate limiting looks
+# for a client_id.
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 _INTEGER = re.compile(r"^-?[0-9]{1,15}$")
 _MAX_MESSAGE = 200
 

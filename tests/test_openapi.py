@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.mgmt_support import ALL_SCOPES, bearer, make_team
+from tests.support import ALL_SCOPES, bearer, make_team, mint
 
 # Routes of DESIGN.md owned by other branches, documented here before they exist in this one.
 # TEMPORARY: the lead empties this at merge; the sync test then holds for every route.
@@ -123,7 +123,7 @@ def test_scopes_in_document_match_the_routes(client, factory, document):
             scopes = {s for req in operation["security"] for s in req.get("bearerAuth", [])}
             assert scopes, (method, path)
             others = " ".join(s for s in ALL_SCOPES.split() if s not in scopes)
-            token = factory.token(client, owner.key, scope=others)
+            token = mint(client, owner.key, scope=others)
             url = path.replace("{client_id}", owner.key.client_id).replace(
                 "{user_id}", owner.user_id)
             r = getattr(client, method)(url, headers=bearer(token), json={})
@@ -178,7 +178,7 @@ def test_served_document_is_the_built_one(document):
 @pytest.mark.parametrize(("method", "path", "mode"), CASES)
 def test_schemathesis(app, client, factory, method, path, mode):
     key = factory.key(scopes=ALL_SCOPES)  # the owner of a fresh workspace
-    token = factory.token(client, key)
+    token = mint(client, key)
     schema = _loaded_schema()
     schema.app = app  # requests go to this test's app in-process (WSGI)
     operation = schema[path][method]

@@ -71,6 +71,8 @@ def dispose(app: Any) -> None:
 
 @dataclass
 class KeyHandle:
+    """A key made by Factory.key: its credentials, and the workspace and user it belongs to."""
+
     client_id: str
     secret: str
     workspace: str
@@ -159,6 +161,7 @@ class Factory:
 
 
 def user_id(app: Any, email: str) -> str:
+    """The id of the user `email`, as the API shows it (a string)."""
     from app.extensions import db
     from app.services import accounts
 
@@ -199,6 +202,7 @@ def mint(target: Any, key: Credentials, scope: str | None = None) -> str:
 
 
 def introspect(target: Any, caller: Credentials, token: str) -> dict[str, Any]:
+    """The /oauth/introspect answer about `token`, asked by `caller` (which must succeed)."""
     response = post(target, "/oauth/introspect", {"token": token}, caller)
     assert response.status_code == 200, response.text
     return _json(response)
@@ -213,6 +217,8 @@ def bearer(token: str) -> dict[str, str]:
 
 @dataclass
 class Person:
+    """A member of a Team: their user id, their key and a token of it."""
+
     email: str
     user_id: str
     key: KeyHandle
@@ -235,6 +241,7 @@ class Team:
 
 
 def make_team(client: Any, factory: Factory, scopes: str = ALL_SCOPES, **policy: Any) -> Team:
+    """A new workspace (with `policy`) and its owner, an admin and a member, each with a token."""
     owner = factory.user()
     team = Team(factory.workspace(owner=owner, **policy))
     add_person(client, factory, team, "owner", scopes=scopes, email=owner)
@@ -295,6 +302,7 @@ QUIET_BUFFER = {"KEYMINT_LEGACY_FLUSH_INTERVAL": 3600,
 
 
 def add_legacy_key(app: Any, slug: str, key: str, label: str = "old integration") -> int:
+    """Import `key` into workspace `slug` as `keymint legacy import` does; returns its id."""
     from app import credentials
     from app.extensions import db
     from app.models import LegacyKey
@@ -313,6 +321,7 @@ def flush(app: Any) -> int:
 
 
 def legacy_row(app: Any, legacy_id: int) -> dict[str, Any]:
+    """The legacy_keys row `legacy_id`, column name -> value, as the ORM reads it."""
     from app.extensions import db
     from app.models import LegacyKey
 

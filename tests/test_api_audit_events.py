@@ -11,12 +11,9 @@ from freezegun import freeze_time
 from app.extensions import db
 from app.services import accounts, audit, audit_chain
 from app.services.audit import Actor
+from tests.support import bearer, mint, token_response
 
 SCOPES = "audit:read keys:read"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def events(client, token: str, **params) -> list[dict]:
@@ -58,10 +55,9 @@ def team(app, client, factory):
     outsider = factory.user("eve@example.com")
     factory.workspace(outsider, slug="other")
     keys["eve"] = factory.key("other", outsider, scopes=SCOPES)
-    tokens = {name: factory.token(client, key) for name, key in keys.items()}
+    tokens = {name: mint(client, key) for name, key in keys.items()}
     # A failed authentication against bob's key is an event about bob's key.
-    client.post("/oauth/token", data={"grant_type": "client_credentials"},
-                auth=(keys["bob"].client_id, "sk_wrong"))
+    token_response(client, (keys["bob"].client_id, "sk_wrong"))
     with app.app_context():
         ids = {email: accounts.get_user_by_email(db.session, email).id
                for email in (owner, admin, alice, bob, outsider)}

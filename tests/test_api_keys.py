@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from freezegun import freeze_time
 
-from tests.mgmt_support import ALL_SCOPES, audit_events, bearer, introspect, make_team, mint
+from tests.support import (
+    ALL_SCOPES,
+    audit_events,
+    bearer,
+    introspect,
+    make_team,
+    mint,
+    token_response,
+)
 
 # --- authentication and scopes ------------------------------------------------------------
 
@@ -50,7 +58,7 @@ def test_token_without_the_scope_is_403_insufficient_scope(client, factory, meth
     team = make_team(client, factory)
     owner = team["owner"]
     others = " ".join(s for s in ALL_SCOPES.split() if s != needs)
-    token = factory.token(client, owner.key, scope=others)
+    token = mint(client, owner.key, scope=others)
     body = {"post": {"name": "x", "scopes": []}, "patch": {}}.get(method)
     if path.endswith("rotate"):
         body = None
@@ -108,7 +116,7 @@ def test_role_matrix(client, factory, app, role, target):
         if not allowed:
             assert r.get_json()["error"] == "not_found"
             # Nothing happened to the key: it still mints tokens with its secret.
-            assert mint(client, key.client_id, key.secret).status_code == 200
+            assert token_response(client, key).status_code == 200
 
 
 @pytest.mark.parametrize("role", ["member", "admin", "owner"])
@@ -163,7 +171,7 @@ def test_create_returns_secret_once_with_location(client, factory, app):
     assert body["scopes"] == ["introspect"]
     assert body["secret_hint"] == secret[:8] and body["state"] == "active"
     assert body["expires_at"].endswith("Z")
-    assert mint(client, cid, secret).status_code == 200
+    assert token_response(client, (cid, secret)).status_code == 200
     again = client.get(r.headers["Location"], headers=owner.headers).get_json()
     assert "client_secret" not in again and secret not in str(again)
     [event] = [e for e in audit_events(app, "key.created") if e.target_id == cid]
@@ -303,7 +311,7 @@ def test_filters_by_state_user_and_expiring(client, factory):
             assert r.status_code == 200, r.get_json()
             return {k["client_id"] for k in r.get_json()["keys"]}
 
-        owner.token = factory.token(client, owner.key)
+        owner.token = mint(client, owner.key)
         assert ids(state="revoked") == {gone.client_id}
         assert ids(expiring_within_days=7) == {soon.client_id}
         assert ids(expiring_within_days=60) == {soon.client_id, later.client_id}
@@ -312,7 +320,7 @@ def test_filters_by_state_user_and_expiring(client, factory):
             soon.client_id, later.client_id, gone.client_id, member.key.client_id}
         assert ids(user="nobody@example.com") == set()
     with freeze_time("2030-01-05T00:00:00Z"):
-        owner.token = factory.token(client, owner.key)
+        owner.token = mint(client, owner.key)
         assert soon.client_id in ids(state="expired")
         assert soon.client_id not in ids(state="active")
 
@@ -363,7 +371,7 @@ def test_repeated_query_parameter_is_400(client, factory):
 def test_key_json_shape_has_no_digest(client, factory):
     team = make_team(client, factory)
     owner = team["owner"]
-    mint(client, owner.key.client_id, owner.key.secret)
+    mint(client, owner.key)
     body = client.get(f"/api/v1/keys/{owner.key.client_id}", headers=owner.headers).get_json()
     assert set(body) == {"client_id", "name", "workspace", "owner", "scopes", "state",
                          "created_at", "expires_at", "revoked_at", "last_used_at",
@@ -376,8 +384,8 @@ def test_patch_renames_narrows_and_refuses_widening(client, factory, app):
     team = make_team(client, factory)
     owner = team["owner"]
     key = factory.key(team.slug, owner.email, scopes="introspect keys:read")
-    wide = factory.token(client, key)
-    narrow = factory.token(client, key, scope="introspect")
+    wide = mint(client, key)
+    narrow = mint(client, key, scope="introspect")
     path = f"/api/v1/keys/{key.client_id}"
     r = client.patch(path, headers=owner.headers, json={"scopes": ["introspect", "keys:write"]})
     assert r.status_code == 400 and r.get_json()["field"] == "scopes"
@@ -408,7 +416,7 @@ def test_patch_expiry_within_policy(client, factory):
                          json={"expires_at": "2030-01-02T00:00:00+01:00"})
         assert r.status_code == 200 and r.get_json()["expires_at"] == "2030-01-01T23:00:00Z"
     with freeze_time("2030-01-03T00:00:00Z"):
-        owner.token = factory.token(client, owner.key)
+        owner.token = mint(client, owner.key)
         r = client.patch(path, headers=owner.headers, json={"expires_in_days": 5})
         assert r.status_code == 409
         assert client.patch(path, headers=owner.headers, json={"name": "old"}).status_code == 200
@@ -435,14 +443,14 @@ def test_delete_revokes_key_secrets_and_tokens_at_once(client, factory, app):
     team = make_team(client, factory)
     owner, member = team["owner"], team["member"]
     key = factory.key(team.slug, member.email, scopes="introspect keys:read")
-    tokens = [factory.token(client, key) for _ in range(3)]
+    tokens = [mint(client, key) for _ in range(3)]
     assert all(introspect(client, owner.key, t)["active"] for t in tokens)
     path = f"/api/v1/keys/{key.client_id}"
     r = client.delete(path, headers=member.headers)
     assert r.status_code == 204 and r.data == b""
     assert all(introspect(client, owner.key, t) == {"active": False} for t in tokens)
     assert client.get("/api/v1/keys", headers=bearer(tokens[0])).status_code == 401
-    assert mint(client, key.client_id, key.secret).status_code == 401
+    assert token_response(client, key).status_code == 401
     body = client.get(path, headers=member.headers).get_json()
     assert body["state"] == "revoked" and body["revoked_at"].endswith("Z")
     assert client.delete(path, headers=member.headers).status_code == 204  # idempotent
@@ -472,19 +480,17 @@ def test_admin_cannot_take_over_another_users_key_by_rotating_it(client, factory
                     json={"grace_period": 0})
     assert r.status_code == 403
     assert "client_secret" not in r.get_json()
-    assert mint(client, target.client_id, target.secret).status_code == 200
+    assert token_response(client, target).status_code == 200
 
 
 def test_narrowed_token_cannot_create_a_key_with_its_keys_other_scopes(client, factory):
     team = make_team(client, factory)
     owner = team["owner"]
-    narrow = client.post("/oauth/token", data={"grant_type": "client_credentials",
-                                                "scope": "keys:write"},
-                         auth=(owner.key.client_id, owner.key.secret)).get_json()["access_token"]
-    r = client.post("/api/v1/keys", headers={"Authorization": f"Bearer {narrow}"},
+    narrow = mint(client, owner.key, scope="keys:write")
+    r = client.post("/api/v1/keys", headers=bearer(narrow),
                     json={"name": "wider", "scopes": ["keys:read"]})
     assert r.status_code == 403 and r.get_json()["field"] == "scopes"
-    ok = client.post("/api/v1/keys", headers={"Authorization": f"Bearer {narrow}"},
+    ok = client.post("/api/v1/keys", headers=bearer(narrow),
                      json={"name": "same", "scopes": ["keys:write"]})
     assert ok.status_code == 201
 
@@ -493,9 +499,9 @@ def test_rotation_grace_period_boundaries(client, factory, app):
     team = make_team(client, factory)
     owner = team["owner"]
     with freeze_time("2030-01-01T00:00:00Z"):
-        owner.token = factory.token(client, owner.key)
+        owner.token = mint(client, owner.key)
         key = factory.key(team.slug, owner.email)
-        old_token = factory.token(client, key)
+        old_token = mint(client, key)
         r = client.post(f"/api/v1/keys/{key.client_id}/rotate", headers=owner.headers,
                         json={"grace_period": 3600})
         assert r.status_code == 200
@@ -503,17 +509,17 @@ def test_rotation_grace_period_boundaries(client, factory, app):
         new_secret = body["client_secret"]
         assert body["previous_secret_expires_at"] == "2030-01-01T01:00:00Z"
         assert body["secret_hint"] == new_secret[:8]
-        assert mint(client, key.client_id, new_secret).status_code == 200
+        assert token_response(client, (key.client_id, new_secret)).status_code == 200
         assert introspect(client, key, old_token)["active"] is True
     with freeze_time("2030-01-01T00:59:59Z"):
-        late = mint(client, key.client_id, key.secret)
+        late = token_response(client, key)
         assert late.status_code == 200
         # A token never outlives the secret that minted it.
         assert late.get_json()["expires_in"] == 1
         assert introspect(client, owner.key, late.get_json()["access_token"])["active"]
     with freeze_time("2030-01-01T01:00:00Z"):
-        assert mint(client, key.client_id, key.secret).status_code == 401
-        assert mint(client, key.client_id, new_secret).status_code == 200
+        assert token_response(client, key).status_code == 401
+        assert token_response(client, (key.client_id, new_secret)).status_code == 200
         assert introspect(client, owner.key, late.get_json()["access_token"]) == {
             "active": False}
     [event] = [e for e in audit_events(app, "key.secret_rotated")
@@ -527,7 +533,7 @@ def test_rotation_default_grace_is_a_day_and_zero_ends_it_now(client, factory):
     key = factory.key(team.slug, owner.email)
     path = f"/api/v1/keys/{key.client_id}/rotate"
     with freeze_time("2030-01-01T00:00:00Z"):
-        owner.token = factory.token(client, owner.key)
+        owner.token = mint(client, owner.key)
         r = client.post(path, headers=owner.headers)  # no body at all
         assert r.status_code == 200
         assert r.get_json()["previous_secret_expires_at"] == "2030-01-02T00:00:00Z"
@@ -535,10 +541,10 @@ def test_rotation_default_grace_is_a_day_and_zero_ends_it_now(client, factory):
         r = client.post(path, headers=owner.headers, json={"grace_period": 0})
         assert r.get_json()["previous_secret_expires_at"] is None
         third = r.get_json()["client_secret"]
-        assert mint(client, key.client_id, second).status_code == 401
+        assert token_response(client, (key.client_id, second)).status_code == 401
         # The rotation during a grace period ended the oldest secret too.
-        assert mint(client, key.client_id, key.secret).status_code == 401
-        assert mint(client, key.client_id, third).status_code == 200
+        assert token_response(client, key).status_code == 401
+        assert token_response(client, (key.client_id, third)).status_code == 200
 
 
 def test_rotation_during_grace_ends_the_older_secret_now(client, factory):
@@ -548,16 +554,16 @@ def test_rotation_during_grace_ends_the_older_secret_now(client, factory):
     path = f"/api/v1/keys/{key.client_id}/rotate"
     second = client.post(path, headers=owner.headers).get_json()["client_secret"]
     third = client.post(path, headers=owner.headers).get_json()["client_secret"]
-    assert mint(client, key.client_id, key.secret).status_code == 401
-    assert mint(client, key.client_id, second).status_code == 200
-    assert mint(client, key.client_id, third).status_code == 200
+    assert token_response(client, key).status_code == 401
+    assert token_response(client, (key.client_id, second)).status_code == 200
+    assert token_response(client, (key.client_id, third)).status_code == 200
 
 
 def test_grace_period_never_outlives_the_key(client, factory):
     team = make_team(client, factory)
     owner = team["owner"]
     with freeze_time("2030-01-01T00:00:00Z"):
-        owner.token = factory.token(client, owner.key)
+        owner.token = mint(client, owner.key)
         key = factory.key(team.slug, owner.email,
                           expires_at=datetime(2030, 1, 1, 2, tzinfo=UTC))
         r = client.post(f"/api/v1/keys/{key.client_id}/rotate", headers=owner.headers,
@@ -572,7 +578,7 @@ def test_rotation_rejects_bad_grace_period(client, factory, grace):
     r = client.post(f"/api/v1/keys/{owner.key.client_id}/rotate", headers=owner.headers,
                     json={"grace_period": grace})
     assert r.status_code == 400 and r.get_json()["field"] == "grace_period"
-    assert mint(client, owner.key.client_id, owner.key.secret).status_code == 200
+    assert token_response(client, owner.key).status_code == 200
 
 
 def test_rotating_an_expired_key_is_409(client, factory):
@@ -581,7 +587,7 @@ def test_rotating_an_expired_key_is_409(client, factory):
     with freeze_time("2030-01-01T00:00:00Z"):
         key = factory.key(team.slug, owner.email, expires_in_days=1)
     with freeze_time("2030-01-03T00:00:00Z"):
-        owner.token = factory.token(client, owner.key)
+        owner.token = mint(client, owner.key)
         r = client.post(f"/api/v1/keys/{key.client_id}/rotate", headers=owner.headers)
         assert r.status_code == 409
 
@@ -593,7 +599,7 @@ def test_list_and_revoke_tokens_of_a_key(client, factory, app):
     team = make_team(client, factory)
     owner = team["owner"]
     key = factory.key(team.slug, owner.email, scopes="introspect keys:read")
-    tokens = [factory.token(client, key), factory.token(client, key, scope="introspect")]
+    tokens = [mint(client, key), mint(client, key, scope="introspect")]
     path = f"/api/v1/keys/{key.client_id}/tokens"
     r = client.get(path, headers=owner.headers)
     assert r.status_code == 200
@@ -607,7 +613,7 @@ def test_list_and_revoke_tokens_of_a_key(client, factory, app):
     assert r.status_code == 200 and r.get_json() == {"revoked": 2}
     assert all(introspect(client, owner.key, t) == {"active": False} for t in tokens)
     assert client.get(path, headers=owner.headers).get_json() == {"tokens": []}
-    assert mint(client, key.client_id, key.secret).status_code == 200  # the key stays
+    assert token_response(client, key).status_code == 200  # the key stays
     [event] = [e for e in audit_events(app, "key.tokens_revoked")
                if e.target_id == key.client_id]
     assert event.details == {"count": 2} and event.actor_id == owner.user_id
@@ -652,7 +658,7 @@ def test_concurrent_rotations_leave_one_current_and_at_most_one_previous(
         current = [s for s in secrets if s.revoked_at is None and s.expires_at is None]
         previous = [s for s in secrets if s.revoked_at is None and s.expires_at is not None]
         assert len(current) == 1 and len(previous) <= 1 and len(secrets) == 7
-    working = [secret for _, secret in results if mint(client, key.client_id, secret)
+    working = [secret for _, secret in results if token_response(client, (key.client_id, secret))
                .status_code == 200]
     assert len(working) == 2  # the current one and the one in its grace period
     events = [e for e in audit_events(app, "key.secret_rotated")

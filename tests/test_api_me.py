@@ -1,9 +1,11 @@
 """GET /api/v1/me with a bearer token."""
 
+from tests.support import mint
+
 
 def test_me_describes_the_credential(client, factory):
     key = factory.key(scopes="introspect read")
-    token = factory.token(client, key, scope="read")
+    token = mint(client, key, scope="read")
     response = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
     body = response.get_json()

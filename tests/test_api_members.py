@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.mgmt_support import add_person, audit_events, bearer, introspect, make_team, mint
+from tests.support import (
+    add_person,
+    audit_events,
+    bearer,
+    introspect,
+    make_team,
+    mint,
+    token_response,
+)
 
 
 def test_list_members_needs_members_read(client, factory):
@@ -15,7 +23,7 @@ def test_list_members_needs_members_read(client, factory):
     assert {(m["email"], m["role"]) for m in members} == {
         (team[role].email, role) for role in ("owner", "admin", "member")}
     assert all(m["status"] == "active" and m["joined_at"].endswith("Z") for m in members)
-    token = factory.token(client, team["member"].key, scope="keys:read")
+    token = mint(client, team["member"].key, scope="keys:read")
     r = client.get("/api/v1/members", headers=bearer(token))
     assert r.status_code == 403 and r.get_json()["error"] == "insufficient_scope"
 
@@ -125,12 +133,12 @@ def test_removed_member_keys_and_tokens_stop_at_once(client, factory, app):
     team = make_team(client, factory)
     owner, member = team["owner"], team["member"]
     extra = factory.key(team.slug, member.email, scopes="introspect")
-    extra_token = factory.token(client, extra)
+    extra_token = mint(client, extra)
     r = client.delete(f"/api/v1/members/{member.user_id}", headers=team["admin"].headers)
     assert r.status_code == 204
     assert client.get("/api/v1/keys", headers=member.headers).status_code == 401
     assert introspect(client, owner.key, extra_token) == {"active": False}
-    assert mint(client, extra.client_id, extra.secret).status_code == 401
+    assert token_response(client, extra).status_code == 401
     r = client.get(f"/api/v1/keys/{extra.client_id}", headers=owner.headers)
     assert r.get_json()["state"] == "revoked"
     [event] = audit_events(app, "member.removed")

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.mgmt_support import make_team
+from tests.support import make_team
 
 
 def _cursor(payload: dict) -> str:

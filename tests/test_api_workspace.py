@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from freezegun import freeze_time
 
-from tests.mgmt_support import audit_events, bearer, make_team, mint
+from tests.support import audit_events, bearer, make_team, mint, token_response
 
 
 def test_get_workspace(client, factory):
@@ -18,9 +18,9 @@ def test_get_workspace(client, factory):
     assert body["effective_token_ttl_seconds"] == 900
     assert body["max_token_ttl_seconds"] == 86400
     for scope in ("keys:read", "members:read"):
-        token = factory.token(client, team["member"].key, scope=scope)
+        token = mint(client, team["member"].key, scope=scope)
         assert client.get("/api/v1/workspace", headers=bearer(token)).status_code == 200
-    token = factory.token(client, team["member"].key, scope="introspect")
+    token = mint(client, team["member"].key, scope="introspect")
     assert client.get("/api/v1/workspace", headers=bearer(token)).status_code == 403
 
 
@@ -46,13 +46,13 @@ def test_policy_change_is_audited_and_enforced(client, factory, app):
     assert event.details["max_key_lifetime_days"] == {"from": None, "to": 30}
     assert (event.actor_id, event.actor_key) == (owner.user_id, owner.key.client_id)
     with freeze_time("2030-01-01T00:00:00Z"):
-        owner.token = factory.token(client, owner.key)
+        owner.token = mint(client, owner.key)
         r = client.post("/api/v1/keys", headers=owner.headers, json={"name": "n", "scopes": []})
         assert r.get_json()["expires_at"] == "2030-01-11T00:00:00Z"
         r = client.post("/api/v1/keys", headers=owner.headers,
                         json={"name": "n", "scopes": [], "expires_in_days": 31})
         assert r.status_code == 400
-        minted = mint(client, owner.key.client_id, owner.key.secret)
+        minted = token_response(client, owner.key)
         assert minted.get_json()["expires_in"] == 120
     r = client.patch("/api/v1/workspace", headers=owner.headers,
                      json={"max_key_lifetime_days": None, "default_key_lifetime_days": None})

@@ -26,6 +26,7 @@ from app.extensions import db
 from app.models import AuditEvent
 from app.services import accounts
 from app.services import tokens as token_service
+from tests.support import mint
 
 # --- the world every case starts from -----------------------------------------------------
 
@@ -64,7 +65,7 @@ class World:
         return key
 
     def new_token(self, key) -> str:
-        token = self.factory.token(self.client, key)
+        token = mint(self.client, key)
         self.secrets.add(token)
         return token
 

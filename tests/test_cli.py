@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.helpers import all_rows
+from tests.support import all_rows, token_response
 
 KEY_FIELDS = {"client_id", "name", "workspace", "owner", "scopes", "state", "created_at",
               "expires_at", "revoked_at", "last_used_at", "last_used_ip", "secret_hint"}
@@ -94,11 +94,9 @@ def test_users_disable_stops_token_issuance(cli, seeded, client):
     made = json.loads(cli("keys", "create", "--workspace", "acme", "--user", "ann@example.com",
                           "--json").output)
     auth = (made["client_id"], made["client_secret"])
-    assert client.post("/oauth/token", data={"grant_type": "client_credentials"},
-                       auth=auth).status_code == 200
+    assert token_response(client, auth).status_code == 200
     assert cli("users", "disable", "ann@example.com").exit_code == 0
-    assert client.post("/oauth/token", data={"grant_type": "client_credentials"},
-                       auth=auth).status_code == 401
+    assert token_response(client, auth).status_code == 401
     listed = json.loads(cli("keys", "list", "--json").output)["keys"]
     assert [k["owner"]["status"] for k in listed] == ["disabled"]
 
@@ -118,9 +116,7 @@ def test_demo_prints_a_working_credential(cli, client):
     assert result.exit_code == 0, result.output
     lines = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip()
              for line in result.output.splitlines() if line.strip().startswith("client_")}
-    response = client.post("/oauth/token", data={"grant_type": "client_credentials"},
-                           auth=(lines["client_id"], lines["client_secret"]))
-    assert response.status_code == 200
+    assert token_response(client, (lines["client_id"], lines["client_secret"])).status_code == 200
     assert "curl -s -u" in result.output and "127.0.0.1:8123/oauth/token" in result.output
     # idempotent: a second run reuses the user and workspace and adds a key
     assert cli("demo").exit_code == 0

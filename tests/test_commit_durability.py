@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import event
 
 from app.extensions import db
-from tests.helpers import token_response
+from tests.support import mint, token_response
 
 FULL, NORMAL = 2, 1
 
@@ -40,7 +40,7 @@ def _level_of_a_fresh_checkout(app) -> int:
 def test_issuance_commits_relaxed_and_the_connection_goes_back_to_full(
         app, client, factory, sqlite_commits):
     key = factory.key(scopes="keys:read")
-    factory.token(client, key)  # the first use also writes last_used_at: that one stays FULL
+    mint(client, key)  # the first use also writes last_used_at: that one stays FULL
     sqlite_commits.clear()
     assert token_response(client, key).status_code == 200
     assert sqlite_commits == [NORMAL]
@@ -49,8 +49,8 @@ def test_issuance_commits_relaxed_and_the_connection_goes_back_to_full(
 
 def test_revocation_and_rotation_commit_at_full(app, client, factory, sqlite_commits):
     key = factory.key(scopes="keys:read")
-    first = factory.token(client, key)
-    second = factory.token(client, key)
+    first = mint(client, key)
+    second = mint(client, key)
     sqlite_commits.clear()
     assert client.post("/oauth/revoke", data={"token": first}, auth=key.auth).status_code == 200
     assert client.post("/oauth/rotate", data={"token": second},
@@ -71,7 +71,7 @@ def test_issuance_with_an_earlier_write_in_its_transaction_stays_full(
 def test_durable_issuance_setting_keeps_full(app, client, factory, sqlite_commits):
     app.config["KEYMINT_ASYNC_ISSUANCE_COMMIT"] = False
     key = factory.key(scopes="keys:read")
-    factory.token(client, key)
+    mint(client, key)
     sqlite_commits.clear()
     assert token_response(client, key).status_code == 200
     assert sqlite_commits == [FULL]

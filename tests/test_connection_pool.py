@@ -8,7 +8,7 @@ from sqlalchemy.pool import NullPool
 
 from app.extensions import db
 from app.runtime import database
-from tests.helpers import introspect, token_response
+from tests.support import introspect, mint, token_response
 
 
 @pytest.fixture
@@ -28,16 +28,10 @@ def _kill_pooled_connection(app) -> None:
     admin.dispose()
 
 
-def _token(client, key) -> str:
-    response = token_response(client, key)
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()["access_token"]
-
-
 def test_a_dead_idle_connection_is_replaced_before_the_request_uses_it(
         app, client, factory, postgres_only, monkeypatch):
     key = factory.key(scopes="introspect")
-    token = _token(client, key)
+    token = mint(client, key)
     _kill_pooled_connection(app)
     monkeypatch.setattr(database, "PING_AFTER_IDLE_S", 0.0)  # every checkout counts as idle
     assert introspect(client, key, token)["active"] is True
@@ -46,7 +40,7 @@ def test_a_dead_idle_connection_is_replaced_before_the_request_uses_it(
 def test_a_connection_in_steady_use_is_not_pinged_so_one_request_fails_then_all_recover(
         app, client, factory, postgres_only, monkeypatch):
     key = factory.key(scopes="introspect")
-    token = _token(client, key)
+    token = mint(client, key)
     monkeypatch.setattr(database, "PING_AFTER_IDLE_S", 3600.0)  # nothing counts as idle
     _kill_pooled_connection(app)
     failed = client.post("/oauth/introspect", data={"token": token}, auth=key.auth)
@@ -60,7 +54,7 @@ def test_a_pinged_idle_connection_serves_the_request(app, client, factory, backe
                                                        monkeypatch):
     monkeypatch.setattr(database, "PING_AFTER_IDLE_S", 0.0)
     key = factory.key(scopes="introspect")
-    token = _token(client, key)
+    token = mint(client, key)
     assert introspect(client, key, token)["active"] is True
 
 
@@ -92,13 +86,12 @@ def test_the_write_lock_is_taken_by_the_first_write_and_given_back_at_the_end(
 
 def test_requests_leave_no_write_lock_behind(app, client, factory, sqlite_write_lock):
     key = factory.key(scopes="introspect")
-    token = _token(client, key)
+    token = mint(client, key)
     assert not sqlite_write_lock.locked()
     assert client.post("/oauth/revoke", data={"token": token}, auth=key.auth).status_code == 200
     assert not sqlite_write_lock.locked()
     wrong = (key.client_id, "sk_" + "A" * 46)
-    assert client.post("/oauth/token", data={"grant_type": "client_credentials"},
-                       auth=wrong).status_code == 401  # rolled back, then audited
+    assert token_response(client, wrong).status_code == 401  # rolled back, then audited
     assert not sqlite_write_lock.locked()
     with app.app_context():
         db.session.execute(text("UPDATE api_keys SET name = name"))

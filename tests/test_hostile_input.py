@@ -9,6 +9,8 @@ import pytest
 import requests
 from sqlalchemy import event
 
+from tests.support import mint
+
 OAUTH_PATHS = ["/oauth/token", "/oauth/introspect", "/oauth/revoke", "/oauth/rotate"]
 FORM = "application/x-www-form-urlencoded"
 LEAK_MARKERS = ("sqlalchemy", "psycopg", "sqlite", "select ", "traceback", "insert into")
@@ -175,7 +177,7 @@ def test_malformed_basic_headers_are_401_or_400(client, header):
 def test_bad_checksum_token_is_inactive_without_a_database_lookup(app, client, key, factory):
     from app.extensions import db
 
-    token = factory.token(client, key)
+    token = mint(client, key)
     tampered = token[:-1] + ("A" if token[-1] != "A" else "B")
     statements: list[str] = []
 
@@ -204,7 +206,7 @@ def test_bad_checksum_token_is_inactive_without_a_database_lookup(app, client, k
 @pytest.mark.parametrize("method", ["POST", "PATCH"])
 def test_api_body_must_be_a_json_object(client, key, factory, body, content_type, status,
                                         method):
-    token = factory.token(client, key)
+    token = mint(client, key)
     path = "/api/v1/keys" if method == "POST" else f"/api/v1/keys/{key.client_id}"
     response = client.open(path, method=method, data=body, content_type=content_type,
                            headers={"Authorization": f"Bearer {token}"})

@@ -9,7 +9,7 @@ from app import credentials
 from app.extensions import db
 from app.services import accounts, keys
 from app.services.audit import Actor
-from tests.helpers import all_rows, introspect, token_response
+from tests.support import all_rows, introspect, mint, token_response
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -42,7 +42,7 @@ def test_token_issued_before_key_expiry_is_inactive_at_it(client, factory):
     with freeze_time(T0) as frozen:
         caller = factory.key()
         key = factory.key(caller.workspace, expires_at=T0 + timedelta(minutes=10))
-        token = factory.token(client, key)
+        token = mint(client, key)
         frozen.move_to(T0 + timedelta(minutes=9, seconds=59))
         assert introspect(client, caller, token)["active"] is True
         frozen.move_to(T0 + timedelta(minutes=10))
@@ -56,31 +56,29 @@ def test_previous_secret_works_until_the_grace_period_ends_exactly(app, client, 
         assert previous_end == T0 + timedelta(seconds=3600)
         frozen.move_to(T0 + timedelta(seconds=3599))
         assert token_response(client, key).status_code == 200
-        assert client.post("/oauth/token", data={"grant_type": "client_credentials"},
-                           auth=(key.client_id, new_secret)).status_code == 200
+        assert token_response(client, (key.client_id, new_secret)).status_code == 200
         frozen.move_to(T0 + timedelta(seconds=3600))
         assert token_response(client, key).status_code == 401
-        assert client.post("/oauth/token", data={"grant_type": "client_credentials"},
-                           auth=(key.client_id, new_secret)).status_code == 200
+        assert token_response(client, (key.client_id, new_secret)).status_code == 200
 
 
 def test_zero_grace_ends_the_old_secret_and_its_tokens_now(app, client, factory):
     with freeze_time(T0):
         key = factory.key()
-        token = factory.token(client, key)
+        token = mint(client, key)
         new_secret, previous_end = _rotate(app, key.client_id, 0)
         assert previous_end is None
         assert token_response(client, key).status_code == 401
-        caller = type(key)(key.client_id, new_secret, key.workspace, key.email)
+        caller = (key.client_id, new_secret)
         assert introspect(client, caller, token) == {"active": False}
 
 
 def test_tokens_never_outlive_the_secret_that_minted_them(app, client, factory):
     with freeze_time(T0) as frozen:
         key = factory.key()
-        token = factory.token(client, key)  # 900 s TTL
+        token = mint(client, key)  # 900 s TTL
         new_secret, _ = _rotate(app, key.client_id, 60)
-        caller = type(key)(key.client_id, new_secret, key.workspace, key.email)
+        caller = (key.client_id, new_secret)
         frozen.move_to(T0 + timedelta(seconds=59))
         assert introspect(client, caller, token)["active"] is True
         frozen.move_to(T0 + timedelta(seconds=60))
@@ -95,8 +93,7 @@ def test_rotation_during_grace_ends_the_older_secret_now(app, client, factory):
         third, _ = _rotate(app, key.client_id, 3600)
         assert token_response(client, key).status_code == 401  # the first: ended now
         for secret in (second, third):
-            assert client.post("/oauth/token", data={"grant_type": "client_credentials"},
-                               auth=(key.client_id, secret)).status_code == 200
+            assert token_response(client, (key.client_id, secret)).status_code == 200
         with app.app_context():
             live = keys.load_credential(db.session, key.client_id,
                                         T0 + timedelta(seconds=10)).secrets
@@ -121,7 +118,7 @@ def test_grace_period_out_of_range_is_rejected(app, factory, grace):
 def test_disabled_user_keys_and_tokens_stop_at_once(app, client, factory):
     caller = factory.key()
     key = factory.key(caller.workspace)
-    token = factory.token(client, key)
+    token = mint(client, key)
     with app.app_context():
         accounts.disable_user(db.session, accounts.get_user_by_email(db.session, key.email),
                               Actor.cli())
@@ -134,7 +131,7 @@ def test_disabled_user_keys_and_tokens_stop_at_once(app, client, factory):
 def test_removed_member_keys_and_tokens_stop_at_once(app, client, factory):
     caller = factory.key()
     key = factory.key(caller.workspace)
-    token = factory.token(client, key)
+    token = mint(client, key)
     with app.app_context():
         ws = accounts.get_workspace(db.session, key.workspace)
         user = accounts.get_user_by_email(db.session, key.email)
@@ -149,7 +146,7 @@ def test_removed_member_keys_and_tokens_stop_at_once(app, client, factory):
 def test_revoked_key_cascades_to_secrets_and_tokens(app, client, factory):
     caller = factory.key()
     key = factory.key(caller.workspace)
-    token = factory.token(client, key)
+    token = mint(client, key)
     with app.app_context():
         keys.revoke_key(db.session, keys.get_key(db.session, key.client_id), Actor.cli())
         db.session.commit()
@@ -166,7 +163,7 @@ def test_revoked_key_cascades_to_secrets_and_tokens(app, client, factory):
 
 def test_secrets_and_tokens_are_stored_only_as_digests(app, client, factory):
     key = factory.key()
-    token = factory.token(client, key)
+    token = mint(client, key)
     for table, value in (("key_secrets", key.secret), ("access_tokens", token)):
         rows = all_rows(app, table)
         dumped = repr(rows)

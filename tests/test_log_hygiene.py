@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from app import credentials
 from app.runtime.logs import REDACTED, redact
+from tests.support import ServerProcess
 
 REQUIRED_REQUEST_FIELDS = {"time", "level", "logger", "message", "request_id", "method", "path",
                            "status", "duration_ms", "client_ip"}
@@ -124,8 +125,6 @@ def test_flask_app_logs_and_audit_hold_no_secret(app, client, factory, capsys, c
 
 @pytest.mark.slow
 def test_real_server_output_holds_no_secret(app, database_url, factory):
-    from tests.conftest import ServerProcess
-
     key = factory.key(scopes="introspect keys:read")
     other = factory.key(scopes="keys:read")
     server = ServerProcess(database_url, env={"KEYMINT_LOG_LEVEL": "debug"}).start()

@@ -10,6 +10,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.runtime import database, metrics
+from tests.support import ServerProcess, mint, token_response
 
 
 def scrape(text: str) -> dict[tuple[str, tuple], float]:
@@ -27,9 +28,8 @@ def value(samples, name: str, **labels: str) -> float:
 def test_metrics_count_requests_tokens_and_failures(client, factory):
     key = factory.key()
     before = scrape(client.get("/metrics").get_data(as_text=True))
-    token = factory.token(client, key)
-    client.post("/oauth/token", data={"grant_type": "client_credentials"},
-                auth=(key.client_id, "sk_wrong"))
+    token = mint(client, key)
+    token_response(client, (key.client_id, "sk_wrong"))
     rotated = client.post("/oauth/rotate", data={"token": token}, auth=key.auth).get_json()
     client.post("/oauth/revoke", data={"token": rotated["access_token"]}, auth=key.auth)
     client.post("/oauth/revoke", data={"token": rotated["access_token"]}, auth=key.auth)
@@ -59,8 +59,7 @@ def test_metrics_count_requests_tokens_and_failures(client, factory):
 def test_rolled_back_tokens_are_not_counted(client, factory):
     key = factory.key()
     before = scrape(client.get("/metrics").get_data(as_text=True))
-    client.post("/oauth/token", data={"grant_type": "client_credentials", "scope": "nope"},
-                auth=key.auth)
+    token_response(client, key, scope="nope")
     after = scrape(client.get("/metrics").get_data(as_text=True))
     name = "keymint_tokens_issued_total"
     assert value(after, name, grant="client_credentials") == value(
@@ -106,8 +105,6 @@ def test_readyz_unavailable_when_the_database_is_unreachable(tmp_path):
 @pytest.mark.slow
 def test_multiprocess_metrics_sum_all_workers_and_the_directory_is_removed(
         database_url, factory, tmp_path):
-    from tests.conftest import ServerProcess
-
     key = factory.key()
     server = ServerProcess(database_url, workers=2, env={"TMPDIR": str(tmp_path)}).start()
     try:
@@ -130,8 +127,6 @@ def test_multiprocess_metrics_sum_all_workers_and_the_directory_is_removed(
 
 @pytest.mark.slow
 def test_operator_metrics_dir_is_kept_and_emptied_of_stale_files(database_url, tmp_path):
-    from tests.conftest import ServerProcess
-
     directory = tmp_path / "prom"
     directory.mkdir()
     (directory / "counter_999999.db").write_bytes(b"stale")

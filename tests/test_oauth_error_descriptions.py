@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support import mint
+
 
 @pytest.mark.parametrize("body", [
     "grant_type=client_credentials&scope=caf%C3%A9",
@@ -24,7 +26,7 @@ def test_unsafe_characters_in_echoed_input_are_400(client, factory, body):
 
 def test_rotate_with_unsafe_scope_is_400(client, factory):
     key = factory.key(scopes="introspect")
-    token = factory.token(client, key)
+    token = mint(client, key)
     r = client.post("/oauth/rotate", data={"token": token, "scope": "intr\u00f6spect"},
                     auth=key.auth)
     assert r.status_code == 400 and r.get_json()["error"] == "invalid_scope"

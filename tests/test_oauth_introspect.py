@@ -9,7 +9,7 @@ from app import credentials
 from app.extensions import db
 from app.services import keys
 from app.services.audit import Actor
-from tests.helpers import introspect
+from tests.support import introspect, mint
 
 T0 = datetime(2030, 3, 1, tzinfo=UTC)
 
@@ -18,7 +18,7 @@ def test_active_token_has_every_rfc7662_field(client, factory):
     with freeze_time(T0):
         caller = factory.key()
         key = factory.key(caller.workspace, scopes="read write")
-        token = factory.token(client, key, scope="read")
+        token = mint(client, key, scope="read")
         body = introspect(client, caller, token)
     assert body["active"] is True
     assert body["scope"] == "read"
@@ -32,14 +32,11 @@ def test_active_token_has_every_rfc7662_field(client, factory):
     assert body["workspace_id"].isdigit()
 
 
-def test_issuer_comes_from_configuration(app_config):
-    from app import create_app
-    from tests.conftest import Factory
-
-    app = create_app({**app_config, "KEYMINT_ISSUER": "https://auth.example.com"})
+def test_issuer_comes_from_configuration(app_factory, database_url):
+    app, factory = app_factory(database_url, KEYMINT_ISSUER="https://auth.example.com")
     local = app.test_client()
-    key = Factory(app).key()
-    token = Factory(app).token(local, key)
+    key = factory.key()
+    token = mint(local, key)
     assert introspect(local, key, token)["iss"] == "https://auth.example.com"
 
 
@@ -66,7 +63,7 @@ def test_bad_checksum_and_unknown_tokens_are_inactive(client, factory):
 def test_expired_token_is_inactive_at_the_exact_second(client, factory):
     with freeze_time(T0) as frozen:
         caller = factory.key()
-        token = factory.token(client, caller)
+        token = mint(client, caller)
         frozen.move_to(T0 + timedelta(seconds=899))
         assert introspect(client, caller, token)["active"] is True
         frozen.move_to(T0 + timedelta(seconds=900))
@@ -76,7 +73,7 @@ def test_expired_token_is_inactive_at_the_exact_second(client, factory):
 def test_revoked_token_and_revoked_key_are_inactive(app, client, factory):
     caller = factory.key()
     key = factory.key(caller.workspace)
-    token_a, token_b = factory.token(client, key), factory.token(client, key)
+    token_a, token_b = mint(client, key), mint(client, key)
     client.post("/oauth/revoke", data={"token": token_a}, auth=key.auth)
     assert introspect(client, caller, token_a) == {"active": False}
     assert introspect(client, caller, token_b)["active"] is True
@@ -89,21 +86,21 @@ def test_revoked_token_and_revoked_key_are_inactive(app, client, factory):
 def test_another_workspaces_token_is_inactive(client, factory):
     caller = factory.key()
     foreign = factory.key()  # its own new workspace
-    token = factory.token(client, foreign)
+    token = mint(client, foreign)
     assert introspect(client, caller, token) == {"active": False}
     assert introspect(client, foreign, token)["active"] is True
 
 
 def test_caller_without_introspect_scope_is_refused(client, factory):
     caller = factory.key(scopes="read")
-    token = factory.token(client, caller)
+    token = mint(client, caller)
     response = client.post("/oauth/introspect", data={"token": token}, auth=caller.auth)
     assert response.status_code == 403
     assert response.get_json()["error"] == "insufficient_scope"
 
 
 def test_unauthenticated_caller_gets_401(client, factory):
-    token = factory.token(client, factory.key())
+    token = mint(client, factory.key())
     response = client.post("/oauth/introspect", data={"token": token})
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == 'Basic realm="keymint"'
@@ -121,7 +118,7 @@ def test_missing_token_is_invalid_request(client, factory):
 
 def test_client_secret_post_and_any_token_type_hint_work(client, factory):
     caller = factory.key()
-    token = factory.token(client, caller)
+    token = mint(client, caller)
     response = client.post("/oauth/introspect", data={
         "token": token, "token_type_hint": "refresh_token", "client_id": caller.client_id,
         "client_secret": caller.secret})

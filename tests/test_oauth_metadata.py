@@ -18,10 +18,8 @@ def test_metadata_lists_endpoints_grant_and_auth_methods(client):
     assert response.headers["Cache-Control"] == "no-store"
 
 
-def test_issuer_setting_drives_every_url(app_config):
-    from app import create_app
-
-    app = create_app({**app_config, "KEYMINT_ISSUER": "https://auth.example.com"})
+def test_issuer_setting_drives_every_url(app_factory, database_url):
+    app, _ = app_factory(database_url, KEYMINT_ISSUER="https://auth.example.com")
     response = app.test_client().get("/.well-known/oauth-authorization-server")
     body = response.get_json()
     assert body["issuer"] == "https://auth.example.com"

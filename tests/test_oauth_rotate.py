@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from tests.helpers import all_rows, audit_actions, introspect
+from tests.support import all_rows, audit_actions, introspect, mint
 
 
 def _rotate(client, key, token, **extra):
@@ -13,7 +13,7 @@ def _rotate(client, key, token, **extra):
 
 def test_rotation_revokes_the_old_token_and_issues_a_replacement(app, client, factory):
     key = factory.key(scopes="introspect read")
-    old = factory.token(client, key)
+    old = mint(client, key)
     response = _rotate(client, key, old)
     assert response.status_code == 200
     body = response.get_json()
@@ -30,7 +30,7 @@ def test_rotation_revokes_the_old_token_and_issues_a_replacement(app, client, fa
 
 def test_rotation_can_narrow_but_not_widen_scope(client, factory):
     key = factory.key(scopes="introspect read write")
-    token = factory.token(client, key, scope="introspect read")
+    token = mint(client, key, scope="introspect read")
     wider = _rotate(client, key, token, scope="introspect write")
     assert wider.status_code == 400 and wider.get_json()["error"] == "invalid_scope"
     narrower = _rotate(client, key, token, scope="introspect")
@@ -39,7 +39,7 @@ def test_rotation_can_narrow_but_not_widen_scope(client, factory):
 
 def test_reuse_of_a_rotated_token_revokes_the_whole_lineage(app, client, factory):
     key = factory.key()
-    first = factory.token(client, key)
+    first = mint(client, key)
     second = _rotate(client, key, first).get_json()["access_token"]
     third = _rotate(client, key, second).get_json()["access_token"]
     response = _rotate(client, key, first)
@@ -53,8 +53,8 @@ def test_reuse_of_a_rotated_token_revokes_the_whole_lineage(app, client, factory
 def test_foreign_unknown_revoked_tokens_are_invalid_grant(client, factory):
     key = factory.key()
     other = factory.key(key.workspace)
-    foreign = factory.token(client, other)
-    revoked = factory.token(client, key)
+    foreign = mint(client, other)
+    revoked = mint(client, key)
     client.post("/oauth/revoke", data={"token": revoked}, auth=key.auth)
     for token in (foreign, "at_unknown", revoked):
         response = _rotate(client, key, token)
@@ -65,7 +65,7 @@ def test_foreign_unknown_revoked_tokens_are_invalid_grant(client, factory):
 
 def test_rotation_requires_client_auth_and_a_token(client, factory):
     key = factory.key()
-    token = factory.token(client, key)
+    token = mint(client, key)
     assert client.post("/oauth/rotate", data={"token": token}).status_code == 401
     missing = client.post("/oauth/rotate", data={}, auth=key.auth)
     assert missing.status_code == 400 and missing.get_json()["error"] == "invalid_request"
@@ -74,7 +74,7 @@ def test_rotation_requires_client_auth_and_a_token(client, factory):
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_concurrent_rotations_of_one_token_have_exactly_one_winner(app, factory):
     key = factory.key()
-    token = factory.token(app.test_client(), key)
+    token = mint(app.test_client(), key)
     statuses: list[int] = []
     barrier = threading.Barrier(8)
 

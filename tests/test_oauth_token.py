@@ -5,7 +5,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.helpers import all_rows, audit_actions, introspect
+from tests.support import all_rows, audit_actions, introspect, mint
 
 GRANT = {"grant_type": "client_credentials"}
 
@@ -139,7 +139,7 @@ def test_get_is_not_allowed(client):
 
 def test_issuance_writes_digest_row_audit_event_and_last_used(app, client, factory):
     key = factory.key()
-    token = factory.token(client, key)
+    token = mint(client, key)
     tokens = all_rows(app, "access_tokens")
     assert len(tokens) == 1 and token not in repr(tokens)
     assert audit_actions(app)[-1] == "token.issued"
@@ -155,9 +155,9 @@ def test_last_used_is_throttled_to_one_write_a_minute(app, client, factory):
     t0 = datetime(2031, 1, 1, tzinfo=UTC)
     with freeze_time(t0) as frozen:
         key = factory.key()
-        factory.token(client, key)
+        mint(client, key)
         frozen.move_to(t0 + timedelta(seconds=59))
-        factory.token(client, key)
+        mint(client, key)
 
         def last_used():
             from app.extensions import db
@@ -168,18 +168,14 @@ def test_last_used_is_throttled_to_one_write_a_minute(app, client, factory):
 
         assert last_used() == t0
         frozen.move_to(t0 + timedelta(seconds=60))
-        factory.token(client, key)
+        mint(client, key)
         assert last_used() == t0 + timedelta(seconds=60)
 
 
-def test_token_ttl_follows_configuration(app_config, factory):
-    from app import create_app
-
-    app = create_app({**app_config, "KEYMINT_ACCESS_TOKEN_TTL": 60})
+def test_token_ttl_follows_configuration(app_factory, database_url):
+    app, factory = app_factory(database_url, KEYMINT_ACCESS_TOKEN_TTL=60)
     local = app.test_client()
-    from tests.conftest import Factory
-
-    key = Factory(app).key()
+    key = factory.key()
     body = local.post("/oauth/token", data=GRANT, auth=key.auth).get_json()
     assert 59 <= body["expires_in"] <= 60
     assert introspect(local, key, body["access_token"])["exp"] - introspect(

@@ -13,11 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.mgmt_support import ALL_SCOPES, bearer, make_team
-
-# Routes of DESIGN.md owned by other branches, documented here before they exist in this one.
-# TEMPORARY: the lead empties this at merge; the sync test then holds for every route.
-PENDING_ROUTES: frozenset[tuple[str, str]] = frozenset()
+from tests.support import ALL_SCOPES, bearer, make_team, mint
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
@@ -51,8 +47,7 @@ def test_document_is_openapi_31(document):
 def test_every_route_is_documented_and_every_documented_route_exists(app, document):
     served, documented = served_routes(app), documented_routes(document)
     assert served - documented == set(), "routes missing from /openapi.json"
-    assert not PENDING_ROUTES & served, "a pending route now exists: remove it from PENDING_ROUTES"
-    assert documented - served == PENDING_ROUTES, "documented routes the server does not have"
+    assert documented - served == set(), "documented routes the server does not have"
 
 
 def test_path_parameters_match_the_rules(document):
@@ -118,12 +113,10 @@ def test_scopes_in_document_match_the_routes(client, factory, document):
         if not path.startswith("/api/v1/") or path == "/api/v1/me":
             continue
         for method, operation in item.items():
-            if (method.upper(), path) in PENDING_ROUTES:
-                continue
             scopes = {s for req in operation["security"] for s in req.get("bearerAuth", [])}
             assert scopes, (method, path)
             others = " ".join(s for s in ALL_SCOPES.split() if s not in scopes)
-            token = factory.token(client, owner.key, scope=others)
+            token = mint(client, owner.key, scope=others)
             url = path.replace("{client_id}", owner.key.client_id).replace(
                 "{user_id}", owner.user_id)
             r = getattr(client, method)(url, headers=bearer(token), json={})
@@ -146,8 +139,6 @@ def _operations() -> list[tuple[str, str, bool]]:
     operations = []
     for path, item in build_document()["paths"].items():
         for method, operation in item.items():
-            if (method.upper(), path) in PENDING_ROUTES:
-                continue
             has_input = bool(operation.get("parameters") or operation.get("requestBody"))
             operations.append((method.upper(), path, has_input))
     return sorted(operations)
@@ -178,7 +169,7 @@ def test_served_document_is_the_built_one(document):
 @pytest.mark.parametrize(("method", "path", "mode"), CASES)
 def test_schemathesis(app, client, factory, method, path, mode):
     key = factory.key(scopes=ALL_SCOPES)  # the owner of a fresh workspace
-    token = factory.token(client, key)
+    token = mint(client, key)
     schema = _loaded_schema()
     schema.app = app  # requests go to this test's app in-process (WSGI)
     operation = schema[path][method]

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 import requests
 from freezegun import freeze_time
-from sqlalchemy import select
 
-from tests.conftest import IN_CI, Factory, ServerProcess
+from tests.support import IN_CI, Factory, ServerProcess, add_legacy_key, audit_events, mint
 
 REDIS_URL = os.environ.get("KEYMINT_TEST_REDIS_URL", "")
 GRANT = {"grant_type": "client_credentials"}
@@ -90,14 +89,6 @@ def assert_rate_limited(response) -> None:
     assert response.headers["Cache-Control"] == "no-store"
 
 
-def audit_rows(app, action: str) -> list[Any]:
-    from app.extensions import db
-    from app.models import AuditEvent
-
-    with app.app_context():
-        return list(db.session.scalars(select(AuditEvent).where(AuditEvent.action == action)))
-
-
 def test_per_client_limit_on_token_endpoint(make_app):
     app = make_app(KEYMINT_RATELIMIT_CLIENT="3 per hour")
     factory, client = Factory(app), app.test_client()
@@ -158,7 +149,7 @@ def test_introspection_has_its_own_per_client_limit(make_app):
     app = make_app(KEYMINT_RATELIMIT_INTROSPECT="2 per hour", KEYMINT_RATELIMIT_CLIENT="50/hour")
     factory, client = Factory(app), app.test_client()
     key = factory.key()
-    token = factory.token(client, key)
+    token = mint(client, key)
     for _ in range(2):
         assert client.post("/oauth/introspect", data={"token": token},
                            auth=key.auth).get_json()["active"] is True
@@ -171,7 +162,7 @@ def test_revoke_and_rotate_are_limited_per_client(make_app, path):
     app = make_app(KEYMINT_RATELIMIT_CLIENT="1 per hour")
     factory, client = Factory(app), app.test_client()
     key = factory.key()
-    token = factory.token(client, key)
+    token = mint(client, key)
     assert client.post(path, data={"token": token}, auth=key.auth).status_code == 200
     assert_rate_limited(client.post(path, data={"token": token}, auth=key.auth))
 
@@ -196,7 +187,7 @@ def test_rate_limit_event_is_audited_once_per_window_and_counted(make_app):
     assert token_request(client, key.auth).status_code == 200
     for _ in range(10):
         assert_rate_limited(token_request(client, key.auth))
-    events = audit_rows(app, "ratelimit.exceeded")
+    events = audit_events(app, "ratelimit.exceeded")
     assert len(events) == 1
     event = events[0]
     assert (event.target_type, event.target_id, event.actor_key) == ("key", key.client_id,
@@ -299,7 +290,7 @@ def test_legacy_limits_apply_only_to_requests_with_a_legacy_key(make_app):
                                    headers={"X-API-Key": "good-legacy-key2"}))
     for _ in range(5):  # without X-API-Key the decorator is transparent
         assert client.get("/_legacy_probe").status_code == 401
-    event = audit_rows(app, "ratelimit.exceeded")[0]
+    event = audit_events(app, "ratelimit.exceeded")[0]
     assert "good-legacy-key" not in repr(vars(event))
 
 
@@ -401,8 +392,6 @@ def test_real_server_workers_share_limits_through_redis(database_url, redis_url,
 def test_legacy_key_on_me_is_rate_limited_per_key(make_app):
     from datetime import UTC, datetime
 
-    from tests.legacy_support import add_legacy_key
-
     app = make_app(KEYMINT_RATELIMIT_LEGACY_KEY="3 per minute",
                    KEYMINT_LEGACY_SUNSET=datetime(2099, 1, 1, tzinfo=UTC))
     legacy = "legacy-static-key-for-rate-limit-test"
@@ -413,5 +402,5 @@ def test_legacy_key_on_me_is_rate_limited_per_key(make_app):
         assert client.get("/api/v1/me", headers={"X-API-Key": legacy}).status_code == 200
     assert_rate_limited(client.get("/api/v1/me", headers={"X-API-Key": legacy}))
     # a bearer caller is not throttled by the legacy key's budget
-    token = made.token(client, made.key())
+    token = mint(client, made.key())
     assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200

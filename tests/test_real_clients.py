@@ -6,6 +6,8 @@ from authlib.integrations.requests_client import OAuth2Session as AuthlibSession
 from oauthlib.oauth2 import BackendApplicationClient
 from requests_oauthlib import OAuth2Session
 
+from tests.support import introspect, mint
+
 pytestmark = pytest.mark.slow
 
 
@@ -48,10 +50,6 @@ def test_authlib_client_both_auth_methods(live_server, key, method):
 
 
 def test_introspection_over_http(live_server, key):
-    token = requests.post(f"{live_server.url}/oauth/token",
-                          data={"grant_type": "client_credentials"},
-                          auth=(key.client_id, key.secret), timeout=10).json()["access_token"]
-    body = requests.post(f"{live_server.url}/oauth/introspect", data={"token": token},
-                         auth=(key.client_id, key.secret), timeout=10).json()
+    body = introspect(live_server, key, mint(live_server, key))
     assert body["active"] is True and body["client_id"] == key.client_id
     assert body["iss"] == live_server.url

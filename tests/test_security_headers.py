@@ -5,13 +5,15 @@ from __future__ import annotations
 import pytest
 import requests
 
+from tests.support import mint
+
 BASELINE = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
             "X-Frame-Options": "DENY"}
 
 
 def requests_to_make(client, key):
     grant = {"grant_type": "client_credentials"}
-    token = client.post("/oauth/token", data=grant, auth=key.auth).get_json()["access_token"]
+    token = mint(client, key)
     bearer = {"Authorization": f"Bearer {token}"}
     return [
         client.post("/oauth/token", data=grant, auth=key.auth),
@@ -40,13 +42,11 @@ def test_every_response_carries_the_security_headers(client, factory):
             assert response.headers["Pragma"] == "no-cache"
 
 
-def test_public_metadata_may_be_cached_but_not_when_credentials_were_sent(app_config):
-    from app import create_app
-    from tests.conftest import Factory
-
-    app = create_app({**app_config, "KEYMINT_ISSUER": "https://auth.example.com"})
+def test_public_metadata_may_be_cached_but_not_when_credentials_were_sent(app_factory,
+                                                                           database_url):
+    app, factory = app_factory(database_url, KEYMINT_ISSUER="https://auth.example.com")
     client = app.test_client()
-    key = Factory(app).key()
+    key = factory.key()
     public = client.get("/.well-known/oauth-authorization-server")
     assert public.headers["Cache-Control"].startswith("public")
     with_credentials = client.get("/.well-known/oauth-authorization-server", auth=key.auth)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.runtime.server import parse_bind
+from tests.support import ServerProcess
 
 ANY = "0.0.0.0"  # noqa: S104 (parsed, never bound)
 
@@ -37,8 +38,6 @@ def test_server_environment_never_reads_as_request_headers(database_url, factory
     import base64
 
     import requests
-
-    from tests.conftest import ServerProcess
 
     key = factory.key(scopes="introspect")
     basic = base64.b64encode(f"{key.client_id}:{key.secret}".encode()).decode()

@@ -6,7 +6,7 @@ from app.extensions import db
 from app.services import accounts
 from app.services.audit import Actor
 from app.services.errors import Conflict, InvalidInput, NotFound
-from tests.helpers import all_rows
+from tests.support import all_rows
 
 
 @pytest.mark.parametrize("email", ["", "no-at-sign", "a@b", "a b@example.com", "a@@example.com",

@@ -9,7 +9,7 @@ from app.extensions import db
 from app.services import accounts, keys
 from app.services.audit import Actor
 from app.services.errors import InvalidInput
-from tests.helpers import all_rows
+from tests.support import all_rows, mint
 
 T0 = datetime(2030, 6, 1, tzinfo=UTC)
 
@@ -80,7 +80,7 @@ def test_non_member_cannot_own_a_key(app, factory, owner_ws):
 
 def test_scopes_can_be_narrowed_but_never_widened(app, client, factory):
     key = factory.key(scopes="introspect keys:read keys:write")
-    token = factory.token(client, key)
+    token = mint(client, key)
     with app.app_context():
         ws = accounts.get_workspace(db.session, key.workspace)
         api_key = keys.get_key(db.session, key.client_id)

@@ -166,8 +166,6 @@ HEALTH: Doc = {"type": "object", "required": ["status"],
                "properties": {"status": {"type": "string"},
                               "database": {"type": "string"}}}
 
-# The next two routes belong to other branches (legacy, audit). Their shapes here are read
-# from DESIGN.md and kept deliberately loose until their owners tighten them at merge.
 LEGACY_KEY: Doc = {
     "type": "object",
     "description": "Metadata of one imported legacy key (label, usage counters, last use, "

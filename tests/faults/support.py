@@ -1,4 +1,4 @@
-"""Helpers of the fault tests: a throwaway PostgreSQL cluster, servers, CLI runs, requests.
+"""Fault-injection machinery: throwaway PostgreSQL clusters to crash, and crashing processes.
 
 PostgreSQL tests here never use the shared server of KEYMINT_TEST_DATABASE_URL: they start
 their own cluster (initdb + pg_ctl in a temp dir, loopback TCP on a free port, socket in the
@@ -16,15 +16,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from sqlalchemy import create_engine, text
 
-from tests.conftest import IN_CI, REPO, ServerProcess, free_port  # the tests/ conftest
+from tests.support import IN_CI, REPO, ServerProcess, free_port, migrate
 
 PG_VERSION_DIRS = sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
 
@@ -113,17 +112,23 @@ class PgCluster:
         finally:
             engine.dispose()
 
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, database: str) -> Iterator[PgCluster]:
+        """A started cluster holding `database`, migrated; destroyed on the way out."""
+        cluster = cls()
+        try:
+            cluster.start()
+            cluster.admin(f'CREATE DATABASE "{database}"')
+            migrate(cluster.url(database))
+            yield cluster
+        finally:
+            cluster.destroy()
+
     def destroy(self) -> None:
         with contextlib.suppress(Exception):  # best effort: the directory goes anyway
             self.stop("immediate")
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def start_server(registry: list[ServerProcess], database_url: str, workers: int = 1,
-                 **env: str) -> ServerProcess:
-    server = ServerProcess(database_url, workers=workers, env=env)
-    registry.append(server)
-    return server.start()
 
 
 def kill_group(server: ServerProcess) -> None:
@@ -132,44 +137,6 @@ def kill_group(server: ServerProcess) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(server.proc.pid, 9)
     server.proc.wait(timeout=10)
-
-
-def keymint_cli(database_url: str, *args: str, timeout: float = 60) -> str:
-    """Run `keymint ARGS` as a separate process against `database_url`; returns stdout."""
-    env = {**os.environ, "KEYMINT_DATABASE_URL": database_url,
-           "KEYMINT_RATELIMIT_ENABLED": "false"}
-    result = subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=REPO, env=env,
-                            capture_output=True, timeout=timeout, check=False)
-    if result.returncode != 0:
-        raise AssertionError(f"keymint {' '.join(args)} failed: {result.stderr.decode()}")
-    return result.stdout.decode()
-
-
-def post(server: ServerProcess, path: str, data: dict[str, str], auth: Any,
-         timeout: float = 10) -> requests.Response:
-    return requests.post(server.url + path, data=data, auth=auth, timeout=timeout)
-
-
-def mint(server: ServerProcess, auth: Any, scope: str | None = None) -> str:
-    data = {"grant_type": "client_credentials", **({"scope": scope} if scope else {})}
-    response = post(server, "/oauth/token", data, auth)
-    assert response.status_code == 200, response.text
-    return response.json()["access_token"]
-
-
-def introspect(server: ServerProcess, auth: Any, token: str) -> dict[str, Any]:
-    response = post(server, "/oauth/introspect", {"token": token}, auth)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def wait_until(predicate: Any, timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
 
 
 def crash_after_commit(database_url: str, *args: str, timeout: float = 60) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from app.extensions import db
 from app.models import AuditEvent, KeySecret
 from app.services import keys
 from app.services.audit import Actor
-from tests.faults.support import introspect, mint, start_server
+from tests.support import introspect, mint, start_server
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow,
               pytest.mark.parametrize("database_url", ["postgres"], indirect=True)]

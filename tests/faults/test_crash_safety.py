@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.support import (
-    crash_after_commit,
-    introspect,
-    kill_group,
-    mint,
-    post,
-    start_server,
-)
+from tests.faults.support import crash_after_commit, kill_group
+from tests.support import introspect, mint, post, start_server, token_response
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -57,7 +51,7 @@ def test_revoked_key_stays_revoked_after_crash(database_url, factory, servers,
     crash_everything(server)
 
     restarted = start_server(servers, database_url)
-    response = post(restarted, "/oauth/token", {"grant_type": "client_credentials"}, key.auth)
+    response = token_response(restarted, key)
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
     assert introspect(restarted, watcher.auth, token) == {"active": False}
@@ -74,7 +68,7 @@ def test_rotated_secret_stays_rotated_after_crash(database_url, factory, servers
     crash_everything(server)
 
     restarted = start_server(servers, database_url)
-    refused = post(restarted, "/oauth/token", {"grant_type": "client_credentials"}, key.auth)
+    refused = token_response(restarted, key)
     assert refused.status_code == 401
     new_auth = (key.client_id, new_secret)
     assert introspect(restarted, new_auth, mint(restarted, new_auth))["active"] is True

@@ -10,7 +10,7 @@ import requests
 from sqlalchemy import create_engine, func, select
 
 from app.models import AccessToken, AuditEvent
-from tests.faults.support import introspect, mint, post, start_server, wait_until
+from tests.support import introspect, mint, post, start_server, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 

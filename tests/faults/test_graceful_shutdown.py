@@ -14,8 +14,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, text
 
-from tests.conftest import ServerProcess
-from tests.faults.support import REPO, introspect, start_server, wait_until
+from tests.support import REPO, ServerProcess, introspect, start_server, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import requests
 
-from tests.faults.support import introspect, keymint_cli, mint, post, start_server
+from tests.support import introspect, keymint_cli, mint, post, start_server, token_response
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -46,7 +46,7 @@ def test_key_revoked_elsewhere_is_refused_by_every_node(two_nodes, factory, data
     keymint_cli(database_url, "keys", "revoke", key.client_id)  # a third process
 
     for node in (a, b):
-        refused = post(node, "/oauth/token", {"grant_type": "client_credentials"}, key.auth)
+        refused = token_response(node, key)
         assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
         for token in tokens:
             assert introspect(node, watcher.auth, token) == {"active": False}
@@ -63,8 +63,7 @@ def test_secret_rotated_elsewhere_is_refused_by_every_node(two_nodes, factory, d
                       "--json")
     new_auth = (key.client_id, json.loads(out)["client_secret"])
     for node in (a, b):
-        assert post(node, "/oauth/token", {"grant_type": "client_credentials"},
-                    key.auth).status_code == 401
+        assert token_response(node, key).status_code == 401
         assert introspect(node, new_auth, mint(node, new_auth))["active"] is True
 
 

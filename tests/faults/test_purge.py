@@ -16,7 +16,7 @@ from sqlalchemy import func, select, text
 
 from app.extensions import db
 from app.models import AccessToken, ApiKey, AuditEvent
-from tests.faults.support import REPO, introspect, start_server
+from tests.support import REPO, introspect, start_server
 
 pytestmark = pytest.mark.faults
 

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from tests.legacy_support import QUIET_BUFFER
+from tests.support import QUIET_BUFFER
 
 
 @pytest.fixture

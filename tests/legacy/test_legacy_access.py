@@ -9,14 +9,14 @@ import pytest
 from freezegun import freeze_time
 from werkzeug.http import parse_date
 
-from tests.legacy_support import (
+from tests.support import (
     DEPRECATED_AT,
-    QUIET_BUFFER,
     SUNSET,
     add_legacy_key,
     flush,
     legacy_row,
     me,
+    mint,
     set_disabled,
 )
 
@@ -28,7 +28,7 @@ BROWNOUT_END = BROWNOUT_START + timedelta(hours=1)
 
 @pytest.fixture
 def app_config(app_config):
-    return {**app_config, **QUIET_BUFFER,
+    return {**app_config,  # tests/legacy/conftest.py's: counters flush only on demand
             "KEYMINT_LEGACY_BROWNOUTS":
                 f"{BROWNOUT_START.isoformat()}/{BROWNOUT_END.isoformat()}"}
 
@@ -155,7 +155,7 @@ def test_bearer_keeps_working_and_wins_over_x_api_key(client, factory, legacy):
     slug, _ = legacy
     key = factory.key(slug)
     with freeze_time(SUNSET - timedelta(days=1)):
-        token = factory.token(client, key)
+        token = mint(client, key)
         for headers in ({"Authorization": f"Bearer {token}"},
                         {"Authorization": f"Bearer {token}", "X-API-Key": LEGACY}):
             response = client.get("/api/v1/me", headers=headers)

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from freezegun import freeze_time
 
-from tests.legacy_support import SUNSET, add_legacy_key, flush, me
+from tests.support import SUNSET, add_legacy_key, flush, me, mint
 
 BEFORE = SUNSET - timedelta(days=2)
 
@@ -26,7 +26,7 @@ def bearer(client, factory, slug, email=None, scopes="keys:read", role="admin"):
     if email is None:
         email = factory.member(slug, factory.user(), role=role)
     key = factory.key(slug, email, scopes=scopes)
-    return {"Authorization": f"Bearer {factory.token(client, key)}"}
+    return {"Authorization": f"Bearer {mint(client, key)}"}
 
 
 def test_admin_sees_usage_and_migration_state_metadata_only(app, client, factory, setup):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.legacy_support import audit_events
+from tests.support import audit_events
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_import_stores_digests_only_and_audits(app, workspaces, tmp_path):
                            ("globex", "", digest("gx-static-2222")),
                            ("acme", "label, quoted", digest("ak,with,commas"))]
     events = audit_events(app, "legacy.imported")
-    assert sorted(e["details"]["count"] for e in events) == [1, 2]
+    assert sorted(e.details["count"] for e in events) == [1, 2]
     from app.extensions import db
 
     with app.app_context():  # no plaintext anywhere in the database

@@ -7,8 +7,7 @@ from datetime import timedelta
 import pytest
 from freezegun import freeze_time
 
-from tests.legacy_support import (
-    QUIET_BUFFER,
+from tests.support import (
     SUNSET,
     add_legacy_key,
     flush,
@@ -22,7 +21,7 @@ BROWNOUT = SUNSET - timedelta(days=7)
 
 @pytest.fixture
 def app_config(app_config):
-    return {**app_config, **QUIET_BUFFER, "KEYMINT_LEGACY_BROWNOUTS":
+    return {**app_config, "KEYMINT_LEGACY_BROWNOUTS":
             f"{BROWNOUT.isoformat()}/{(BROWNOUT + timedelta(minutes=30)).isoformat()}"}
 
 

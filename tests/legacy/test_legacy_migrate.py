@@ -8,13 +8,14 @@ from datetime import timedelta
 import pytest
 from freezegun import freeze_time
 
-from tests.legacy_support import (
+from tests.support import (
     SUNSET,
     add_legacy_key,
     audit_events,
     legacy_row,
     me,
     set_disabled,
+    token_response,
 )
 
 BEFORE = SUNSET - timedelta(days=5)
@@ -53,8 +54,7 @@ def test_migrate_creates_working_keys_and_records_them(app, client, workspace):
         assert entry["scopes"] == ["keys:read"]
         assert entry["client_secret"].startswith("sk_")
         with freeze_time(BEFORE):
-            token = client.post("/oauth/token", data={"grant_type": "client_credentials"},
-                                auth=(entry["client_id"], entry["client_secret"]))
+            token = token_response(client, (entry["client_id"], entry["client_secret"]))
             assert token.status_code == 200, token.get_json()
             assert token.get_json()["scope"] == "keys:read"
             who = client.get("/api/v1/me", headers={
@@ -64,7 +64,7 @@ def test_migrate_creates_working_keys_and_records_them(app, client, workspace):
     assert legacy_row(app, ids["a"])["migrated_to"] == payload["migrated"][0]["client_id"]
     assert legacy_row(app, ids["off"])["migrated_to"] is None
     events = audit_events(app, "legacy.migrated")
-    assert [(e["target_id"], e["details"]["client_id"]) for e in events] == [
+    assert [(e.target_id, e.details["client_id"]) for e in events] == [
         (str(ids["a"]), payload["migrated"][0]["client_id"]),
         (str(ids["b"]), payload["migrated"][1]["client_id"])]
     # not disabled: the legacy key keeps working until the sunset, pointing at its successor
@@ -91,7 +91,7 @@ def test_rerun_is_idempotent_and_disable_legacy_stops_them_now(app, client, work
     body = response.get_json()
     assert body["error"] == "legacy_key_disabled"
     assert body["replacement_client_id"] == json.loads(first.stdout)["migrated"][0]["client_id"]
-    assert {e["target_id"] for e in audit_events(app, "legacy.disabled")} == {
+    assert {e.target_id for e in audit_events(app, "legacy.disabled")} == {
         str(ids["a"]), str(ids["b"]), str(ids["off"])}  # "off" was disabled by the fixture
     assert legacy_row(app, ids["a"])["disabled_at"] == BEFORE + timedelta(minutes=1)
 

@@ -9,8 +9,9 @@ import pytest
 import requests
 from freezegun import freeze_time
 
-from tests.legacy_support import (
+from tests.support import (
     SUNSET,
+    ServerProcess,
     add_legacy_key,
     audit_events,
     flush,
@@ -128,11 +129,11 @@ def test_legacy_used_audit_event_first_use_per_key_per_day(app, client, legacy_i
     events = audit_events(app, "legacy.used")
     assert len(events) == 2
     first, second = events
-    assert first["occurred_at"] == DAY  # when the first use happened, not when flushed
-    assert first["ip"] == "192.0.2.1"
-    assert first["actor_type"] == "legacy_key" and first["target_id"] == str(legacy_id)
-    assert second["occurred_at"] == DAY.replace(hour=0, minute=0, second=0) + timedelta(days=1)
-    assert second["ip"] == "192.0.2.99"
+    assert first.occurred_at == DAY  # when the first use happened, not when flushed
+    assert first.ip == "192.0.2.1"
+    assert first.actor_type == "legacy_key" and first.target_id == str(legacy_id)
+    assert second.occurred_at == DAY.replace(hour=0, minute=0, second=0) + timedelta(days=1)
+    assert second.ip == "192.0.2.99"
     assert legacy_row(app, legacy_id)["use_count"] == 5
 
 
@@ -149,8 +150,8 @@ def test_rejections_are_counted_and_audited_once_a_day(app, app_config, factory,
     assert row["last_rejected_at"] == after + timedelta(hours=1)
     events = audit_events(app, "legacy.rejected_after_sunset")
     assert len(events) == 1
-    assert events[0]["occurred_at"] == after
-    assert events[0]["details"] == {"reason": "sunset"}
+    assert events[0].occurred_at == after
+    assert events[0].details == {"reason": "sunset"}
 
 
 def test_brownout_rejections_are_audited_as_such(app_config, factory):
@@ -165,7 +166,7 @@ def test_brownout_rejections_are_audited_as_such(app_config, factory):
         assert call(app.test_client()).status_code == 401
         flush(app)
     assert legacy_row(app, legacy_id)["rejected_count"] == 1
-    assert [e["details"] for e in audit_events(app, "legacy.rejected")] == [
+    assert [e.details for e in audit_events(app, "legacy.rejected")] == [
         {"reason": "brownout"}]
 
 
@@ -208,8 +209,6 @@ def test_periodic_flush_without_traffic(app_config, factory):
 @pytest.mark.slow
 def test_no_count_lost_when_the_server_stops(app, factory, database_url):
     """Counts buffered in a server worker are written when the worker exits (SIGTERM)."""
-    from tests.conftest import ServerProcess
-
     legacy_id = add_legacy_key(app, factory.workspace(), LEGACY)
     server = ServerProcess(database_url, env={
         "KEYMINT_LEGACY_SUNSET": "2099-01-01T00:00:00Z",

@@ -9,7 +9,7 @@ import pytest
 
 from app.services import pagination
 from app.services.errors import InvalidInput
-from tests.mgmt_support import make_team
+from tests.support import make_team
 
 
 def test_a_cursor_round_trips_and_names_its_listing():

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from tests.mgmt_support import make_team
+from tests.support import make_team
 
 OWNERS = 10  # keys spread over several owners, so per-owner loads would show too
 _serial = itertools.count()

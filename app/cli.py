@@ -562,9 +562,10 @@ def serve(bind: str, workers: int | None) -> None:
     Each worker process runs 2 Python threads; SIGTERM or SIGINT drains in-flight requests
     (up to 30 s) and runs the shutdown flushes. BIND is HOST:PORT, [IPv6]:PORT or unix:PATH.
     """
-    from app.runtime.server import run
+    from app import create_app
+    from app.runtime.server import serve_wsgi
 
-    run(bind=bind, workers=workers or os.cpu_count() or 1)
+    serve_wsgi(create_app, bind=bind, workers=workers or os.cpu_count() or 1)
 
 
 DEMO_EMAIL = "demo@example.com"

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from app import credentials
 from app.clock import utcnow
+from app.durability import relax_commit_durability
 from app.models import AccessToken, ApiKey, KeySecret, Membership, User, UserStatus, Workspace
-from app.runtime.database import relax_commit_durability
 from app.services import audit
 from app.services.audit import Actor
 from app.services.errors import Conflict, InvalidInput

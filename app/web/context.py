@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import secrets
-
 from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request

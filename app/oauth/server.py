@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from urllib.parse import unquote
-
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749.authenticate_client import ClientAuthentication
@@ -18,29 +14,21 @@ from app.oauth.client import KeyClient
 from app.oauth.errors import ClientAuthFailed, safe_description
 from app.runtime import metrics
 from app.services import keys as key_service
+from app.web import basic_auth
 from app.web.context import client_ip, request_actor
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
-    """RFC 6749 §2.3.1 Basic credentials (form-urlencoded, then base64); None if absent.
+    """RFC 6749 §2.3.1 Basic credentials; None if absent.
 
     Raises ClientAuthFailed for a Basic header keymint cannot read, never a 500.
     """
-    if not header:
-        return None
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
     try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return basic_auth.parse_basic(header)
+    except basic_auth.MalformedBasic:
         raise ClientAuthFailed() from None
-    user, sep, password = decoded.partition(":")
-    if not sep:
-        raise ClientAuthFailed()
-    return unquote(user), unquote(password)
 
 
 def check_form_request() -> None:

@@ -36,6 +36,7 @@ from werkzeug.exceptions import HTTPException
 from app import credentials
 from app.extensions import db
 from app.runtime import limiter, metrics
+from app.web.basic_auth import MalformedBasic, parse_basic
 from app.web.context import client_ip, request_actor
 
 log = logging.getLogger("keymint.ratelimit")
@@ -76,13 +77,10 @@ def presented_client_id() -> str | None:
     """
     if "keymint_rl_client_id" in g:
         return g.keymint_rl_client_id
-    from app.oauth.errors import ClientAuthFailed
-    from app.oauth.server import parse_basic
-
     client_id = None
     try:
         basic = parse_basic(request.headers.get("Authorization"))
-    except ClientAuthFailed:
+    except MalformedBasic:
         basic = None
     if basic is not None:
         client_id = basic[0]

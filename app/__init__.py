@@ -18,7 +18,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.config import build_config
     from app.extensions import db, migrate
     from app.oauth import endpoints, grants, routes, server
-    from app.runtime import audit_mirror, database, logs, metrics
+    from app.runtime import audit_mirror, audit_switch, database, logs, metrics
     from app.web import context, errors, guards, ops, rate_limits, telemetry
 
     # No static files: every route is an API route, documented in /openapi.json.
@@ -53,6 +53,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.register_blueprint(blueprint)
     legacy.init_app(app)  # legacy-keys blueprint, X-API-Key guard, introspection hook, counters
     errors.register(app)
+    audit_switch.init_app(app)
     audit_mirror.init_app(app)
     cli.register(app)
     return app

@@ -15,11 +15,12 @@ QUIET_BUFFER = {"KEYMINT_LEGACY_FLUSH_INTERVAL": 3600,
 def add_legacy_key(app: Any, slug: str, key: str, label: str = "old integration") -> int:
     from app.extensions import db
     from app.models import LegacyKey
-    from app.services import legacy
+    from app.services import legacy_import
     from app.services.audit import Actor
 
     with app.app_context():
-        legacy.import_keys(db.session, [legacy.ImportRow(2, slug, key, label)], Actor.cli())
+        legacy_import.import_keys(db.session, [legacy_import.ImportRow(2, slug, key, label)],
+                                  Actor.cli())
         db.session.commit()
         from app import credentials
 

@@ -19,7 +19,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.extensions import db, migrate
     from app.oauth import endpoints, grants, routes, server
     from app.runtime import audit_mirror, audit_switch, database, legacy_usage_buffer, logs, metrics
-    from app.web import context, errors, guards, ops, rate_limits, telemetry
+    from app.web import boundary, context, errors, guards, ops, rate_limits, telemetry
 
     # No static files: every route is an API route, documented in /openapi.json.
     app = Flask(__name__, instance_relative_config=True, static_folder=None)
@@ -54,6 +54,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     legacy_usage_buffer.init_app(app)  # before legacy: its views count uses in the buffer
     legacy.init_app(app)  # legacy-keys blueprint, X-API-Key guard, introspection hook
     errors.register(app)
+    boundary.init_app(app)  # the last after_request hook: it runs first (see boundary)
     audit_switch.init_app(app)
     audit_mirror.init_app(app)
     cli.register(app)

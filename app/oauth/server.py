@@ -5,7 +5,8 @@ from __future__ import annotations
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749.authenticate_client import ClientAuthentication
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, request
+from sqlalchemy.orm import Session
 
 from app import credentials
 from app.clock import utcnow
@@ -13,8 +14,9 @@ from app.extensions import db
 from app.oauth.client import KeyClient
 from app.oauth.errors import ClientAuthFailed, safe_description
 from app.runtime import metrics
+from app.services import audit
 from app.services import keys as key_service
-from app.web import basic_auth
+from app.web import basic_auth, boundary
 from app.web.context import client_ip, request_actor
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -48,7 +50,7 @@ def check_form_request() -> None:
 
 
 def note_auth_failure(reason: str, client_id: str | None, workspace_id: int | None = None) -> None:
-    """Remember a failed client authentication; written after the request's rollback.
+    """Count a failed client authentication and audit it after the request's rollback.
 
     Only a well-formed client_id is kept: whatever else sits in that field (a secret pasted
     into the wrong field, 64 KiB of junk, NUL bytes) never reaches the audit trail.
@@ -56,8 +58,14 @@ def note_auth_failure(reason: str, client_id: str | None, workspace_id: int | No
     if client_id and not credentials.is_client_id(client_id):
         reason, client_id = "malformed_client_id", None
     metrics.count_auth_failure(reason)
-    g.auth_failure = {"reason": reason, "client_id": client_id or "",
-                      "workspace_id": workspace_id}
+    actor = request_actor("client", None, None)
+
+    def write(session: Session) -> None:
+        audit.record(session, "client.auth_failed", actor, workspace_id=workspace_id,
+                     target_type="key" if client_id else None, target_id=client_id or None,
+                     details={"reason": reason})
+
+    boundary.write_after("client.auth_failed", write)
 
 
 class KeyAuthentication(ClientAuthentication):

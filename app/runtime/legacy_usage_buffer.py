@@ -12,7 +12,7 @@ from datetime import datetime
 from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
-from app.runtime import lifecycle
+from app.runtime import lifecycle, metrics
 from app.services import legacy_usage
 from app.services.audit import Actor
 from app.services.legacy import LegacyRow
@@ -60,6 +60,7 @@ class UsageBuffer:
 
     def _record(self, kind: str, row: LegacyRow, now: datetime, actor: Actor,
                 reason: str | None) -> None:
+        metrics.count_legacy_use("accepted" if kind == "use" else reason or kind)
         slot = (kind, row.id, now.date())
         with self._lock:
             tally = self._pending.get(slot)

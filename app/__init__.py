@@ -18,8 +18,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.config import build_config
     from app.extensions import db, migrate
     from app.oauth import endpoints, grants, routes, server
-    from app.runtime import audit_mirror, database, logs, metrics
-    from app.web import context, errors, guards, ops, rate_limits, telemetry
+    from app.runtime import audit_mirror, audit_switch, database, legacy_usage_buffer, logs, metrics
+    from app.web import boundary, context, errors, guards, ops, rate_limits, telemetry
 
     # No static files: every route is an API route, documented in /openapi.json.
     app = Flask(__name__, instance_relative_config=True, static_folder=None)
@@ -51,8 +51,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     for blueprint in (routes.bp, me.bp, ops.bp, keys.bp, members.bp, workspace.bp, openapi.bp,
                       audit.bp):
         app.register_blueprint(blueprint)
-    legacy.init_app(app)  # legacy-keys blueprint, X-API-Key guard, introspection hook, counters
+    legacy_usage_buffer.init_app(app)  # before legacy: its views count uses in the buffer
+    legacy.init_app(app)  # legacy-keys blueprint, X-API-Key guard, introspection hook
     errors.register(app)
+    boundary.init_app(app)  # the last after_request hook: it runs first (see boundary)
+    audit_switch.init_app(app)
     audit_mirror.init_app(app)
     cli.register(app)
     return app

@@ -20,6 +20,8 @@ from app.extensions import db
 from app.serialize import audit_event_json, key_json
 from app.services import accounts, audit_chain, audit_query, keys, tokens
 from app.services import legacy as legacy_service
+from app.services import legacy_import as import_service
+from app.services import legacy_migration as migration_service
 from app.services.audit import Actor
 from app.services.errors import DomainError
 
@@ -286,13 +288,13 @@ def legacy_import(file: str, as_json: bool) -> None:
 
     try:
         with open(file, encoding="utf-8-sig", newline="") as stream:
-            rows, errors = legacy_service.parse_csv(stream)
+            rows, errors = import_service.parse_csv(stream)
         with click.progressbar(length=len(rows), label="checking and importing",
                                file=sys.stderr) as bar:
-            result = legacy_service.import_keys(db.session, rows, Actor.cli(),
+            result = import_service.import_keys(db.session, rows, Actor.cli(),
                                                 progress=bar.update, errors=errors)
         db.session.commit()
-    except legacy_service.ImportFailed as exc:
+    except import_service.ImportFailed as exc:
         db.session.rollback()
         if as_json:
             click.echo(json.dumps({"imported": 0, "errors": [
@@ -352,8 +354,8 @@ def legacy_migrate(slug: str, email: str, scope: str, disable_legacy: bool,
     """Create one API key per legacy key of a workspace; secrets are printed once."""
     workspace = accounts.get_workspace(db.session, slug)
     owner = accounts.get_user_by_email(db.session, email)
-    result = legacy_service.migrate_workspace(db.session, workspace, owner, Actor.cli(),
-                                              scopes=scope, disable=disable_legacy)
+    result = migration_service.migrate_workspace(db.session, workspace, owner, Actor.cli(),
+                                                 scopes=scope, disable=disable_legacy)
     if as_json:
         click.echo(json.dumps({
             "workspace": workspace.slug,
@@ -562,9 +564,10 @@ def serve(bind: str, workers: int | None) -> None:
     Each worker process runs 2 Python threads; SIGTERM or SIGINT drains in-flight requests
     (up to 30 s) and runs the shutdown flushes. BIND is HOST:PORT, [IPv6]:PORT or unix:PATH.
     """
-    from app.runtime.server import run
+    from app import create_app
+    from app.runtime.server import serve_wsgi
 
-    run(bind=bind, workers=workers or os.cpu_count() or 1)
+    serve_wsgi(create_app, bind=bind, workers=workers or os.cpu_count() or 1)
 
 
 DEMO_EMAIL = "demo@example.com"

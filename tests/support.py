@@ -306,11 +306,12 @@ def add_legacy_key(app: Any, slug: str, key: str, label: str = "old integration"
     from app import credentials
     from app.extensions import db
     from app.models import LegacyKey
-    from app.services import legacy
+    from app.services import legacy_import
     from app.services.audit import Actor
 
     with app.app_context():
-        legacy.import_keys(db.session, [legacy.ImportRow(2, slug, key, label)], Actor.cli())
+        legacy_import.import_keys(db.session, [legacy_import.ImportRow(2, slug, key, label)],
+                                  Actor.cli())
         db.session.commit()
         return db.session.query(LegacyKey.id).filter_by(digest=credentials.digest(key)).scalar()
 

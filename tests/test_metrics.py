@@ -9,7 +9,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.runtime import database, metrics
+from app.runtime import database
 from tests.support import ServerProcess, mint, token_response
 
 
@@ -33,7 +33,6 @@ def test_metrics_count_requests_tokens_and_failures(client, factory):
     rotated = client.post("/oauth/rotate", data={"token": token}, auth=key.auth).get_json()
     client.post("/oauth/revoke", data={"token": rotated["access_token"]}, auth=key.auth)
     client.post("/oauth/revoke", data={"token": rotated["access_token"]}, auth=key.auth)
-    metrics.count_legacy_use("accepted")
     response = client.get("/metrics")
     assert response.status_code == 200
     assert response.mimetype == "text/plain"
@@ -47,13 +46,75 @@ def test_metrics_count_requests_tokens_and_failures(client, factory):
     assert delta("keymint_tokens_rotated_total") == 1
     assert delta("keymint_tokens_revoked_total", reason="revoked") == 1  # the second is a no-op
     assert delta("keymint_auth_failures_total", reason="wrong_secret") == 1
-    assert delta("keymint_legacy_key_uses_total", outcome="accepted") == 1
     assert delta("keymint_http_requests_total", endpoint="/oauth/token", method="POST",
                  status="200") == 1
     assert delta("keymint_http_requests_total", endpoint="/oauth/token", method="POST",
                  status="401") == 1
     assert delta("keymint_http_request_duration_seconds_count", endpoint="/oauth/revoke",
                  method="POST", status="200") == 2
+
+
+def counters(client) -> dict[tuple[str, tuple], float]:
+    return scrape(client.get("/metrics").get_data(as_text=True))
+
+
+def test_token_counters_do_not_depend_on_auditing(database_url, app_factory, factory):
+    """KEYMINT_AUDIT_ENABLED=false writes no events; the token counters still move."""
+    from sqlalchemy import func, select
+
+    from app.extensions import db
+    from app.models import AuditEvent
+
+    app, _ = app_factory(database_url, KEYMINT_AUDIT_ENABLED=False)
+    client = app.test_client()
+    key = factory.key(scopes="introspect keys:read keys:write")
+    with app.app_context():
+        events_before = db.session.scalar(select(func.count()).select_from(AuditEvent))
+        db.session.rollback()
+    before = counters(client)
+    token = mint(client, key)
+    rotated = client.post("/oauth/rotate", data={"token": token}, auth=key.auth).get_json()
+    assert client.post("/oauth/rotate", data={"token": token},
+                       auth=key.auth).status_code == 400  # reuse: the lineage is revoked
+    mint(client, key)
+    manager = mint(client, key, scope="keys:write")
+    bulk = client.delete(f"/api/v1/keys/{key.client_id}/tokens",
+                         headers={"Authorization": f"Bearer {manager}"})
+    after = counters(client)
+
+    def delta(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert rotated["access_token"]
+    assert delta("keymint_tokens_issued_total", grant="client_credentials") == 3
+    assert delta("keymint_tokens_issued_total", grant="rotation") == 1
+    assert delta("keymint_tokens_rotated_total") == 1
+    assert delta("keymint_tokens_revoked_total", reason="reuse_detected") == 1
+    assert bulk.status_code == 200, bulk.get_json()
+    assert delta("keymint_tokens_revoked_total", reason="bulk_revoked") == bulk.get_json()[
+        "revoked"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(AuditEvent)) == events_before
+        db.session.rollback()
+
+
+def test_legacy_key_uses_are_counted_by_outcome(client, factory):
+    from freezegun import freeze_time
+
+    from tests.support import SUNSET, add_legacy_key, me
+
+    add_legacy_key(client.application, factory.workspace(), "legacy-metrics-key")
+    before = counters(client)
+    with freeze_time("2025-06-01T12:00:00Z"):
+        assert me(client, "legacy-metrics-key").status_code == 200
+    with freeze_time(SUNSET):
+        assert me(client, "legacy-metrics-key").status_code == 401
+    assert me(client, "no-such-legacy-key").status_code == 401  # unknown: not a use of a key
+    after = counters(client)
+    name = "keymint_legacy_key_uses_total"
+    assert value(after, name, outcome="accepted") - value(before, name, outcome="accepted") == 1
+    assert value(after, name, outcome="sunset") - value(before, name, outcome="sunset") == 1
+    client.application.extensions["keymint_legacy_usage"].discard()
 
 
 def test_rolled_back_tokens_are_not_counted(client, factory):

@@ -15,11 +15,9 @@ from app.serialize import key_json, token_json
 from app.services import access
 from app.services import keys as key_service
 from app.services import tokens as token_service
-from app.web.boundary import finish
 from app.web.validation import json_body, query_args, timestamp
 
 bp = Blueprint("keys", __name__, url_prefix="/api/v1")
-bp.after_request(finish)  # the request boundary: one commit, or a rollback on error
 
 READ = "keys:read"
 WRITE = "keys:write"

@@ -16,7 +16,7 @@ from app.clock import epoch, isoformat, utcnow
 from app.extensions import db
 from app.oauth.errors import REALM
 from app.oauth.resource import current_info, require_token
-from app.runtime import lifecycle
+from app.runtime import legacy_usage_buffer
 from app.serialize import legacy_key_json
 from app.services import access
 from app.services import legacy as legacy_service
@@ -28,7 +28,6 @@ bp = Blueprint("legacy", __name__)
 
 HEADER = "X-API-Key"
 GUIDE_PATH = "/docs/legacy-migration"
-BUFFER_EXTENSION = "keymint_legacy_usage"
 INTROSPECT_EXTENSION = "keymint_legacy_introspect"
 
 
@@ -44,8 +43,8 @@ def guide_url() -> str:
     return current_app.config.get("KEYMINT_LEGACY_MIGRATION_URL") or issuer() + GUIDE_PATH
 
 
-def usage_buffer(app: Flask | None = None) -> legacy_service.UsageBuffer:
-    return (app or current_app).extensions[BUFFER_EXTENSION]
+def usage_buffer(app: Flask | None = None) -> legacy_usage_buffer.UsageBuffer:
+    return legacy_usage_buffer.of(app)
 
 
 def deprecation_headers(migrated_to: str | None = None) -> list[tuple[str, str]]:
@@ -251,17 +250,8 @@ def _add_deprecation_headers(response: Response) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    buffer = legacy_service.UsageBuffer(app, app.config["KEYMINT_LEGACY_FLUSH_INTERVAL"],
-                                        app.config["KEYMINT_LEGACY_FLUSH_THRESHOLD"])
-    app.extensions[BUFFER_EXTENSION] = buffer
-    lifecycle.register_flush(app, legacy_service.flush_all)  # keymint serve's worker exit
+    """Needs the usage buffer (app/runtime/legacy_usage_buffer.py) initialised first."""
     app.extensions[INTROSPECT_EXTENSION] = introspect_legacy
     app.before_request(_refuse_legacy_elsewhere)
     app.after_request(_add_deprecation_headers)
-
-    @app.teardown_request
-    def _flush_usage(_exc: BaseException | None) -> None:
-        # After the request's own transaction ended, so the flush never waits on it.
-        buffer.flush_if_due()
-
     app.register_blueprint(bp)

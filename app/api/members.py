@@ -11,11 +11,9 @@ from app.extensions import db
 from app.models import Membership
 from app.oauth.resource import require_token
 from app.services import access, accounts
-from app.web.boundary import finish
 from app.web.validation import json_body
 
 bp = Blueprint("members", __name__, url_prefix="/api/v1")
-bp.after_request(finish)  # the request boundary: one commit, or a rollback on error
 
 READ = "members:read"
 WRITE = "members:write"

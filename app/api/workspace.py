@@ -11,11 +11,9 @@ from app.extensions import db
 from app.models import Workspace
 from app.oauth.resource import require_token
 from app.services import access, accounts
-from app.web.boundary import finish
 from app.web.validation import json_body
 
 bp = Blueprint("workspace", __name__, url_prefix="/api/v1")
-bp.after_request(finish)  # the request boundary: one commit, or a rollback on error
 
 # Reading the policy helps anyone who manages keys or members; changing it needs owners.
 READ = ["keys:read", "members:read"]

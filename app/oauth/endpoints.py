@@ -7,7 +7,7 @@ from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, Inval
 from authlib.oauth2.rfc6749.endpoint import Endpoint
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
-from flask import current_app, g
+from flask import current_app
 
 from app import credentials
 from app.clock import epoch, utcnow
@@ -18,6 +18,7 @@ from app.oauth.grants import requested_scopes, token_response
 from app.services import tokens as token_service
 from app.services.errors import InvalidInput
 from app.services.keys import INTROSPECT_SCOPE
+from app.web import boundary
 from app.web.context import issuer
 
 INACTIVE = {"active": False}
@@ -116,7 +117,7 @@ class TokenRotationEndpoint(Endpoint):
             issued = token_service.rotate(db.session, info, client.credential, client.secret,
                                           scopes, self.server.token_ttl(client.credential), actor)
         except token_service.ReusedToken as exc:
-            g.commit_on_error = True  # the lineage revocation and its audit event must stay
+            boundary.keep_changes_on_error()  # the lineage revocation and its audit event
             raise InvalidGrantError(safe_description(exc.message)) from None
         except InvalidInput as exc:
             if exc.field == "scope":

@@ -1,16 +1,13 @@
-"""HTTP routes of the OAuth endpoints: guard the form, hand over to Authlib, commit."""
+"""HTTP routes of the OAuth endpoints: guard the form, hand over to Authlib."""
 
 from __future__ import annotations
 
 from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, Response, current_app, jsonify
-from sqlalchemy.exc import DBAPIError, OperationalError
 
-from app.extensions import db
 from app.oauth.client import AUTH_METHODS
 from app.oauth.server import authorization, check_form_request
 from app.services.keys import INTROSPECT_SCOPE, MANAGEMENT_SCOPES
-from app.web.boundary import finish, unavailable_response
 from app.web.context import issuer
 from app.web.rate_limits import oauth_limits
 
@@ -18,15 +15,12 @@ bp = Blueprint("oauth", __name__)
 
 
 def _run(handler) -> Response:
+    # Database errors go to the app's handler (a 503); the commit is the request boundary's.
     try:
         check_form_request()
-        response = handler()
+        return handler()
     except OAuth2Error as error:
-        response = authorization.handle_error_response(None, error)
-    except (OperationalError, DBAPIError):
-        db.session.rollback()
-        return unavailable_response()
-    return finish(response)
+        return authorization.handle_error_response(None, error)
 
 
 @bp.post("/oauth/token")

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from urllib.parse import unquote
-
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749.authenticate_client import ClientAuthentication
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, request
+from sqlalchemy.orm import Session
 
 from app import credentials
 from app.clock import utcnow
@@ -17,30 +14,22 @@ from app.extensions import db
 from app.oauth.client import KeyClient
 from app.oauth.errors import ClientAuthFailed, safe_description
 from app.runtime import metrics
-from app.services import accounts
+from app.services import accounts, audit
 from app.services import keys as key_service
+from app.web import basic_auth, boundary
 from app.web.context import client_ip, request_actor
 from app.web.validation import FORM_CONTENT_TYPE
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
-    """RFC 6749 §2.3.1 Basic credentials (form-urlencoded, then base64); None if absent.
+    """RFC 6749 §2.3.1 Basic credentials; None if absent.
 
     Raises ClientAuthFailed for a Basic header keymint cannot read, never a 500.
     """
-    if not header:
-        return None
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
     try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return basic_auth.parse_basic(header)
+    except basic_auth.MalformedBasic:
         raise ClientAuthFailed() from None
-    user, sep, password = decoded.partition(":")
-    if not sep:
-        raise ClientAuthFailed()
-    return unquote(user), unquote(password)
 
 
 def check_form_request() -> None:
@@ -60,7 +49,7 @@ def check_form_request() -> None:
 
 
 def note_auth_failure(reason: str, client_id: str | None, workspace_id: int | None = None) -> None:
-    """Remember a failed client authentication; written after the request's rollback.
+    """Count a failed client authentication and audit it after the request's rollback.
 
     Only a well-formed client_id is kept: whatever else sits in that field (a secret pasted
     into the wrong field, 64 KiB of junk, NUL bytes) never reaches the audit trail.
@@ -68,8 +57,14 @@ def note_auth_failure(reason: str, client_id: str | None, workspace_id: int | No
     if client_id and not credentials.is_client_id(client_id):
         reason, client_id = "malformed_client_id", None
     metrics.count_auth_failure(reason)
-    g.auth_failure = {"reason": reason, "client_id": client_id or "",
-                      "workspace_id": workspace_id}
+    actor = request_actor("client", None, None)
+
+    def write(session: Session) -> None:
+        audit.record(session, "client.auth_failed", actor, workspace_id=workspace_id,
+                     target_type="key" if client_id else None, target_id=client_id or None,
+                     details={"reason": reason})
+
+    boundary.write_after("client.auth_failed", write)
 
 
 class KeyAuthentication(ClientAuthentication):

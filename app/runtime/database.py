@@ -9,8 +9,9 @@ from typing import Any
 
 from sqlalchemy import event, exc, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
 from sqlalchemy.pool import Pool
+
+from app.durability import SQLITE_RELAXED
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
@@ -30,8 +31,6 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-# connection_record.info flag: this SQLite connection runs with synchronous=NORMAL right now.
-_RELAXED = "keymint_sqlite_relaxed"
 
 
 def _restore_full_sync(dbapi_connection, connection_record) -> None:
@@ -41,7 +40,7 @@ def _restore_full_sync(dbapi_connection, connection_record) -> None:
     or when a failed request is cleaned up), so the next transaction on this connection,
     whatever it is, starts at FULL again.
     """
-    if connection_record.info.pop(_RELAXED, False) and isinstance(dbapi_connection,
+    if connection_record.info.pop(SQLITE_RELAXED, False) and isinstance(dbapi_connection,
                                                                    sqlite3.Connection):
         dbapi_connection.execute("PRAGMA synchronous=FULL")
 
@@ -189,29 +188,3 @@ def engine_options(uri: str, connect_timeout: int) -> dict[str, Any]:
             "tcp_user_timeout": timeout_ms,
         },
     }
-
-
-def relax_commit_durability(session: Session) -> None:
-    """Let the current transaction commit without waiting for its WAL flush.
-
-    Only for writes whose loss in a crash is harmless: a token issued in such a transaction
-    and lost simply never works (fail closed). Revocations, rotations and every key or secret
-    change keep full durability.
-
-    PostgreSQL: `SET LOCAL synchronous_commit = off`, for this transaction only.
-    SQLite (WAL): `PRAGMA synchronous=NORMAL` on this connection, which SQLite only allows
-    outside a transaction, so it is skipped (the commit stays FULL) when this transaction
-    has already written something; the pool's checkin puts FULL back before the connection
-    is used again. A later FULL commit fsyncs the WAL with every frame before it, so a
-    relaxed commit is at most lost together with the ones after it up to the next FULL one.
-    """
-    connection = session.connection()
-    name = connection.dialect.name
-    if name == "postgresql":
-        connection.execute(text("SET LOCAL synchronous_commit = off"))
-    elif name == "sqlite":
-        pooled = connection.connection
-        raw = pooled.dbapi_connection
-        if isinstance(raw, sqlite3.Connection) and not raw.in_transaction:
-            raw.execute("PRAGMA synchronous=NORMAL")
-            pooled.info[_RELAXED] = True

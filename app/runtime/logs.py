@@ -14,6 +14,7 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 REDACTED = "[REDACTED]"
@@ -114,25 +115,21 @@ class JsonFormatter(logging.Formatter):
         return redact(_ENCODER.encode(entry))
 
 
+# Set by the web layer (app/web/context.py) at init_app: logs run below the web layer and
+# must not import it, yet every line inside a request carries its request id and client IP.
+_request_fields: Callable[[str], Any] | None = None
+
+
+def provide_request_fields(provider: Callable[[str], Any] | None) -> None:
+    """Install `provider(field)`: the value of a REQUEST_FIELDS entry for the current request,
+    or None outside one (or for a field it does not know)."""
+    global _request_fields
+    _request_fields = provider
+
+
 def _request_field(field: str) -> Any:
-    """request_id and client_ip of the request being served, for any log line inside it."""
-    if field not in ("request_id", "client_ip", "method", "path"):
-        return None
-    from flask import has_request_context
-
-    if not has_request_context():
-        return None
-    from flask import request
-
-    from app.web import context
-
-    if field == "request_id":
-        return context.request_id()
-    if field == "client_ip":
-        return context.client_ip()
-    if field == "method":
-        return request.method
-    return request.path
+    provider = _request_fields
+    return None if provider is None else provider(field)
 
 
 class RedactingFilter(logging.Filter):

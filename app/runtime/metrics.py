@@ -22,6 +22,8 @@ from prometheus_client import multiprocess as prom_multiprocess
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from app.services import token_counts
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -109,66 +111,39 @@ def count_rate_limited(limit: str, endpoint: str) -> None:
 
 
 def count_legacy_use(outcome: str) -> None:
-    """For the legacy-key code: outcome is e.g. "accepted", "sunset", "unknown", "brownout"."""
+    """A request presented a known legacy key: "accepted", "disabled", "sunset", "brownout"."""
     METRICS.legacy_uses.labels(outcome).inc()
 
 
-# --- token counts, from the audit events a transaction actually commits ----------------------
-
-
-def _token_counts(action: str, details: dict[str, Any]) -> None:
-    if action == "token.issued":
-        METRICS.tokens_issued.labels("client_credentials").inc()
-    elif action == "token.rotated":
-        METRICS.tokens_issued.labels("rotation").inc()
-        METRICS.tokens_rotated.inc()
-    elif action == "token.revoked":
-        METRICS.tokens_revoked.labels(str(details.get("reason") or "revoked")).inc()
-    elif action == "key.tokens_revoked":
-        METRICS.tokens_revoked.labels("bulk_revoked").inc(int(details.get("count") or 0))
-    elif action == "key.revoked":
-        METRICS.tokens_revoked.labels("key_revoked").inc(int(details.get("tokens_revoked") or 0))
-    elif action == "token.reuse_detected":
-        METRICS.tokens_revoked.labels("reuse_detected").inc(
-            int(details.get("lineage_revoked") or 0))
-
-
-def _after_flush(session: Session, _flush_context: Any) -> None:
-    from app.models import AuditEvent
-
-    pending = session.info.setdefault("keymint_metric_events", [])
-    for obj in session.new:
-        if isinstance(obj, AuditEvent):
-            pending.append((obj.action, dict(obj.details or {})))
-
-
-def _appended(session: Session, values: dict[str, Any]) -> None:
-    """An event written by audit.append() (a Core insert the flush hook never sees)."""
-    session.info.setdefault("keymint_metric_events", []).append(
-        (values["action"], dict(values["details"] or {})))
+# --- token counts, from what the services note on a session that commits ----------------------
 
 
 def _after_commit(session: Session) -> None:
-    for action, details in session.info.pop("keymint_metric_events", []):
-        _token_counts(action, details)
+    for what, label, count in token_counts.take(session):
+        if what == token_counts.ISSUED:
+            METRICS.tokens_issued.labels(label).inc(count)
+        elif what == token_counts.ROTATED:
+            METRICS.tokens_rotated.inc(count)
+        elif what == token_counts.REVOKED:
+            METRICS.tokens_revoked.labels(label).inc(count)
 
 
-def _after_rollback(session: Session) -> None:
-    session.info.pop("keymint_metric_events", None)
+def _after_rollback(session: Session, _previous: Any) -> None:
+    token_counts.drop(session)
 
 
 _hooks_installed = False
 
 
 def install_session_hooks() -> None:
-    """Count tokens when their audit events commit: rolled-back work is never counted."""
+    """Count tokens when the transaction that made them commits: rolled-back work never counts.
+
+    Services note their results on the session (app/services/token_counts.py), whether or
+    not auditing is on.
+    """
     global _hooks_installed
     if _hooks_installed:
         return
-    from app.services import audit
-
-    audit.on_append(_appended)
-    event.listen(Session, "after_flush", _after_flush)
     event.listen(Session, "after_commit", _after_commit)
-    event.listen(Session, "after_soft_rollback", lambda s, _prev: _after_rollback(s))
+    event.listen(Session, "after_soft_rollback", _after_rollback)
     _hooks_installed = True

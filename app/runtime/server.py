@@ -207,9 +207,3 @@ def serve_wsgi(target: WsgiTarget, *, bind: str, workers: int) -> None:
         if owned:
             shutil.rmtree(directory, ignore_errors=True)
 
-
-def run(bind: str, workers: int) -> None:
-    """`keymint serve`: keymint's app factory on Granian."""
-    from app import create_app
-
-    serve_wsgi(create_app, bind=bind, workers=workers)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import current_app, has_app_context
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
@@ -53,9 +53,21 @@ def _column_text(value: str | None, limit: int) -> str | None:
     return value.replace("\x00", "\ufffd")[:limit]
 
 
+# Whether events are written at all. The application installs the switch
+# (app/runtime/audit_switch.py reads KEYMINT_AUDIT_ENABLED); services never read its config.
+_switch: Callable[[], bool] | None = None
+
+
+def use_switch(switch: Callable[[], bool] | None) -> None:
+    """Ask `switch()` before each write from now on (None: always write)."""
+    global _switch
+    _switch = switch
+
+
 def enabled() -> bool:
     """KEYMINT_AUDIT_ENABLED (default true); false exists only for the benchmark baseline."""
-    return not has_app_context() or current_app.config.get("KEYMINT_AUDIT_ENABLED", True)
+    switch = _switch
+    return switch is None or switch()
 
 
 def _event_values(action: str, actor: Actor, workspace_id: int | None,

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 from app import credentials
 from app.clock import utcnow
 from app.models import AccessToken, ApiKey, KeySecret, Membership, User, UserStatus, Workspace
-from app.services import audit, pagination
+from app.services import audit, pagination, token_counts
 from app.services.audit import Actor
 from app.services.errors import Conflict, InvalidInput, NotFound
 
@@ -200,6 +200,7 @@ def revoke_key(session: Session, key: ApiKey, actor: Actor, reason: str = "revok
                                             KeySecret.revoked_at.is_(None))
                     .values(revoked_at=now))
     tokens = _revoke_tokens_of_keys(session, [key.id], now, "key_revoked")
+    token_counts.note(session, token_counts.REVOKED, "key_revoked", tokens)
     audit.record(session, "key.revoked", actor, workspace_id=key.workspace_id,
                  target_type="key", target_id=key.client_id,
                  details={"reason": reason, "tokens_revoked": tokens})
@@ -219,6 +220,7 @@ def revoke_keys_of_member(session: Session, workspace_id: int, user_id: int, act
 def revoke_tokens(session: Session, key: ApiKey, actor: Actor) -> int:
     """Revoke every live token of a key; the key and its secrets stay."""
     count = _revoke_tokens_of_keys(session, [key.id], utcnow(), "bulk_revoked")
+    token_counts.note(session, token_counts.REVOKED, "bulk_revoked", count)
     audit.record(session, "key.tokens_revoked", actor, workspace_id=key.workspace_id,
                  target_type="key", target_id=key.client_id, details={"count": count})
     session.flush()

@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from app import credentials
 from app.clock import utcnow
+from app.durability import relax_commit_durability
 from app.models import AccessToken, ApiKey, KeySecret, Membership, User, UserStatus, Workspace
-from app.runtime.database import relax_commit_durability
-from app.services import audit
+from app.services import audit, token_counts
 from app.services.audit import Actor
 from app.services.errors import Conflict, InvalidInput
 from app.services.keys import KeyCredential, SecretRow
@@ -129,6 +129,8 @@ def issue(
         "workspace_id": cred.workspace_id, "scopes": " ".join(scopes), "issued_at": now,
         "expires_at": expires_at, "rotated_from_id": rotated_from_id,
     }).inserted_primary_key[0]
+    token_counts.note(session, token_counts.ISSUED,
+                      "client_credentials" if rotated_from_id is None else "rotation")
     audit.append(session, audit_action, actor, workspace_id=cred.workspace_id,
                  target_type="token", target_id=jti,
                  details={"scopes": scopes, "expires_at": expires_at.isoformat(),
@@ -206,6 +208,7 @@ def revoke(session: Session, info: TokenInfo, actor: Actor, reason: str = "revok
         _REVOKE_ONE, {"token_id": info.id, "now": utcnow(), "reason": reason})
     if not result.rowcount:
         return False
+    token_counts.note(session, token_counts.REVOKED, reason)
     audit.append(session, "token.revoked", actor, workspace_id=info.workspace_id,
                  target_type="token", target_id=info.jti, details={"reason": reason})
     return True
@@ -240,6 +243,7 @@ def rotate(
     now = utcnow()
     if info.replaced_by_id is not None:
         descendants = _revoke_lineage(session, info.id, now)
+        token_counts.note(session, token_counts.REVOKED, "reuse_detected", len(descendants))
         audit.record(session, "token.reuse_detected", actor, workspace_id=info.workspace_id,
                      target_type="token", target_id=info.jti,
                      details={"lineage_revoked": len(descendants)})
@@ -261,6 +265,7 @@ def rotate(
                    audit_action="token.rotated")
     session.execute(update(AccessToken).where(AccessToken.id == info.id)
                     .values(replaced_by_id=issued.row_id))
+    token_counts.note(session, token_counts.ROTATED)
     return issued
 
 

@@ -1,19 +1,31 @@
-"""The request boundary: one commit per request, and database failures as 503."""
+"""The request boundary: the one commit or rollback of every request, and what outlives it.
+
+Every request ends here (one app-wide after_request hook): a success commits, an error
+answer rolls back, unless the request asked to keep its changes (keep_changes_on_error).
+Then the writes queued with write_after() run in their own short transaction, so a failed
+client authentication or a rate-limit sample is audited even though its request rolled back.
+A commit refused by a constraint is answered 409, a database that fails at commit 503.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from flask import Response, g, jsonify
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from flask import Flask, Response, g, jsonify
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from app.extensions import db
-from app.services import audit
-from app.web.context import request_actor
 
 log = logging.getLogger("keymint.boundary")
 
 RETRY_AFTER_SECONDS = "5"
+
+Writer = Callable[[Session], None]
+
+_KEEP = "keymint_keep_on_error"
+_WRITES = "keymint_after_writes"
 
 
 def unavailable_response() -> Response:
@@ -33,35 +45,76 @@ def conflict_response() -> Response:
     return response
 
 
+def keep_changes_on_error() -> None:
+    """Commit this request's changes although it answers with an error.
+
+    For security writes an error answer must not undo, e.g. the lineage revocation of a
+    rotation that detected token reuse.
+    """
+    setattr(g, _KEEP, True)
+
+
+def write_after(name: str, writer: Writer, *, best_effort: bool = False) -> None:
+    """Run `writer(session)` once this request's transaction has ended, in a transaction of its own.
+
+    For audit events that must be written whatever the request's outcome. One writer per
+    `name`: a later one replaces an earlier one. A writer that fails makes the answer a 409 or
+    503 like a failed commit; a `best_effort` one is logged and dropped instead.
+    """
+    writes: dict[str, tuple[Writer, bool]] | None = g.get(_WRITES)
+    if writes is None:
+        writes = {}
+        setattr(g, _WRITES, writes)
+    writes[name] = (writer, best_effort)
+
+
+def _run_writers(session: Session, writers: list[Writer]) -> None:
+    for writer in writers:
+        writer(session)
+    session.commit()
+
+
 def finish(response: Response) -> Response:
     """Commit a successful request (or one that must keep its security writes); else roll back.
 
-    A failed client authentication is then audited in its own short transaction, so the
-    event survives the rollback of the request that failed.
+    Then run the queued writes. Returns the response, or the 409/503 that replaces it.
     """
-    keep = response.status_code < 400 or g.get("commit_on_error", False)
+    writes: dict[str, tuple[Writer, bool]] = g.pop(_WRITES, None) or {}
+    keep_on_error = g.pop(_KEEP, False)
+    keep = response.status_code < 400 or keep_on_error
+    session = db.session
     try:
         if keep:
-            db.session.commit()
+            session.commit()
         else:
-            db.session.rollback()
-        failure = g.pop("auth_failure", None)
-        if failure is not None:
-            client_id = failure["client_id"] or None
-            audit.record(db.session, "client.auth_failed", request_actor("client", None,
-                         None), workspace_id=failure["workspace_id"],
-                         target_type="key" if client_id else None, target_id=client_id,
-                         details={"reason": failure["reason"]})
-            db.session.commit()
+            session.rollback()
+        required = [writer for writer, best_effort in writes.values() if not best_effort]
+        if required:
+            _run_writers(session, required)
     except IntegrityError as exc:
         # A constraint said no (a concurrent change won): the client may retry, the
         # database is fine — not a 503.
-        db.session.rollback()
+        session.rollback()
         log.warning("commit refused by a constraint: %s", type(exc.orig).__name__)
         return conflict_response()
     except (OperationalError, DBAPIError) as exc:
-        db.session.rollback()
+        session.rollback()
         log.warning("database unavailable at commit: %s",
                     type(exc.orig).__name__ if exc.orig else type(exc).__name__)
         return unavailable_response()
+    for name, (writer, best_effort) in writes.items():
+        if best_effort:
+            try:
+                _run_writers(session, [writer])
+            except SQLAlchemyError:
+                session.rollback()
+                log.warning("database unavailable; %s not audited", name)
     return response
+
+
+def init_app(app: Flask) -> None:
+    """Register the boundary for every blueprint. Call it after every other after_request hook
+    is registered: Flask runs them in reverse, so the boundary runs first and the others
+    (headers, telemetry, rate-limit failure counts) see the final answer, 409 or 503 included.
+    """
+    app.after_request(finish)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import secrets
+from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g, has_request_context, request
 
+from app.runtime import logs
 from app.services.audit import Actor
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -55,7 +57,25 @@ def must_not_cache() -> bool:
             or "X-API-Key" in request.headers)
 
 
+def log_field(field: str) -> Any:
+    """request_id, client_ip, method and path of the request being served, for any log line."""
+    if field not in _LOG_FIELDS or not has_request_context():
+        return None
+    if field == "request_id":
+        return request_id()
+    if field == "client_ip":
+        return client_ip()
+    if field == "method":
+        return request.method
+    return request.path
+
+
+_LOG_FIELDS = frozenset({"request_id", "client_ip", "method", "path"})
+
+
 def init_app(app: Flask) -> None:
+    logs.provide_request_fields(log_field)
+
     @app.before_request
     def _assign_request_id() -> None:
         request_id()

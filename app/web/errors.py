@@ -1,4 +1,7 @@
-"""JSON error responses for the whole app: never an HTML page, never a stack trace."""
+"""JSON error responses for the whole app: never an HTML page, never a stack trace.
+
+No handler rolls back: the request boundary (app/web/boundary.py) does, for every error answer.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ from flask import Flask, Response, jsonify
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from werkzeug.exceptions import HTTPException
 
-from app.extensions import db
 from app.services.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from app.web.boundary import unavailable_response
 
@@ -32,12 +34,10 @@ def domain_error_response(exc: DomainError) -> Response:
 def register(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain(exc: DomainError) -> Response:
-        db.session.rollback()
         return domain_error_response(exc)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
-        db.session.rollback()
         if exc.response is not None:
             return exc.response
         body = getattr(exc, "body", None)
@@ -53,18 +53,15 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(IntegrityError)
     def _integrity(exc: IntegrityError) -> Response:
-        db.session.rollback()
         return error_response(409, "conflict", "The change conflicts with the current state; "
                               "reload and retry.")
 
     @app.errorhandler(DBAPIError)
     def _database(exc: DBAPIError) -> Response:
-        db.session.rollback()
         log.warning("database error: %s", type(exc.orig).__name__ if exc.orig else "unknown")
         return unavailable_response()
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        db.session.rollback()
         log.exception("unhandled error")
         return error_response(500, "server_error", "An unexpected error occurred.")

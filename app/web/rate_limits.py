@@ -30,12 +30,15 @@ from flask import Flask, Response, current_app, g, request
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
 from app import credentials
-from app.extensions import db
+from app.models import ApiKey
 from app.runtime import limiter, metrics
+from app.services import audit
+from app.web.basic_auth import MalformedBasic, parse_basic
+from app.web.boundary import write_after
 from app.web.context import client_ip, request_actor
 from app.web.validation import FORM_CONTENT_TYPE
 
@@ -76,13 +79,10 @@ def presented_client_id() -> str | None:
     """
     if "keymint_rl_client_id" in g:
         return g.keymint_rl_client_id
-    from app.oauth.errors import ClientAuthFailed
-    from app.oauth.server import parse_basic
-
     client_id = None
     try:
         basic = parse_basic(request.headers.get("Authorization"))
-    except ClientAuthFailed:
+    except MalformedBasic:
         basic = None
     if basic is not None:
         client_id = basic[0]
@@ -248,31 +248,29 @@ def _first_audit_in_window(scope: str, key: str) -> bool:
         return False
 
 
-def _audit(scope: str, rule: str, endpoint: str) -> None:
-    from app.models import ApiKey
-    from app.services import audit
-
+def _queue_audit(scope: str, rule: str, endpoint: str) -> None:
+    """Sample the refusal into the audit trail, written by the request boundary after its
+    rollback (app/web/boundary.py); best effort: a 429 stays a 429 with the database down."""
     by_client = scope in (CLIENT, FAILED_CLIENT)
     key = client_key() if by_client else legacy_key() if scope == LEGACY_KEY else ip_key()
     if not _first_audit_in_window(scope, key):
         return
     client_id = presented_client_id() if by_client else None
-    try:
-        db.session.rollback()
+    target = ("key", client_id) if by_client else (
+        ("legacy_key", None) if scope == LEGACY_KEY else ("ip", client_ip()))
+    actor = request_actor("client", None, client_id)
+    details = {"limit": scope, "rule": rule, "endpoint": endpoint,
+               "sampled": "first per limit and key per minute"}
+
+    def write(session: Session) -> None:
         workspace_id = None
         if client_id is not None:
-            workspace_id = db.session.scalar(
+            workspace_id = session.scalar(
                 select(ApiKey.workspace_id).where(ApiKey.client_id == client_id))
-        target = ("key", client_id) if by_client else (
-            ("legacy_key", None) if scope == LEGACY_KEY else ("ip", client_ip()))
-        audit.record(db.session, "ratelimit.exceeded", request_actor("client", None, client_id),
-                     workspace_id=workspace_id, target_type=target[0], target_id=target[1],
-                     details={"limit": scope, "rule": rule, "endpoint": endpoint,
-                              "sampled": "first per limit and key per minute"})
-        db.session.commit()
-    except SQLAlchemyError:
-        db.session.rollback()
-        log.warning("database unavailable; ratelimit.exceeded not audited")
+        audit.record(session, "ratelimit.exceeded", actor, workspace_id=workspace_id,
+                     target_type=target[0], target_id=target[1], details=details)
+
+    write_after("ratelimit.exceeded", write, best_effort=True)
 
 
 def rate_limited_response(exc: RateLimited) -> Response:
@@ -282,7 +280,7 @@ def rate_limited_response(exc: RateLimited) -> Response:
     scope = exc.rule.scope
     endpoint = endpoint_label()
     metrics.count_rate_limited(scope, endpoint)
-    _audit(scope, str(exc.item), endpoint)
+    _queue_audit(scope, str(exc.item), endpoint)
     response = error_response(429, ERROR_CODE,
                               f"Too many requests; retry after {exc.retry_after} seconds.")
     response.headers["Retry-After"] = str(exc.retry_after)

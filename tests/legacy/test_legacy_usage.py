@@ -171,7 +171,7 @@ def test_brownout_rejections_are_audited_as_such(app_config, factory):
 
 
 def test_a_failed_flush_keeps_its_counts(app, client, legacy_id, monkeypatch):
-    from app.services import legacy
+    from app.services import legacy_usage
 
     with freeze_time(DAY):
         for _ in range(9):
@@ -181,7 +181,7 @@ def test_a_failed_flush_keeps_its_counts(app, client, legacy_id, monkeypatch):
         raise RuntimeError("database went away")
 
     with monkeypatch.context() as patch:
-        patch.setattr(legacy, "_write_batch", broken)
+        patch.setattr(legacy_usage, "write_batch", broken)
         assert flush(app) == 0
     assert legacy_row(app, legacy_id)["use_count"] == 0
     assert app.extensions["keymint_legacy_usage"].pending_events == 9

@@ -574,9 +574,10 @@ BENCH_MAIN=0 BENCH_SCALE=0 BENCH_PEERS=0 BENCH_AUDIT=1 bench/run.sh   # only tha
 bench/wsgi_compare.sh             # the WSGI server study (floor app under each candidate)
 ```
 
-`bench/run.sh` installs wrk and the bench peers (`shared/bench-peers/setup.sh`) if
-needed, creates fresh databases (a PostgreSQL one it drops again), sets up a user, a
-workspace and a key through the `keymint` CLI, seeds N live tokens
+`bench/run.sh` installs wrk and the bench peers (the `setup.sh` of the bench-peers
+checkout that `KEYMINT_PEERS_SRC` names) if needed, creates fresh databases (a
+PostgreSQL one it drops again), sets up a user, a workspace and a key through the
+`keymint` CLI, seeds N live tokens
 (`bench/seed_tokens.py`: COPY on PostgreSQL, executemany batches on SQLite), starts
 `keymint serve --workers 1` pinned to CPU 0, the floor (`bench/floor_app.py` on the
 same server stack, via `bench/serve_floor.py`) and the peers, and drives each with wrk

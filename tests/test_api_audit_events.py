@@ -158,7 +158,8 @@ def test_sealed_flag(app, client, team):
     with app.app_context():
         audit_chain.seal(db.session)
         db.session.commit()
-    assert all(e["sealed"] for e in walk(client, team["tokens"]["owner"], limit=200))
+    events = list(walk(client, team["tokens"]["owner"], limit=200))
+    assert events and all(e["sealed"] for e in events)
 
 
 def test_filter_action_exact_and_prefix(client, team):

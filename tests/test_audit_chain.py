@@ -395,6 +395,10 @@ def test_disabled_auditing_writes_nothing(app):
     with app.app_context():
         add_events(3)
         assert db.session.scalar(select(func.count()).select_from(AuditEvent)) == 0
+    app.config["KEYMINT_AUDIT_ENABLED"] = True  # the same path writes once switched on
+    with app.app_context():
+        add_events(2)
+        assert db.session.scalar(select(func.count()).select_from(AuditEvent)) == 2
 
 
 def test_a_bounded_seal_run_leaves_newer_events_for_the_next_run(app, factory):

@@ -157,8 +157,8 @@ def test_revoked_key_cascades_to_secrets_and_tokens(app, client, factory):
         assert revoked.revoked_at is not None
         assert all(s.revoked_at is not None for s in revoked.secrets)
         key_id = revoked.id
-    assert all(t["revoked_at"] is not None for t in all_rows(app, "access_tokens")
-               if t["key_id"] == key_id)
+    tokens = [t for t in all_rows(app, "access_tokens") if t["key_id"] == key_id]
+    assert tokens and all(t["revoked_at"] is not None for t in tokens)
 
 
 def test_secrets_and_tokens_are_stored_only_as_digests(app, client, factory):

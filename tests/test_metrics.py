@@ -117,14 +117,33 @@ def test_legacy_key_uses_are_counted_by_outcome(client, factory):
     client.application.extensions["keymint_legacy_usage"].discard()
 
 
-def test_rolled_back_tokens_are_not_counted(client, factory):
+def test_rolled_back_tokens_are_not_counted(app, client, factory, monkeypatch):
+    """A token issued in a transaction whose commit fails is neither stored nor counted."""
+    from sqlalchemy import func, select
+    from sqlalchemy.exc import OperationalError
+
+    from app.extensions import db
+    from app.models import AccessToken
+
     key = factory.key()
     before = scrape(client.get("/metrics").get_data(as_text=True))
-    token_response(client, key, scope="nope")
+
+    def refuse_commit() -> None:
+        raise OperationalError("COMMIT", {}, Exception("the disk is full"))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(db.session, "commit", refuse_commit)
+        assert token_response(client, key).status_code == 503  # issued, then rolled back
     after = scrape(client.get("/metrics").get_data(as_text=True))
     name = "keymint_tokens_issued_total"
     assert value(after, name, grant="client_credentials") == value(
         before, name, grant="client_credentials")
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(AccessToken)) == 0
+    assert token_response(client, key).status_code == 200  # and counting resumes
+    counted = scrape(client.get("/metrics").get_data(as_text=True))
+    assert value(counted, name, grant="client_credentials") == value(
+        before, name, grant="client_credentials") + 1
 
 
 def test_unmatched_paths_share_one_label(client):

@@ -54,8 +54,10 @@ def test_requested_scope_must_be_a_subset(client, factory):
 
 
 def test_no_refresh_token_is_issued(client, factory):
-    body = client.post("/oauth/token", data=GRANT, auth=factory.key().auth).get_json()
-    assert "refresh_token" not in body
+    response = client.post("/oauth/token", data=GRANT, auth=factory.key().auth)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["access_token"].startswith("at_") and "refresh_token" not in body
 
 
 @pytest.mark.parametrize("auth", [("key_AAAAAAAAAAAAAAAAAAAAAAAA", "sk_x"), "wrong-secret"])

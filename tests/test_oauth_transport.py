@@ -35,3 +35,4 @@ def test_forwarded_proto_is_ignored_without_trusted_proxies(client, factory, mon
     response = client.post("/oauth/token", data=GRANT, auth=key.auth, base_url=HOST,
                            headers={"X-Forwarded-Proto": "https"})
     assert response.status_code == 400
+    assert response.get_json()["error"] == "insecure_transport"

@@ -106,6 +106,14 @@ class KeymintAuthorizationServer(AuthorizationServer):
         self._client_auth = KeyAuthentication(self.query_client)
         self.scopes_supported = None
 
+    def get_token_grant(self, request):
+        # Authlib answers every unmatched grant_type with unsupported_grant_type; a missing one
+        # is a missing required parameter (RFC 6749 §5.2), and an empty one counts as missing
+        # (§3.1).
+        if not request.payload.grant_type:
+            raise InvalidRequestError("Missing 'grant_type' parameter.")
+        return super().get_token_grant(request)
+
     def client_actor(self, client: KeyClient):
         return request_actor("user", str(client.credential.user_id), client.client_id)
 

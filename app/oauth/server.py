@@ -75,8 +75,15 @@ class KeyAuthentication(ClientAuthentication):
         form = request.form
         in_body = "client_id" in form or "client_secret" in form
         if basic is not None and in_body:
-            raise InvalidRequestError(
-                "Client credentials were sent both in the Authorization header and the body.")
+            # RFC 6749 §2.3.1 forbids two authentication methods; a client_id alone in the
+            # body is not one (requests-oauthlib sends it with include_client_id=True), so it
+            # is accepted when it names the Basic client.
+            if "client_secret" in form:
+                raise InvalidRequestError(
+                    "Client credentials were sent both in the Authorization header and the body.")
+            if form["client_id"] != basic[0]:
+                raise InvalidRequestError(
+                    "The client_id in the body does not match the Authorization header.")
         if basic is not None and "client_secret_basic" in methods:
             method, (client_id, secret) = "client_secret_basic", basic
         elif in_body and "client_secret_post" in methods:

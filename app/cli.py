@@ -558,16 +558,28 @@ def _check_bind(_ctx: click.Context, _param: click.Parameter, value: str) -> str
               help="HOST:PORT, [IPv6]:PORT or unix:PATH.")
 @click.option("--workers", type=click.IntRange(min=1, max=64), default=None,
               help="Worker processes (default: number of CPUs).")
+@with_appcontext
 def serve(bind: str, workers: int | None) -> None:
     """Serve keymint with the production WSGI server (Granian), as benchmarked.
 
     Each worker process runs 2 Python threads; SIGTERM or SIGINT drains in-flight requests
-    (up to 30 s) and runs the shutdown flushes. BIND is HOST:PORT, [IPv6]:PORT or unix:PATH.
+    (up to 30 s) and runs the shutdown flushes. BIND is HOST:PORT, [IPv6]:PORT or unix:PATH;
+    anything but a loopback address needs KEYMINT_ISSUER.
     """
-    from app import create_app
-    from app.runtime.server import serve_wsgi
+    from flask import current_app
 
-    serve_wsgi(create_app, bind=bind, workers=workers or os.cpu_count() or 1)
+    from app import create_app
+    from app.config import is_loopback_host
+    from app.runtime import server
+
+    address = server.parse_bind(bind).get("address")
+    if not current_app.config["KEYMINT_ISSUER"] and not (address and is_loopback_host(address)):
+        # Without it the issuer comes from each request's Host header, which only a
+        # loopback-only server can trust.
+        raise click.ClickException(
+            f"KEYMINT_ISSUER must be set to serve on {bind} (not a loopback address), "
+            "e.g. KEYMINT_ISSUER=https://auth.example.com")
+    server.serve_wsgi(create_app, bind=bind, workers=workers or os.cpu_count() or 1)
 
 
 DEMO_EMAIL = "demo@example.com"

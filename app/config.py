@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from app.clock import parse_rfc3339
 
@@ -66,6 +69,62 @@ def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     if raw not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
     return raw
+
+
+ISSUER_FORM = ("an absolute https URL without query or fragment, e.g. "
+               "https://auth.example.com (http only on a loopback host: 127.0.0.0/8, ::1, "
+               "localhost)")
+_PRINTABLE_ASCII = re.compile(r"[!-~]+")
+
+
+def is_loopback_host(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1 (brackets allowed): where plain HTTP stays on the machine."""
+    host = host.removeprefix("[").removesuffix("]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _issuer_problem(value: str) -> str | None:
+    if not _PRINTABLE_ASCII.fullmatch(value):
+        return "must be printable ASCII without spaces"
+    if "?" in value or "#" in value:
+        return "must have no query or fragment"
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return "is not a URL"
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        return "must be an absolute http(s) URL"
+    if "@" in parts.netloc:
+        return "must not hold credentials"
+    try:
+        parts.port  # noqa: B018 (raises ValueError for a port that is not one)
+    except ValueError:
+        return "has an invalid port"
+    if not parts.hostname:
+        return "has no host"
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        return "may use http only on a loopback host"
+    return None
+
+
+def normalise_issuer(value: str | None) -> str | None:
+    """KEYMINT_ISSUER checked (RFC 8414 §2: https, no query, no fragment) and without a
+    trailing slash, so `<issuer>/oauth/token` never holds `//`; None when unset."""
+    if value is None or value == "":
+        return None
+    problem = _issuer_problem(value) if isinstance(value, str) else "must be a string"
+    if problem is not None:
+        # Never repeat a value that may hold credentials: this message ends up in logs.
+        shown = "" if "@" in str(value) else f", got {value!r}"
+        raise ConfigError(f"KEYMINT_ISSUER {problem}{shown}; expected {ISSUER_FORM}")
+    return value.rstrip("/")
+
+
 def parse_brownouts(text: str, setting: str = "KEYMINT_LEGACY_BROWNOUTS"
                     ) -> list[tuple[datetime, datetime]]:
     """Parse brownout windows: comma-separated `START/END` RFC 3339 instants, half-open.
@@ -127,7 +186,7 @@ def load_from_environment() -> dict[str, Any]:
     """Read every KEYMINT_* setting; unknown values fail loudly at start-up."""
     return {
         "SQLALCHEMY_DATABASE_URI": os.environ.get("KEYMINT_DATABASE_URL") or None,
-        "KEYMINT_ISSUER": os.environ.get("KEYMINT_ISSUER") or None,
+        "KEYMINT_ISSUER": normalise_issuer(os.environ.get("KEYMINT_ISSUER")),
         "KEYMINT_ACCESS_TOKEN_TTL": _int("KEYMINT_ACCESS_TOKEN_TTL", 900, minimum=1),
         "KEYMINT_MAX_ACCESS_TOKEN_TTL": _int("KEYMINT_MAX_ACCESS_TOKEN_TTL", 86400, minimum=1),
         "KEYMINT_LEGACY_SUNSET": _time("KEYMINT_LEGACY_SUNSET", DEFAULT_LEGACY_SUNSET),
@@ -184,6 +243,7 @@ def build_config(overrides: dict[str, Any] | None, instance_path: str) -> dict[s
     if overrides:
         config.update(overrides)
     _legacy_settings(config)
+    config["KEYMINT_ISSUER"] = normalise_issuer(config.get("KEYMINT_ISSUER"))
     if not config.get("SQLALCHEMY_DATABASE_URI"):
         os.makedirs(instance_path, exist_ok=True)
         config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(

@@ -148,7 +148,7 @@ METADATA: Doc = {
         "issuer", "token_endpoint", "introspection_endpoint", "revocation_endpoint",
         "service_documentation")} | {
         name: {"type": "array", "items": {"type": "string"}} for name in (
-            "grant_types_supported", "response_types_supported",
+            "grant_types_supported",
             "token_endpoint_auth_methods_supported",
             "introspection_endpoint_auth_methods_supported",
             "revocation_endpoint_auth_methods_supported", "scopes_supported")}}

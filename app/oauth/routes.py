@@ -56,8 +56,9 @@ def metadata() -> Response:
         "token_endpoint": f"{base}/oauth/token",
         "introspection_endpoint": f"{base}/oauth/introspect",
         "revocation_endpoint": f"{base}/oauth/revoke",
+        # No response_types_supported: there is no authorization endpoint, and RFC 8414 §3.2
+        # requires a claim with zero elements to be omitted (docs/decisions.md).
         "grant_types_supported": ["client_credentials"],
-        "response_types_supported": [],
         "token_endpoint_auth_methods_supported": methods,
         "introspection_endpoint_auth_methods_supported": methods,
         "revocation_endpoint_auth_methods_supported": methods,

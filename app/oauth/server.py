@@ -75,8 +75,15 @@ class KeyAuthentication(ClientAuthentication):
         form = request.form
         in_body = "client_id" in form or "client_secret" in form
         if basic is not None and in_body:
-            raise InvalidRequestError(
-                "Client credentials were sent both in the Authorization header and the body.")
+            # RFC 6749 §2.3.1 forbids two authentication methods; a client_id alone in the
+            # body is not one (requests-oauthlib sends it with include_client_id=True), so it
+            # is accepted when it names the Basic client.
+            if "client_secret" in form:
+                raise InvalidRequestError(
+                    "Client credentials were sent both in the Authorization header and the body.")
+            if form["client_id"] != basic[0]:
+                raise InvalidRequestError(
+                    "The client_id in the body does not match the Authorization header.")
         if basic is not None and "client_secret_basic" in methods:
             method, (client_id, secret) = "client_secret_basic", basic
         elif in_body and "client_secret_post" in methods:
@@ -105,6 +112,14 @@ class KeymintAuthorizationServer(AuthorizationServer):
         super().init_app(app, query_client=lambda _id: None, save_token=lambda *_: None)
         self._client_auth = KeyAuthentication(self.query_client)
         self.scopes_supported = None
+
+    def get_token_grant(self, request):
+        # Authlib answers every unmatched grant_type with unsupported_grant_type; a missing one
+        # is a missing required parameter (RFC 6749 §5.2), and an empty one counts as missing
+        # (§3.1).
+        if not request.payload.grant_type:
+            raise InvalidRequestError("Missing 'grant_type' parameter.")
+        return super().get_token_grant(request)
 
     def client_actor(self, client: KeyClient):
         return request_actor("user", str(client.credential.user_id), client.client_id)

@@ -83,6 +83,36 @@ def validate(instance: Any, schema: dict[str, Any]) -> dict[str, Any]:
     return instance
 
 
+# json.loads joins an escaped surrogate pair into one character, so whatever surrogate is left
+# is a lone one: not Unicode, and the database drivers (and UTF-8 encoders) refuse it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(data: Any) -> InvalidInput | None:
+    """A 400 naming the first field whose value (or name) holds a lone UTF-16 surrogate."""
+    # Iterative: a body nested as deep as json.loads allows must not exhaust the stack here.
+    stack: list[tuple[tuple[str, ...], Any]] = [((), data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                # The path is echoed, never the value; a name is echoed with U+FFFD in place
+                # of its surrogates so the answer itself stays valid UTF-8.
+                shown = [_SURROGATE.sub("\ufffd", part) for part in path]
+                where = ".".join(shown)
+                return InvalidInput(f"{where}: not valid Unicode (lone UTF-16 surrogate)",
+                                    field=shown[0] if shown else None)
+        elif isinstance(value, dict):
+            for name, item in reversed(value.items()):
+                if _SURROGATE.search(name):
+                    stack.append(((*path, name), name))
+                stack.append(((*path, name), item))
+        elif isinstance(value, list):
+            stack.extend(((*path, str(index)), item)
+                         for index, item in reversed(list(enumerate(value))))
+    return None
+
+
 def _reject_constant(value: str) -> Any:
     raise ValueError(f"{value} is not valid JSON")
 
@@ -115,6 +145,10 @@ def json_body(schema: dict[str, Any], *, optional: bool = False) -> dict[str, An
         raise InvalidInput("the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise InvalidInput("the request body must be a JSON object")
+    # Before the schema: its messages quote the offending value.
+    bad_text = _lone_surrogate(data)
+    if bad_text is not None:
+        raise bad_text
     return validate(data, schema)
 
 

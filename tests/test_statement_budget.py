@@ -189,3 +189,31 @@ def test_failed_client_authentication_costs_the_same_for_unknown_and_wrong(app, 
             assert post(client, "/oauth/introspect", {"token": token}, auth).status_code == 401
         work.append(count.statements)
     assert work[0] == work[1]
+
+
+def test_issuance_still_commits_relaxed_on_postgres(app, client, keys, backend):
+    """The synchronous_commit hint rides in the token INSERT (RETURNING set_config(...)),
+    not in a SET LOCAL of its own: the issuance transaction still commits with it off, and a
+    revocation's commit stays synchronous."""
+    if backend != "postgres":
+        return  # SQLite: tests/test_commit_durability.py
+    from app.extensions import db
+
+    with app.app_context():
+        engine = db.engine
+    seen: list[str] = []
+
+    def at_commit(conn) -> None:
+        raw = conn.connection.dbapi_connection
+        if _in_transaction(raw):
+            seen.append(raw.execute("SHOW synchronous_commit").fetchone()[0])
+
+    _, subject = keys
+    event.listen(engine, "commit", at_commit)
+    try:
+        token = mint(client, subject)
+        assert seen == ["off"]
+        assert post(client, "/oauth/revoke", {"token": token}, subject).status_code == 200
+        assert seen == ["off", "on"]
+    finally:
+        event.remove(engine, "commit", at_commit)

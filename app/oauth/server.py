@@ -14,7 +14,7 @@ from app.extensions import db
 from app.oauth.client import KeyClient
 from app.oauth.errors import ClientAuthFailed, safe_description
 from app.runtime import metrics
-from app.services import accounts, audit
+from app.services import accounts, audit, reads
 from app.services import keys as key_service
 from app.services import tokens as token_service
 from app.web import basic_auth, boundary
@@ -98,6 +98,10 @@ class KeyAuthentication(ClientAuthentication):
             note_auth_failure("missing_credentials", None)
             raise ClientAuthFailed("Client authentication is required.")
         now = utcnow()
+        if endpoint != "introspection":
+            # Issuance, revocation and rotation write when they succeed: their read goes in
+            # that transaction. Introspection only reads: its read opens no transaction.
+            reads.in_unit_of_work(db.session)
         if endpoint in TOKEN_ENDPOINTS:
             # The caller and the token it presents, in one statement; the endpoint takes the
             # token from the request (presented_token) instead of reading it again.

@@ -286,6 +286,15 @@ def _revoke_lineage(session: Session, root_id: int, now: datetime) -> list[int]:
     return revoked
 
 
+_CLAIM_FOR_ROTATION = (update(AccessToken)
+                       .where(AccessToken.id == bindparam("token_id"),
+                              AccessToken.revoked_at.is_(None),
+                              AccessToken.replaced_by_id.is_(None))
+                       .values(revoked_at=bindparam("now"), revoked_reason="rotated"))
+_LINK_REPLACEMENT = (update(AccessToken).where(AccessToken.id == bindparam("token_id"))
+                     .values(replaced_by_id=bindparam("replaced_by_id")))
+
+
 def rotate(
     session: Session,
     info: TokenInfo,
@@ -310,17 +319,14 @@ def rotate(
     if not set(new_scopes) <= set(info.scopes):
         raise InvalidInput("a rotated token can only narrow its scopes", field="scope")
     # Conditional update: of two concurrent rotations only one sees revoked_at IS NULL.
-    claimed = session.execute(
-        update(AccessToken)
-        .where(AccessToken.id == info.id, AccessToken.revoked_at.is_(None),
-               AccessToken.replaced_by_id.is_(None))
-        .values(revoked_at=now, revoked_reason="rotated"))
+    claimed = session.connection().execute(_CLAIM_FOR_ROTATION, {"token_id": info.id,
+                                                                 "now": now})
     if not claimed.rowcount:
         raise ReusedToken("this token was already rotated or revoked")
     issued = issue(session, cred, secret, new_scopes, ttl, actor, rotated_from_id=info.id,
                    audit_action="token.rotated")
-    session.execute(update(AccessToken).where(AccessToken.id == info.id)
-                    .values(replaced_by_id=issued.row_id))
+    session.connection().execute(_LINK_REPLACEMENT, {"token_id": info.id,
+                                                     "replaced_by_id": issued.row_id})
     token_counts.note(session, token_counts.ROTATED)
     return issued
 

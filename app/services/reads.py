@@ -31,9 +31,9 @@ def connection(session: Session | scoped_session) -> Iterator[Connection]:
     Inside a unit of work that has begun (it wrote, or read something it will act on), the
     session's own connection: the read sees that transaction's writes and snapshot. Otherwise
     a pooled connection in autocommit mode, given back at once: a single SELECT is atomic by
-    itself, and PostgreSQL then gets no BEGIN and no COMMIT (two round trips of three on an
-    introspection), while the session stays untouched, so the request boundary's commit
-    sends nothing either. Never cached: each read sees what is committed when it runs.
+    itself, and PostgreSQL then gets no BEGIN and no COMMIT (two round trips each), while the
+    session stays untouched, so the request boundary's commit sends nothing either. Never
+    cached: each read sees what is committed when it runs.
     """
     current = session() if isinstance(session, scoped_session) else session
     if current.in_transaction():

@@ -557,7 +557,8 @@ def _check_bind(_ctx: click.Context, _param: click.Parameter, value: str) -> str
 @click.option("--bind", default="127.0.0.1:8000", show_default=True, callback=_check_bind,
               help="HOST:PORT, [IPv6]:PORT or unix:PATH.")
 @click.option("--workers", type=click.IntRange(min=1, max=64), default=None,
-              help="Worker processes (default: number of CPUs).")
+              envvar="KEYMINT_WORKERS", show_envvar=True,
+              help="Worker processes (default: one per CPU core, os.cpu_count()).")
 @with_appcontext
 def serve(bind: str, workers: int | None) -> None:
     """Serve keymint with the production WSGI server (Granian), as benchmarked.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from sqlalchemy import text
+from sqlalchemy import func, text
 from sqlalchemy.orm import Session
 
 # connection_record.info flag: this SQLite connection runs with synchronous=NORMAL right now
@@ -12,14 +12,21 @@ from sqlalchemy.orm import Session
 SQLITE_RELAXED = "keymint_sqlite_relaxed"
 
 
-def relax_commit_durability(session: Session) -> None:
+# PostgreSQL: `SET LOCAL synchronous_commit = off` as an expression, for a write's RETURNING
+# clause, so the hint rides on a statement the transaction runs anyway (no round trip).
+RELAX_IN_STATEMENT = func.set_config("synchronous_commit", "off", True)
+
+
+def relax_commit_durability(session: Session, *, in_next_write: bool = False) -> bool:
     """Let the current transaction commit without waiting for its WAL flush.
 
     Only for writes whose loss in a crash is harmless: a token issued in such a transaction
     and lost simply never works (fail closed). Revocations, rotations and every key or secret
     change keep full durability.
 
-    PostgreSQL: `SET LOCAL synchronous_commit = off`, for this transaction only.
+    PostgreSQL: `SET LOCAL synchronous_commit = off`, for this transaction only; with
+    in_next_write nothing is sent and True comes back: the caller then adds
+    RELAX_IN_STATEMENT to the RETURNING clause of its next write in this transaction.
     SQLite (WAL): `PRAGMA synchronous=NORMAL` on this connection, which SQLite only allows
     outside a transaction, so it is skipped (the commit stays FULL) when this transaction
     has already written something; the pool's checkin (app/runtime/database.py) puts FULL
@@ -30,6 +37,8 @@ def relax_commit_durability(session: Session) -> None:
     connection = session.connection()
     name = connection.dialect.name
     if name == "postgresql":
+        if in_next_write:
+            return True
         connection.execute(text("SET LOCAL synchronous_commit = off"))
     elif name == "sqlite":
         pooled = connection.connection
@@ -37,3 +46,4 @@ def relax_commit_durability(session: Session) -> None:
         if isinstance(raw, sqlite3.Connection) and not raw.in_transaction:
             raw.execute("PRAGMA synchronous=NORMAL")
             pooled.info[SQLITE_RELAXED] = True
+    return False

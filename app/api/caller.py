@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import g
 
-from app.extensions import db
 from app.oauth.resource import current_info
 from app.services import access
 from app.services.audit import Actor
@@ -12,12 +11,10 @@ from app.web.context import request_actor
 
 
 def principal() -> access.Principal:
-    """The caller behind the Bearer token, with its role read now (once per request)."""
+    """The caller behind the Bearer token, with its role as the Bearer check read it now."""
     found = g.get("keymint_principal")
     if found is None:
-        info = current_info()
-        found = access.load_principal(db.session, info.user_id, info.workspace_id,
-                                      info.client_id, info.scopes)
+        found = access.principal_of(current_info())
         g.keymint_principal = found
     return found
 

@@ -15,6 +15,7 @@ from app.extensions import db
 from app.oauth.client import AUTH_METHODS, KeyClient
 from app.oauth.errors import InsufficientScope, safe_description
 from app.oauth.grants import requested_scopes, token_response
+from app.oauth.server import presented_token
 from app.services import tokens as token_service
 from app.services.errors import InvalidInput
 from app.services.keys import INTROSPECT_SCOPE
@@ -40,12 +41,15 @@ class KeyIntrospectionEndpoint(IntrospectionEndpoint):
             raise InsufficientScope(
                 f"Introspection needs a key with the '{INTROSPECT_SCOPE}' scope.")
         token = _token_param(request)
-        return 200, self.introspect(token, client), default_json_headers
+        return 200, self.introspect(token, client, presented_token(request)), default_json_headers
 
-    def introspect(self, token: str, client: KeyClient) -> dict:
-        """RFC 7662 answer; anything not active *for this caller* is exactly inactive."""
+    def introspect(self, token: str, client: KeyClient,
+                   info: token_service.TokenInfo | None) -> dict:
+        """RFC 7662 answer; anything not active *for this caller* is exactly inactive.
+
+        `info` is the token as read together with the caller's credential (one statement).
+        """
         now = utcnow()
-        info = token_service.lookup(db.session, token)
         if info is None:
             # keymint's own formats are never legacy keys: garbage `at_…` (a failed checksum)
             # costs no query at all, as DESIGN.md promises.
@@ -79,7 +83,7 @@ class KeyRevocationEndpoint(RevocationEndpoint):
 
     def authenticate_token(self, request, client: KeyClient):
         self.check_params(request, client)
-        info = token_service.lookup(db.session, request.form["token"])
+        info = presented_token(request)
         # A foreign or unknown token answers 200 and changes nothing (no existence oracle).
         if info is None or info.key_id != client.credential.id:
             return None
@@ -105,7 +109,8 @@ class TokenRotationEndpoint(Endpoint):
         client: KeyClient = self.server.authenticate_client(request, list(AUTH_METHODS),
                                                             self.ENDPOINT_NAME)
         request.client = client
-        info = token_service.lookup(db.session, _token_param(request))
+        _token_param(request)
+        info = presented_token(request)
         if info is None or info.key_id != client.credential.id:
             raise InvalidGrantError("The token is unknown or does not belong to this key.")
         scope = request.form.get("scope")

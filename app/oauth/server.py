@@ -14,8 +14,9 @@ from app.extensions import db
 from app.oauth.client import KeyClient
 from app.oauth.errors import ClientAuthFailed, safe_description
 from app.runtime import metrics
-from app.services import accounts, audit
+from app.services import accounts, audit, reads
 from app.services import keys as key_service
+from app.services import tokens as token_service
 from app.web import basic_auth, boundary
 from app.web.context import client_ip, request_actor
 from app.web.validation import FORM_CONTENT_TYPE
@@ -67,6 +68,17 @@ def note_auth_failure(reason: str, client_id: str | None, workspace_id: int | No
     boundary.write_after("client.auth_failed", write)
 
 
+# Endpoints whose request presents a token (the form's `token`) along with the client's
+# credentials.
+TOKEN_ENDPOINTS = frozenset({"introspection", "revocation", "rotation"})
+
+
+def presented_token(request) -> token_service.TokenInfo | None:
+    """The token of the form's `token`, as read with the caller's credential (None: garbage,
+    unknown or not looked up)."""
+    return getattr(request, "keymint_token", None)
+
+
 class KeyAuthentication(ClientAuthentication):
     """client_secret_basic and client_secret_post against hashed key secrets."""
 
@@ -93,7 +105,17 @@ class KeyAuthentication(ClientAuthentication):
             note_auth_failure("missing_credentials", None)
             raise ClientAuthFailed("Client authentication is required.")
         now = utcnow()
-        cred = key_service.load_credential(db.session, client_id, now)
+        if endpoint != "introspection":
+            # Issuance, revocation and rotation write when they succeed: their read goes in
+            # that transaction. Introspection only reads: its read opens no transaction.
+            reads.in_unit_of_work(db.session)
+        if endpoint in TOKEN_ENDPOINTS:
+            # The caller and the token it presents, in one statement; the endpoint takes the
+            # token from the request (presented_token) instead of reading it again.
+            cred, request.keymint_token = token_service.load_caller_and_token(
+                db.session, client_id, form.get("token"), now)
+        else:
+            cred = key_service.load_credential(db.session, client_id, now)
         matched = key_service.match_secret(cred, secret)
         if cred is None or matched is None:
             if cred is None:

@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import ApiKey, Membership, Role, User, Workspace
 from app.services import keys as key_service
 from app.services.audit import Actor
 from app.services.errors import Forbidden, NotFound
+from app.services.tokens import TokenInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,27 +35,19 @@ class Principal:
         return self.role == Role.OWNER
 
 
-def load_principal(session: Session, user_id: int, workspace_id: int,
-                   client_id: str, token_scopes: list[str]) -> Principal:
-    """Read the caller's current role and its key's current scopes.
+def principal_of(token: TokenInfo) -> Principal:
+    """The caller behind a checked Bearer token: its current role and its key's current scopes.
 
-    Read on every request, so a demoted admin or a narrowed key loses its rights at once,
-    whatever its token said when it was minted. The grantable scopes are those both the key
-    and the token hold: a token narrowed at mint time stays narrow.
+    Both come from the Bearer check's own statement (tokens.lookup joins the membership and
+    the key), read on every request, so a demoted admin or a narrowed key loses its rights
+    at once, whatever its token said when it was minted. The grantable scopes are those both
+    the key and the token hold: a token narrowed at mint time stays narrow.
     """
-    row = session.execute(
-        select(Membership.role, ApiKey.scopes)
-        .select_from(ApiKey)
-        .join(Membership, and_(Membership.user_id == ApiKey.user_id,
-                               Membership.workspace_id == ApiKey.workspace_id))
-        .where(ApiKey.client_id == client_id, ApiKey.user_id == user_id,
-               ApiKey.workspace_id == workspace_id)
-    ).first()
-    if row is None:  # membership removed between token validation and this read
+    if token.role is None:  # not a member: the Bearer check already refused such a token
         raise Forbidden("the calling user is no longer a member of this workspace")
-    return Principal(user_id=user_id, workspace_id=workspace_id, role=Role(row.role),
-                     client_id=client_id,
-                     key_scopes=frozenset(row.scopes.split()) & frozenset(token_scopes))
+    return Principal(user_id=token.user_id, workspace_id=token.workspace_id,
+                     role=Role(token.role), client_id=token.client_id,
+                     key_scopes=token.key_scopes & frozenset(token.scopes))
 
 
 def caller_workspace(session: Session, principal: Principal) -> Workspace:

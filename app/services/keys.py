@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 from app import credentials
 from app.clock import utcnow
 from app.models import AccessToken, ApiKey, KeySecret, Membership, User, UserStatus, Workspace
-from app.services import audit, pagination, token_counts
+from app.services import audit, pagination, reads, token_counts
 from app.services.audit import Actor
 from app.services.errors import Conflict, InvalidInput, NotFound
 
@@ -448,7 +448,7 @@ class KeyCredential:
 
 
 # Built once: the hot path binds parameters into a ready statement instead of rebuilding it.
-_CREDENTIAL_QUERY = (
+CREDENTIAL_QUERY = (
     select(ApiKey.id, ApiKey.client_id, ApiKey.user_id, ApiKey.workspace_id, ApiKey.scopes,
            ApiKey.expires_at, ApiKey.last_used_at, User.email, Membership.role,
            KeySecret.id.label("secret_id"), KeySecret.digest,
@@ -467,12 +467,17 @@ def load_credential(session: Session, client_id: str, now: datetime) -> KeyCrede
     """The key behind `client_id` if it may authenticate now, with its live secrets.
 
     One indexed query: key, owner, membership, workspace policy and unrevoked secrets, run as
-    Core on the session's connection (no ORM objects). Revoked or expired keys, disabled owners
-    and removed memberships yield None, exactly like an unknown id.
+    Core outside any transaction (services.reads; no ORM objects). Revoked or expired keys,
+    disabled owners and removed memberships yield None, exactly like an unknown id.
     """
     if not credentials.is_client_id(client_id):
         return None
-    rows = session.connection().execute(_CREDENTIAL_QUERY, {"client_id": client_id}).all()
+    return credential_from_rows(
+        reads.all_rows(session, CREDENTIAL_QUERY, {"client_id": client_id}), now)
+
+
+def credential_from_rows(rows, now: datetime) -> KeyCredential | None:
+    """The KeyCredential of CREDENTIAL_QUERY's rows (one per unrevoked secret), if usable now."""
     if not rows:
         return None
     first = rows[0]

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app import credentials
 from app.clock import utcnow
 from app.models import LegacyKey, Workspace
-from app.services import audit, pagination
+from app.services import audit, pagination, reads
 from app.services.audit import Actor
 from app.services.errors import InvalidInput, NotFound
 
@@ -106,8 +106,7 @@ def lookup(session: Session, presented: str | None) -> LegacyRow | None:
     value = normalize_key(presented)
     if value is None:
         return None
-    row = session.connection().execute(
-        _LOOKUP_QUERY, {"digest": credentials.digest(value)}).first()
+    row = reads.first_row(session, _LOOKUP_QUERY, {"digest": credentials.digest(value)})
     if row is None or not credentials.digests_match(row[7], value):
         return None
     return LegacyRow(id=row[0], workspace_id=row[1], workspace_slug=row[2],

@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from app import credentials
 from app.clock import utcnow
-from app.durability import relax_commit_durability
+from app.durability import RELAX_IN_STATEMENT, relax_commit_durability
 from app.models import AccessToken, ApiKey, KeySecret, Membership, User, UserStatus, Workspace
-from app.services import audit, token_counts
+from app.services import audit, reads, token_counts
+from app.services import keys as key_service
 from app.services.audit import Actor
 from app.services.errors import Conflict, InvalidInput
 from app.services.keys import KeyCredential, SecretRow
@@ -56,8 +57,10 @@ class TokenInfo:
     is_member: bool
     secret_revoked: bool = False
     secret_expires_at: datetime | None = None
+    # The scopes the token's key holds now (an empty set, the default, makes it inactive).
+    key_scopes: frozenset[str] = frozenset()
+    role: str | None = None  # the owner's role in the workspace now (None: not a member)
     # Filled in by lookup(with_workspace=True) only:
-    role: str | None = None  # the owner's role in the workspace (None: not a member)
     workspace_slug: str = ""
     workspace_name: str = ""
 
@@ -66,9 +69,19 @@ class TokenInfo:
         return not self.secret_revoked and (
             self.secret_expires_at is None or now < self.secret_expires_at)
 
+    def scopes_held(self) -> bool:
+        """Every scope of the token is still one its key holds.
+
+        A key narrowed while a token was being minted (issue #15) can leave a live token with
+        a dropped scope: such a token is inactive as a whole rather than quietly trimmed, so
+        no caller ever acts on a scope list that differs from the one it was issued.
+        """
+        return self.key_scopes.issuperset(self.scopes)
+
     def is_active(self, now: datetime) -> bool:
-        """Unrevoked, unexpired, and so is everything it stands on now: its key, the secret
-        that minted it, its owner and the owner's membership."""
+        """Unrevoked, unexpired, and so is everything it stands on now: its key (and the key
+        still holds every scope of the token), the secret that minted it, its owner and the
+        owner's membership."""
         return (
             self.revoked_at is None
             and now < self.expires_at
@@ -77,6 +90,7 @@ class TokenInfo:
             and self.secret_live(now)
             and self.user_active
             and self.is_member
+            and self.scopes_held()
         )
 
 
@@ -95,7 +109,8 @@ def token_lifetime_end(
     return end
 
 
-_INSERT_TOKEN = insert(AccessToken)
+_INSERT_TOKEN = insert(AccessToken).returning(AccessToken.id)
+_INSERT_TOKEN_RELAXED = insert(AccessToken).returning(AccessToken.id, RELAX_IN_STATEMENT)
 
 
 def issue(
@@ -117,18 +132,18 @@ def issue(
     also retires something (rotation) must stay durable.
     """
     now = utcnow()
-    if not durable:
-        relax_commit_durability(session)
+    relax_in_insert = not durable and relax_commit_durability(session, in_next_write=True)
     plaintext = credentials.new_access_token()
     jti = credentials.new_token_id()
     secret_end = secret.expires_at if secret else None
     expires_at = token_lifetime_end(now, ttl, cred.expires_at, secret_end)
-    row_id = session.connection().execute(_INSERT_TOKEN, {
+    statement = _INSERT_TOKEN_RELAXED if relax_in_insert else _INSERT_TOKEN
+    row_id = session.connection().execute(statement, {
         "digest": credentials.digest(plaintext), "jti": jti, "key_id": cred.id,
         "secret_id": secret.id if secret else None, "user_id": cred.user_id,
         "workspace_id": cred.workspace_id, "scopes": " ".join(scopes), "issued_at": now,
         "expires_at": expires_at, "rotated_from_id": rotated_from_id,
-    }).inserted_primary_key[0]
+    }).scalar_one()
     token_counts.note(session, token_counts.ISSUED,
                       "client_credentials" if rotated_from_id is None else "rotation")
     audit.append(session, audit_action, actor, workspace_id=cred.workspace_id,
@@ -139,15 +154,25 @@ def issue(
                        expires_at=expires_at, row_id=row_id)
 
 
+# The token's columns, labelled tok_*: the same names read a token row alone (the Bearer
+# check) or beside the caller's credential in one row (introspection, revocation, rotation).
+_TOKEN_COLUMNS = (
+    AccessToken.id.label("tok_id"), AccessToken.jti.label("tok_jti"),
+    AccessToken.key_id.label("tok_key_id"), ApiKey.client_id.label("tok_client_id"),
+    AccessToken.user_id.label("tok_user_id"), User.email.label("tok_email"),
+    AccessToken.workspace_id.label("tok_workspace_id"), AccessToken.scopes.label("tok_scopes"),
+    AccessToken.issued_at.label("tok_issued_at"), AccessToken.expires_at.label("tok_expires_at"),
+    AccessToken.revoked_at.label("tok_revoked_at"),
+    AccessToken.replaced_by_id.label("tok_replaced_by_id"),
+    ApiKey.revoked_at.label("tok_key_revoked_at"), ApiKey.expires_at.label("tok_key_expires_at"),
+    ApiKey.scopes.label("tok_key_scopes"), User.status.label("tok_user_status"),
+    Membership.id.label("tok_membership_id"), Membership.role.label("tok_role"),
+    KeySecret.revoked_at.label("tok_secret_revoked_at"),
+    KeySecret.expires_at.label("tok_secret_expires_at"),
+)
 _LOOKUP_QUERY = (
-    select(AccessToken.id, AccessToken.jti, AccessToken.key_id, ApiKey.client_id,
-           AccessToken.user_id, User.email, AccessToken.workspace_id, AccessToken.scopes,
-           AccessToken.issued_at, AccessToken.expires_at, AccessToken.revoked_at,
-           AccessToken.replaced_by_id, ApiKey.revoked_at.label("key_revoked_at"),
-           ApiKey.expires_at.label("key_expires_at"), User.status.label("user_status"),
-           Membership.id.label("membership_id"),
-           KeySecret.revoked_at.label("secret_revoked_at"),
-           KeySecret.expires_at.label("secret_expires_at"))
+    select(*_TOKEN_COLUMNS)
+    .select_from(AccessToken)
     .join(ApiKey, ApiKey.id == AccessToken.key_id)
     .join(User, User.id == AccessToken.user_id)
     .outerjoin(KeySecret, KeySecret.id == AccessToken.secret_id)
@@ -155,43 +180,74 @@ _LOOKUP_QUERY = (
                                 Membership.workspace_id == AccessToken.workspace_id))
     .where(AccessToken.digest == bindparam("digest"))
 )
-# A Bearer request also gets the owner's role and the workspace's slug and name, from the
-# same row (one more primary-key join), so GET /api/v1/me needs no second query.
-# Introspection and revocation keep the narrower statement: they never use these.
-_BEARER_QUERY = (_LOOKUP_QUERY.add_columns(Membership.role,
-                                           Workspace.slug.label("workspace_slug"),
-                                           Workspace.name.label("workspace_name"))
+# A Bearer request also gets the workspace's slug and name from the same row (one more
+# primary-key join), so GET /api/v1/me needs no second query.
+_BEARER_QUERY = (_LOOKUP_QUERY.add_columns(Workspace.slug.label("tok_workspace_slug"),
+                                           Workspace.name.label("tok_workspace_name"))
                  .join(Workspace, Workspace.id == AccessToken.workspace_id))
+# The caller's credential (one row per unrevoked secret of its key) and the presented token,
+# decided by one statement: the token lookup is a derived table joined to every credential
+# row, so an unknown client yields no row at all and a known one carries the token beside it.
+_TOKEN_TABLE = _LOOKUP_QUERY.subquery("tok")
+_CALLER_AND_TOKEN_QUERY = (key_service.CREDENTIAL_QUERY.add_columns(*_TOKEN_TABLE.c)
+                           .outerjoin(_TOKEN_TABLE, true()))
+
+
+def _token_info(row) -> TokenInfo:
+    return TokenInfo(
+        id=row.tok_id, jti=row.tok_jti, key_id=row.tok_key_id, client_id=row.tok_client_id,
+        user_id=row.tok_user_id, user_email=row.tok_email, workspace_id=row.tok_workspace_id,
+        scopes=row.tok_scopes.split(), issued_at=row.tok_issued_at,
+        expires_at=row.tok_expires_at, revoked_at=row.tok_revoked_at,
+        replaced_by_id=row.tok_replaced_by_id, key_revoked=row.tok_key_revoked_at is not None,
+        key_expires_at=row.tok_key_expires_at,
+        user_active=row.tok_user_status == UserStatus.ACTIVE.value,
+        is_member=row.tok_membership_id is not None,
+        secret_revoked=row.tok_secret_revoked_at is not None,
+        secret_expires_at=row.tok_secret_expires_at,
+        key_scopes=frozenset(row.tok_key_scopes.split()), role=row.tok_role)
 
 
 def lookup(session: Session, token: str, *, with_workspace: bool = False) -> TokenInfo | None:
     """The token's row with its key, owner and membership; None for garbage or unknown.
 
-    A value whose checksum fails is rejected here without a database query. with_workspace
-    also fills in the owner's role and the workspace's slug and name (the Bearer check).
+    A value whose checksum fails is rejected here without a database query. One statement,
+    outside any transaction unless the session has one (services.reads). with_workspace also
+    fills in the workspace's slug and name (the Bearer check).
     """
     if not credentials.is_access_token(token):
         return None
-    row = session.connection().execute(
-        _BEARER_QUERY if with_workspace else _LOOKUP_QUERY,
-        {"digest": credentials.digest(token)}).first()
+    row = reads.first_row(session, _BEARER_QUERY if with_workspace else _LOOKUP_QUERY,
+                          {"digest": credentials.digest(token)})
     if row is None:
         return None
-    info = TokenInfo(
-        id=row.id, jti=row.jti, key_id=row.key_id, client_id=row.client_id,
-        user_id=row.user_id, user_email=row.email, workspace_id=row.workspace_id,
-        scopes=row.scopes.split(), issued_at=row.issued_at, expires_at=row.expires_at,
-        revoked_at=row.revoked_at, replaced_by_id=row.replaced_by_id,
-        key_revoked=row.key_revoked_at is not None, key_expires_at=row.key_expires_at,
-        user_active=row.user_status == UserStatus.ACTIVE.value,
-        is_member=row.membership_id is not None,
-        secret_revoked=row.secret_revoked_at is not None,
-        secret_expires_at=row.secret_expires_at)
+    info = _token_info(row)
     if with_workspace:
-        info.role = row.role
-        info.workspace_slug = row.workspace_slug
-        info.workspace_name = row.workspace_name
+        info.workspace_slug = row.tok_workspace_slug
+        info.workspace_name = row.tok_workspace_name
     return info
+
+
+def load_caller_and_token(
+    session: Session, client_id: str, token: str | None, now: datetime
+) -> tuple[KeyCredential | None, TokenInfo | None]:
+    """The caller's credential (as key_service.load_credential) and the presented token (as
+    lookup), read by one statement.
+
+    A token that is not well formed (garbage, a failed checksum) is not looked up: the
+    statement is then the credential's alone. The token is None when the caller is unknown or
+    may not authenticate: nothing about it is read for a caller that fails.
+    """
+    if not credentials.is_client_id(client_id):
+        return None, None
+    if token is None or not credentials.is_access_token(token):
+        return key_service.load_credential(session, client_id, now), None
+    rows = reads.all_rows(session, _CALLER_AND_TOKEN_QUERY,
+                          {"client_id": client_id, "digest": credentials.digest(token)})
+    cred = key_service.credential_from_rows(rows, now)
+    if cred is None or rows[0].tok_id is None:
+        return cred, None
+    return cred, _token_info(rows[0])
 
 
 # Built once and run as Core on the session's connection: an ORM-enabled UPDATE would rebuild
@@ -230,6 +286,15 @@ def _revoke_lineage(session: Session, root_id: int, now: datetime) -> list[int]:
     return revoked
 
 
+_CLAIM_FOR_ROTATION = (update(AccessToken)
+                       .where(AccessToken.id == bindparam("token_id"),
+                              AccessToken.revoked_at.is_(None),
+                              AccessToken.replaced_by_id.is_(None))
+                       .values(revoked_at=bindparam("now"), revoked_reason="rotated"))
+_LINK_REPLACEMENT = (update(AccessToken).where(AccessToken.id == bindparam("token_id"))
+                     .values(replaced_by_id=bindparam("replaced_by_id")))
+
+
 def rotate(
     session: Session,
     info: TokenInfo,
@@ -254,17 +319,14 @@ def rotate(
     if not set(new_scopes) <= set(info.scopes):
         raise InvalidInput("a rotated token can only narrow its scopes", field="scope")
     # Conditional update: of two concurrent rotations only one sees revoked_at IS NULL.
-    claimed = session.execute(
-        update(AccessToken)
-        .where(AccessToken.id == info.id, AccessToken.revoked_at.is_(None),
-               AccessToken.replaced_by_id.is_(None))
-        .values(revoked_at=now, revoked_reason="rotated"))
+    claimed = session.connection().execute(_CLAIM_FOR_ROTATION, {"token_id": info.id,
+                                                                 "now": now})
     if not claimed.rowcount:
         raise ReusedToken("this token was already rotated or revoked")
     issued = issue(session, cred, secret, new_scopes, ttl, actor, rotated_from_id=info.id,
                    audit_action="token.rotated")
-    session.execute(update(AccessToken).where(AccessToken.id == info.id)
-                    .values(replaced_by_id=issued.row_id))
+    session.connection().execute(_LINK_REPLACEMENT, {"token_id": info.id,
+                                                     "replaced_by_id": issued.row_id})
     token_counts.note(session, token_counts.ROTATED)
     return issued
 

@@ -109,20 +109,53 @@ def test_per_ip_limit_covers_every_client_behind_it(make_app):
     assert token_request(client, keys[3].auth, ip="192.0.2.2").status_code == 200
 
 
-def test_failed_authentications_throttle_a_client_id_across_rotating_ips(make_app):
-    app = make_app(KEYMINT_RATELIMIT_FAILED_CLIENT="3 per hour")
+def test_failed_authentications_throttle_a_client_id_from_one_ip(make_app):
+    app = make_app(KEYMINT_RATELIMIT_FAILED_CLIENT_IP="3 per hour")
     factory, client = Factory(app), app.test_client()
-    key, bystander = factory.key(), factory.key()
+    key = factory.key()
     wrong = (key.client_id, "sk_" + "A" * 46)
-    for n in range(3):
-        assert token_request(client, wrong, ip=f"198.51.100.{n}").status_code == 401
-    # The attacker's next guess is refused before the secret is even compared, and so is
-    # the real secret until the window passes: the price of a key id under attack.
-    assert_rate_limited(token_request(client, wrong, ip="198.51.100.50"))
-    assert_rate_limited(token_request(client, key.auth, ip="203.0.113.1"))
-    # The failure budget is shared by every OAuth endpoint of that key id.
-    assert_rate_limited(client.post("/oauth/introspect", data={"token": "x"}, auth=key.auth))
-    assert token_request(client, bystander.auth, ip="198.51.100.1").status_code == 200
+    for _ in range(3):
+        assert token_request(client, wrong, ip="198.51.100.7").status_code == 401
+    # That address's next guess at that key id is refused before the secret is compared,
+    # on every OAuth endpoint; the same key id from elsewhere is unaffected.
+    assert_rate_limited(token_request(client, wrong, ip="198.51.100.7"))
+    assert_rate_limited(client.post("/oauth/introspect", data={"token": "x"}, auth=wrong,
+                                    environ_base={"REMOTE_ADDR": "198.51.100.7"}))
+    assert token_request(client, key.auth, ip="203.0.113.1").status_code == 200
+
+
+def test_nobody_can_lock_a_key_out_by_guessing_its_secret(make_app):
+    """Issue #15 §1: ten wrong secrets a minute from one IP made keymint refuse the right
+    secret with 429 on every endpoint. With the default limits, the guesser is throttled and
+    the key keeps working from its own address; the per-client_id total only alerts."""
+    from app.runtime import metrics
+
+    app = make_app()
+    factory, client = Factory(app), app.test_client()
+    key = factory.key()  # holds the introspect scope
+    token = mint(client, key)
+    wrong = (key.client_id, "sk_" + "A" * 46)
+    attackers = [f"198.51.100.{n}" for n in range(1, 7)]
+    for ip in attackers:  # 60 wrong secrets a minute, 10 from each address
+        for _ in range(10):
+            assert token_request(client, wrong, ip=ip).status_code == 401
+    assert_rate_limited(token_request(client, wrong, ip=attackers[0]))
+    # The right secret from the key's own address works on every endpoint.
+    assert token_request(client, key.auth, ip="203.0.113.1").status_code == 200
+    for path, data in (("/oauth/revoke", {"token": "at_unknown"}),
+                       ("/oauth/rotate", {"token": token})):
+        assert client.post(path, data=data, auth=key.auth,
+                           environ_base={"REMOTE_ADDR": "203.0.113.1"}).status_code == 200
+    assert client.post("/oauth/introspect", data={"token": mint(client, key)}, auth=key.auth,
+                       environ_base={"REMOTE_ADDR": "203.0.113.1"}).get_json()["active"] is True
+    # 60 failures against a threshold of 10 a minute: every one past the 10th is counted
+    assert metrics.METRICS.rate_limit_alerts.labels("failed_auth_client")._value.get() >= 50
+    events = audit_events(app, "ratelimit.alert")
+    assert len(events) == 1 and events[0].target_id == key.client_id
+    assert events[0].details["limit"] == "failed_auth_client"
+    assert not audit_events(app, "ratelimit.exceeded") or all(
+        e.details["limit"] != "failed_auth_client" for e in audit_events(app,
+                                                                          "ratelimit.exceeded"))
 
 
 def test_failed_authentications_throttle_an_ip_across_client_ids(make_app):
@@ -137,7 +170,7 @@ def test_failed_authentications_throttle_an_ip_across_client_ids(make_app):
 
 
 def test_successful_requests_do_not_spend_the_failure_budget(make_app):
-    app = make_app(KEYMINT_RATELIMIT_FAILED_CLIENT="2 per hour",
+    app = make_app(KEYMINT_RATELIMIT_FAILED_CLIENT_IP="2 per hour",
                    KEYMINT_RATELIMIT_FAILED_IP="2 per hour")
     factory, client = Factory(app), app.test_client()
     key = factory.key()
@@ -159,7 +192,7 @@ def test_introspection_has_its_own_per_client_limit(make_app):
 
 @pytest.mark.parametrize("path", ["/oauth/revoke", "/oauth/rotate"])
 def test_revoke_and_rotate_are_limited_per_client(make_app, path):
-    app = make_app(KEYMINT_RATELIMIT_CLIENT="1 per hour")
+    app = make_app(KEYMINT_RATELIMIT_CLIENT="1 per hour", KEYMINT_RATELIMIT_REVOKE="1 per hour")
     factory, client = Factory(app), app.test_client()
     key = factory.key()
     token = mint(client, key)
@@ -175,6 +208,61 @@ def test_client_secret_post_is_keyed_by_the_form_client_id(make_app):
     assert client.post("/oauth/token", data=form).status_code == 200
     assert_rate_limited(client.post("/oauth/token", data=form,
                                     environ_base={"REMOTE_ADDR": "10.9.9.9"}))
+
+
+def test_requests_that_do_not_authenticate_never_spend_the_keys_budget(make_app):
+    """Issue #15 §1: 120 requests with `-u CID:x` and a JSON body (or a query string) drained
+    the key's budget without its secret. They now count against the sender's IP only."""
+    app = make_app(KEYMINT_RATELIMIT_CLIENT="5 per hour", KEYMINT_RATELIMIT_IP="12 per hour")
+    factory, client = Factory(app), app.test_client()
+    key = factory.key()
+    probe = (key.client_id, "x")
+    attacker = {"REMOTE_ADDR": "198.51.100.9"}
+    for _ in range(4):
+        assert client.post("/oauth/token", json=GRANT, auth=probe,
+                           environ_base=attacker).status_code == 400
+        assert client.post("/oauth/token?grant_type=client_credentials", data=GRANT,
+                           auth=probe, environ_base=attacker).status_code == 400
+        # the real secret in a malformed request has not authenticated either
+        assert client.post("/oauth/token", json=GRANT, auth=key.auth,
+                           environ_base=attacker).status_code == 400
+    assert_rate_limited(client.post("/oauth/token", json=GRANT, auth=probe,
+                                    environ_base=attacker))
+    for _ in range(5):  # the key's whole budget is still there for its owner
+        assert token_request(client, key.auth, ip="203.0.113.1").status_code == 200
+    assert_rate_limited(token_request(client, key.auth, ip="203.0.113.1"))
+
+
+def test_failing_introspection_counts_against_the_ip_only(make_app):
+    app = make_app(KEYMINT_RATELIMIT_INTROSPECT="3 per hour", KEYMINT_RATELIMIT_IP="4 per hour")
+    factory, client = Factory(app), app.test_client()
+    key = factory.key(scopes="introspect")
+    attacker = {"REMOTE_ADDR": "198.51.100.10"}
+    for _ in range(4):
+        assert client.post("/oauth/introspect", json={"token": "x"}, auth=(key.client_id, "x"),
+                           environ_base=attacker).status_code == 400
+    assert_rate_limited(client.post("/oauth/introspect", data={"token": "x"},
+                                    environ_base=attacker))
+    for _ in range(3):
+        assert client.post("/oauth/introspect", data={"token": "x"}, auth=key.auth,
+                           environ_base={"REMOTE_ADDR": "203.0.113.2"}).status_code == 200
+
+
+def test_a_resource_server_is_not_refused_at_default_limits(make_app):
+    """Issue #15 §1: introspection was capped at 600/min per IP (10/s for a resource server
+    that introspects every request). Authenticated introspection and revocation now count
+    per key only, against a default no single resource server reaches."""
+    app = make_app()
+    factory, client = Factory(app), app.test_client()
+    server_key = factory.key(scopes="introspect")
+    token = mint(client, factory.key())
+    host = {"REMOTE_ADDR": "10.20.30.40"}
+    codes = [client.post("/oauth/introspect", data={"token": token}, auth=server_key.auth,
+                         environ_base=host).status_code for _ in range(700)]
+    assert codes.count(200) == 700
+    codes = [client.post("/oauth/revoke", data={"token": "at_unknown"}, auth=server_key.auth,
+                         environ_base=host).status_code for _ in range(610)]
+    assert codes.count(200) == 610
 
 
 def test_rate_limit_event_is_audited_once_per_window_and_counted(make_app):
@@ -201,7 +289,7 @@ def test_limits_reset_after_the_window(make_app, storage):
     if storage["KEYMINT_RATELIMIT_STORAGE_URL"] != "memory://":
         pytest.skip("freezegun moves the app's clock, not the Redis server's key expiry")
     with freeze_time("2030-01-01T00:00:00Z") as frozen:
-        app = make_app(KEYMINT_RATELIMIT_FAILED_CLIENT="2 per minute")
+        app = make_app(KEYMINT_RATELIMIT_FAILED_CLIENT_IP="2 per minute")
         factory, client = Factory(app), app.test_client()
         key = factory.key()
         wrong = (key.client_id, "sk_" + "C" * 46)

@@ -445,6 +445,7 @@ class KeyCredential:
     role: str | None
     token_ttl: int | None
     secrets: list[SecretRow]
+    rate_limit: str | None = None
 
 
 # Built once: the hot path binds parameters into a ready statement instead of rebuilding it.

@@ -131,6 +131,17 @@ def members_remove(slug: str, email: str) -> None:
     click.echo(f"removed {user.email} from {workspace.slug}; {revoked} key(s) revoked")
 
 
+def _rate_limit_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    """`none` (or "") clears; anything else is validated by the key service."""
+    if value is None:
+        return ...
+    return None if value.strip().lower() in ("", "none", "null") else value
+
+
+RATE_LIMIT_HELP = ('The key\'s own request limit, e.g. "1000 per minute" (replaces the '
+                   'server\'s per-key defaults); "none" clears it.')
+
+
 @keys_cli.command("create")
 @click.option("--workspace", "slug", required=True)
 @click.option("--user", "email", required=True)
@@ -138,15 +149,17 @@ def members_remove(slug: str, email: str) -> None:
 @click.option("--scope", "scope", default="", help='Space separated, e.g. "keys:read introspect".')
 @click.option("--expires-at", callback=_parse_time, help="RFC 3339, e.g. 2030-01-01T00:00:00Z.")
 @click.option("--expires-in-days", type=click.IntRange(min=1))
+@click.option("--rate-limit", callback=_rate_limit_option, help=RATE_LIMIT_HELP)
 @click.option("--json", "as_json", is_flag=True)
 @transactional
 def keys_create(slug: str, email: str, name: str, scope: str, expires_at: Any,
-                expires_in_days: int | None, as_json: bool) -> None:
+                expires_in_days: int | None, rate_limit: Any, as_json: bool) -> None:
     """Create a key; its secret is printed once."""
     workspace = accounts.get_workspace(db.session, slug)
     user = accounts.get_user_by_email(db.session, email)
     created = keys.create_key(db.session, workspace, user, Actor.cli(), name=name, scopes=scope,
-                              expires_at=expires_at, expires_in_days=expires_in_days)
+                              expires_at=expires_at, expires_in_days=expires_in_days,
+                              rate_limit=None if rate_limit is ... else rate_limit)
     payload = {**key_json(created.key), "client_secret": created.client_secret}
     _emit(as_json, payload,
           f"client_id:     {created.key.client_id}\n"
@@ -191,6 +204,21 @@ def keys_expiring(within_days: int, slug: str | None, as_json: bool) -> None:
     workspace_id = accounts.get_workspace(db.session, slug).id if slug else None
     _print_keys(keys.list_keys(db.session, workspace_id=workspace_id,
                                expiring_within=timedelta(days=within_days)), as_json)
+
+
+@keys_cli.command("update")
+@click.argument("client_id")
+@click.option("--name", default=None, help="A new name.")
+@click.option("--rate-limit", callback=_rate_limit_option, help=RATE_LIMIT_HELP)
+@click.option("--json", "as_json", is_flag=True)
+@transactional
+def keys_update(client_id: str, name: str | None, rate_limit: Any, as_json: bool) -> None:
+    """Rename a key or set its own rate limit (audited as key.updated with old and new)."""
+    key = keys.get_key(db.session, client_id, lock=True)
+    keys.update_key(db.session, key, key.workspace, Actor.cli(), name=name,
+                    rate_limit=rate_limit)
+    _emit(as_json, key_json(key),
+          f"updated {key.client_id}: name={key.name!r} rate_limit={key.rate_limit or 'default'}")
 
 
 @keys_cli.command("revoke")

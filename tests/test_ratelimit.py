@@ -11,7 +11,15 @@ import pytest
 import requests
 from freezegun import freeze_time
 
-from tests.support import IN_CI, Factory, ServerProcess, add_legacy_key, audit_events, mint
+from tests.support import (
+    IN_CI,
+    Factory,
+    ServerProcess,
+    add_legacy_key,
+    audit_events,
+    make_team,
+    mint,
+)
 
 REDIS_URL = os.environ.get("KEYMINT_TEST_REDIS_URL", "")
 GRANT = {"grant_type": "client_credentials"}
@@ -391,6 +399,89 @@ def test_limits_are_shared_between_nodes_through_redis(make_app, storage):
     assert token_request(node_a.test_client(), key.auth).status_code == 200
     node_b = make_app(KEYMINT_RATELIMIT_CLIENT="2 per hour")  # a second node, same Redis
     assert_rate_limited(token_request(node_b.test_client(), key.auth))
+
+
+# --- a key's own rate limit (`rate_limit` on the key) -------------------------------------------
+
+
+def test_a_keys_own_rate_limit_replaces_the_defaults_on_every_node(make_app, storage):
+    """An admin sets a key's own limit through the API; it replaces the per-key defaults,
+    is one budget over all OAuth endpoints, and holds across nodes sharing the storage."""
+    app = make_app(KEYMINT_RATELIMIT_CLIENT="1 per hour")
+    factory, client = Factory(app), app.test_client()
+    team = make_team(client, factory)
+    created = client.post("/api/v1/keys", headers=team["admin"].headers,
+                          json={"name": "busy", "scopes": ["introspect"],
+                                "rate_limit": "3 per hour"})
+    assert created.status_code == 201, created.get_json()
+    body = created.get_json()
+    assert body["rate_limit"] == "3 per hour"
+    auth = (body["client_id"], body["client_secret"])
+    shared = storage["KEYMINT_RATELIMIT_STORAGE_URL"] != "memory://"
+    other = make_app(KEYMINT_RATELIMIT_CLIENT="1 per hour").test_client() if shared else client
+    token = mint(client, auth)  # 1: above the default of 1 per hour would already be spent
+    assert token_request(other, auth).status_code == 200  # 2, on the other node
+    assert client.post("/oauth/introspect", data={"token": token},
+                       auth=auth).get_json()["active"] is True  # 3, another endpoint
+    refused = token_request(other, auth)
+    assert_rate_limited(refused)
+    event = audit_events(app, "ratelimit.exceeded")[-1]
+    assert event.details["limit"] == "key" and event.target_id == body["client_id"]
+    # Cleared: the server's defaults apply again (its token budget of 1 was never spent).
+    patched = client.patch(f"/api/v1/keys/{body['client_id']}", headers=team["admin"].headers,
+                           json={"rate_limit": None})
+    assert patched.status_code == 200 and patched.get_json()["rate_limit"] is None
+    assert token_request(client, auth).status_code == 200
+    assert_rate_limited(token_request(client, auth))
+
+
+def test_key_rate_limit_is_validated_restricted_and_audited(client, factory):
+    team = make_team(client, factory)
+    admin, member = team["admin"], team["member"]
+    for bad in ("lots", "0 per minute", "1000 per fortnight", "x" * 65, 5):
+        response = client.post("/api/v1/keys", headers=admin.headers,
+                               json={"name": "k", "scopes": [], "rate_limit": bad})
+        assert response.status_code == 400, (bad, response.get_json())
+        assert response.get_json()["field"] == "rate_limit" or "rate_limit" in \
+            response.get_json()["error_description"]
+    refused = client.post("/api/v1/keys", headers=member.headers,
+                          json={"name": "k", "scopes": [], "rate_limit": "1000 per minute"})
+    assert refused.status_code == 403 and refused.get_json()["field"] == "rate_limit"
+    path = f"/api/v1/keys/{member.key.client_id}"
+    assert client.patch(path, headers=member.headers,
+                        json={"rate_limit": "5/second"}).status_code == 403
+    assert client.patch(path, headers=member.headers, json={"name": "still mine"}).status_code \
+        == 200
+    for value in ("1000 per minute", "50/second", None):
+        response = client.patch(path, headers=admin.headers, json={"rate_limit": value})
+        assert response.status_code == 200 and response.get_json()["rate_limit"] == value
+    changes = [e.details["rate_limit"] for e in audit_events(factory.app, "key.updated")
+               if "rate_limit" in e.details]
+    assert changes == [{"from": None, "to": "1000 per minute"},
+                       {"from": "1000 per minute", "to": "50/second"},
+                       {"from": "50/second", "to": None}]
+    assert client.get(path, headers=admin.headers).get_json()["rate_limit"] is None
+
+
+def test_cli_sets_and_clears_a_keys_rate_limit(app, factory):
+    import json
+
+    runner = app.test_cli_runner()
+    slug = factory.workspace(owner=factory.user("rl@example.com"))
+    created = runner.invoke(args=["keys", "create", "--workspace", slug, "--user",
+                                  "rl@example.com", "--rate-limit", "1000 per minute", "--json"])
+    assert created.exit_code == 0, created.output
+    key = json.loads(created.output)
+    assert key["rate_limit"] == "1000 per minute"
+    assert audit_events(app, "key.created")[-1].details["rate_limit"] == "1000 per minute"
+    bad = runner.invoke(args=["keys", "update", key["client_id"], "--rate-limit", "lots"])
+    assert bad.exit_code != 0 and "rate_limit" in bad.output
+    cleared = runner.invoke(args=["keys", "update", key["client_id"], "--rate-limit", "none",
+                                  "--json"])
+    assert cleared.exit_code == 0, cleared.output
+    assert json.loads(cleared.output)["rate_limit"] is None
+    assert audit_events(app, "key.updated")[-1].details == {
+        "rate_limit": {"from": "1000 per minute", "to": None}}
 
 
 def test_unreachable_redis_falls_back_to_per_process_limits(app_config):

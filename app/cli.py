@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import ipaddress
 import json
 import os
 import sys
@@ -12,13 +13,14 @@ from datetime import timedelta
 from typing import Any
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
+from app import credentials
 from app.clock import isoformat, parse_rfc3339, utcnow
 from app.extensions import db
 from app.serialize import audit_event_json, key_json
-from app.services import accounts, audit_chain, audit_query, keys, tokens
+from app.services import accounts, audit, audit_chain, audit_query, keys, tokens
 from app.services import legacy as legacy_service
 from app.services import legacy_import as import_service
 from app.services import legacy_migration as migration_service
@@ -65,6 +67,7 @@ keys_cli = click.Group("keys", help="Create, list, revoke and rotate API keys.")
 tokens_cli = click.Group("tokens", help="Maintain the access-token table.")
 legacy_cli = click.Group("legacy", help="Import, report on and migrate legacy workspace keys.")
 audit_cli = click.Group("audit", help="Export, seal, verify and prune the audit trail.")
+ratelimit_cli = click.Group("ratelimit", help="Lift rate-limit lock-outs.")
 
 
 @users.command("create")
@@ -571,6 +574,37 @@ def audit_prune(before: Any) -> None:
                    "`keymint audit seal` first", err=True)
 
 
+@ratelimit_cli.command("clear")
+@click.option("--client-id", default=None, help="A key's budgets and its failures from any IP.")
+@click.option("--ip", default=None, help="A client IP's limits and its failures.")
+@transactional
+def ratelimit_clear(client_id: str | None, ip: str | None) -> None:
+    """Delete the rate-limit counters of one client_id or one client IP (audited)."""
+    from app.web import rate_limits
+
+    if (client_id is None) == (ip is None):
+        raise click.UsageError("give exactly one of --client-id or --ip")
+    if client_id is not None and not credentials.is_client_id(client_id):
+        raise click.BadParameter("not a client_id (key_ + 24 characters)",
+                                 param_hint="--client-id")
+    if ip is not None:
+        try:
+            canonical = str(ipaddress.ip_address(ip))
+        except ValueError:
+            raise click.BadParameter("not an IP address", param_hint="--ip") from None
+    if not current_app.config.get("KEYMINT_RATELIMIT_ENABLED", True):
+        raise click.ClickException("rate limiting is switched off (KEYMINT_RATELIMIT_ENABLED)")
+    if ip is None:
+        cleared = rate_limits.clear_counters(client_id=client_id)
+    else:  # as typed and in canonical form: the limiter keys by the server's peer address
+        cleared = sum(rate_limits.clear_counters(ip=form) for form in {ip, canonical})
+    workspace_id = keys.workspace_of(db.session, client_id) if client_id else None
+    audit.record(db.session, "ratelimit.cleared", Actor.cli(), workspace_id=workspace_id,
+                 target_type="key" if client_id else "ip", target_id=client_id or ip,
+                 details={"counters_cleared": cleared})
+    click.echo(f"cleared {cleared} rate-limit counter(s) of {client_id or ip}")
+
+
 def _check_bind(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     from app.runtime.server import parse_bind
 
@@ -643,7 +677,7 @@ Then, with TOKEN set to its access_token:
 
 def register(app: Flask) -> None:
     for group in (users, workspaces, members, keys_cli, tokens_cli, legacy_cli, audit_cli,
-                  serve, demo):
+                  ratelimit_cli, serve, demo):
         app.cli.add_command(group)
 
 

@@ -484,6 +484,47 @@ def test_cli_sets_and_clears_a_keys_rate_limit(app, factory):
         "rate_limit": {"from": "1000 per minute", "to": None}}
 
 
+def test_ratelimit_clear_lifts_a_lock_out_and_is_audited(make_app):
+    app = make_app(KEYMINT_RATELIMIT_FAILED_CLIENT_IP="2 per hour",
+                   KEYMINT_RATELIMIT_FAILED_IP="4 per hour", KEYMINT_RATELIMIT_CLIENT="1 per hour")
+    factory, client = Factory(app), app.test_client()
+    key, bystander = factory.key(), factory.key()
+    office, neighbour = "192.0.2.10", "192.0.2.100"
+    wrong = (key.client_id, "sk_" + "D" * 46)
+    for _ in range(2):  # a client with an old secret locks itself out from its office
+        assert token_request(client, wrong, ip=office).status_code == 401
+    assert token_request(client, bystander.auth, ip=neighbour).status_code == 200
+    for _ in range(2):
+        assert token_request(client, (bystander.client_id, "sk_" + "E" * 46),
+                             ip=office).status_code == 401
+    assert_rate_limited(token_request(client, key.auth, ip=office))  # its pair, its IP
+    assert_rate_limited(token_request(client, bystander.auth, ip=neighbour))  # its budget
+    runner = app.test_cli_runner()
+
+    result = runner.invoke(args=["ratelimit", "clear", "--client-id", key.client_id])
+    assert result.exit_code == 0, result.output
+    # the key's failures from the office are gone, the office's own failure count is not
+    assert_rate_limited(token_request(client, key.auth, ip=office))
+    result = runner.invoke(args=["ratelimit", "clear", "--ip", office])
+    assert result.exit_code == 0, result.output
+    assert token_request(client, key.auth, ip=office).status_code == 200
+    # 192.0.2.100 shares a prefix with 192.0.2.10 but is not cleared by it
+    assert_rate_limited(token_request(client, bystander.auth, ip=neighbour))
+    assert runner.invoke(args=["ratelimit", "clear", "--client-id",
+                               bystander.client_id]).exit_code == 0
+    assert token_request(client, bystander.auth, ip=neighbour).status_code == 200
+
+    events = audit_events(app, "ratelimit.cleared")
+    assert [(e.target_type, e.target_id, e.actor_type) for e in events] == [
+        ("key", key.client_id, "system"), ("ip", office, "system"),
+        ("key", bystander.client_id, "system")]
+    assert events[0].workspace_id is not None and events[1].workspace_id is None
+    assert all(e.details["counters_cleared"] >= 1 for e in events)
+    for args in (["--client-id", "nope"], ["--ip", "not-an-ip"], [],
+                 ["--ip", office, "--client-id", key.client_id]):
+        assert runner.invoke(args=["ratelimit", "clear", *args]).exit_code != 0
+
+
 def test_unreachable_redis_falls_back_to_per_process_limits(app_config):
     from app import create_app
 

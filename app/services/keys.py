@@ -206,6 +206,11 @@ def get_key(session: Session, client_id: str, *, workspace_id: int | None = None
     return key
 
 
+def workspace_of(session: Session, client_id: str) -> int | None:
+    """The workspace of the key `client_id`, revoked or not; None for an unknown id."""
+    return session.scalar(select(ApiKey.workspace_id).where(ApiKey.client_id == client_id))
+
+
 def _revoke_tokens_of_keys(session: Session, key_ids, now: datetime, reason: str) -> int:
     result = session.execute(
         update(AccessToken)

@@ -374,6 +374,30 @@ def rate_limited_response(exc: RateLimited) -> Response:
     return response
 
 
+# --- lifting a lock-out (`keymint ratelimit clear`) -------------------------------------------
+
+
+def clear_counters(*, client_id: str | None = None, ip: str | None = None) -> int:
+    """Delete the counters of one client_id (its budgets, its failures from every address)
+    or of one client IP (its limits, its failures, every client_id's failures from it).
+
+    Counter keys end in "/" after the value (limits joins identifiers with "/"), which keeps
+    10.0.0.1 from matching 10.0.0.12. Returns how many counters were deleted; 0 when rate
+    limiting is off. Needs an app context.
+    """
+    counter = limiter.counter()
+    if counter is None:
+        return 0
+    patterns: list[list[str]] = []
+    if client_id is not None:
+        patterns += [["", f"/{_key('client', client_id)}/", ""],
+                     ["", f"/{_key('pair', client_id)}|", "/", ""]]
+    if ip is not None:
+        patterns += [["", f"/{_key('ip', ip)}/", ""],
+                     ["", f"/{_key('pair', '')}", f"|{ip}/", ""]]
+    return counter.clear_matching(patterns)
+
+
 def init_app(app: Flask) -> None:
     limiter.init_app(app, _SETTINGS)
     app.register_error_handler(RateLimited, rate_limited_response)

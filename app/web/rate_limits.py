@@ -255,9 +255,11 @@ def _count_after(response: Response) -> Response:
         return response
     failed = response.status_code == 401
     authenticated_now = g.get("keymint_rl_authenticated", False)
+    alerted = False  # once per request, even when it crosses several windows at once
     for counts, scope, item, *identifiers in after:
         due = failed if counts in (FAILURE, ALERT) else not authenticated_now
-        if due and not counter.hit(item, *identifiers) and counts == ALERT:
+        if due and not counter.hit(item, *identifiers) and counts == ALERT and not alerted:
+            alerted = True
             _alert(scope, str(item), identifiers[0])
     return response
 
@@ -382,12 +384,12 @@ def clear_counters(*, client_id: str | None = None, ip: str | None = None) -> in
     or of one client IP (its limits, its failures, every client_id's failures from it).
 
     Counter keys end in "/" after the value (limits joins identifiers with "/"), which keeps
-    10.0.0.1 from matching 10.0.0.12. Returns how many counters were deleted; 0 when rate
-    limiting is off. Needs an app context.
+    10.0.0.1 from matching 10.0.0.12. Returns how many counters were deleted. Needs an app
+    context; works on the configured storage even where this process does not limit
+    (KEYMINT_RATELIMIT_ENABLED=false in the operator's shell, say).
     """
-    counter = limiter.counter()
-    if counter is None:
-        return 0
+    counter = limiter.counter() or limiter.Counter(
+        current_app.config.get("KEYMINT_RATELIMIT_STORAGE_URL") or "memory://", {})
     patterns: list[list[str]] = []
     if client_id is not None:
         patterns += [["", f"/{_key('client', client_id)}/", ""],

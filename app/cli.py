@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import ipaddress
 import json
 import os
 import sys
@@ -15,10 +16,11 @@ import click
 from flask import Flask
 from flask.cli import FlaskGroup, with_appcontext
 
+from app import credentials
 from app.clock import isoformat, parse_rfc3339, utcnow
 from app.extensions import db
 from app.serialize import audit_event_json, key_json
-from app.services import accounts, audit_chain, audit_query, keys, tokens
+from app.services import accounts, audit, audit_chain, audit_query, keys, tokens
 from app.services import legacy as legacy_service
 from app.services import legacy_import as import_service
 from app.services import legacy_migration as migration_service
@@ -65,6 +67,7 @@ keys_cli = click.Group("keys", help="Create, list, revoke and rotate API keys.")
 tokens_cli = click.Group("tokens", help="Maintain the access-token table.")
 legacy_cli = click.Group("legacy", help="Import, report on and migrate legacy workspace keys.")
 audit_cli = click.Group("audit", help="Export, seal, verify and prune the audit trail.")
+ratelimit_cli = click.Group("ratelimit", help="Lift rate-limit lock-outs.")
 
 
 @users.command("create")
@@ -131,6 +134,17 @@ def members_remove(slug: str, email: str) -> None:
     click.echo(f"removed {user.email} from {workspace.slug}; {revoked} key(s) revoked")
 
 
+def _rate_limit_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    """`none` (or "") clears; anything else is validated by the key service."""
+    if value is None:
+        return ...
+    return None if value.strip().lower() in ("", "none", "null") else value
+
+
+RATE_LIMIT_HELP = ('The key\'s own request limit, e.g. "1000 per minute" (replaces the '
+                   'server\'s per-key defaults); "none" clears it.')
+
+
 @keys_cli.command("create")
 @click.option("--workspace", "slug", required=True)
 @click.option("--user", "email", required=True)
@@ -138,15 +152,17 @@ def members_remove(slug: str, email: str) -> None:
 @click.option("--scope", "scope", default="", help='Space separated, e.g. "keys:read introspect".')
 @click.option("--expires-at", callback=_parse_time, help="RFC 3339, e.g. 2030-01-01T00:00:00Z.")
 @click.option("--expires-in-days", type=click.IntRange(min=1))
+@click.option("--rate-limit", callback=_rate_limit_option, help=RATE_LIMIT_HELP)
 @click.option("--json", "as_json", is_flag=True)
 @transactional
 def keys_create(slug: str, email: str, name: str, scope: str, expires_at: Any,
-                expires_in_days: int | None, as_json: bool) -> None:
+                expires_in_days: int | None, rate_limit: Any, as_json: bool) -> None:
     """Create a key; its secret is printed once."""
     workspace = accounts.get_workspace(db.session, slug)
     user = accounts.get_user_by_email(db.session, email)
     created = keys.create_key(db.session, workspace, user, Actor.cli(), name=name, scopes=scope,
-                              expires_at=expires_at, expires_in_days=expires_in_days)
+                              expires_at=expires_at, expires_in_days=expires_in_days,
+                              rate_limit=None if rate_limit is ... else rate_limit)
     payload = {**key_json(created.key), "client_secret": created.client_secret}
     _emit(as_json, payload,
           f"client_id:     {created.key.client_id}\n"
@@ -191,6 +207,21 @@ def keys_expiring(within_days: int, slug: str | None, as_json: bool) -> None:
     workspace_id = accounts.get_workspace(db.session, slug).id if slug else None
     _print_keys(keys.list_keys(db.session, workspace_id=workspace_id,
                                expiring_within=timedelta(days=within_days)), as_json)
+
+
+@keys_cli.command("update")
+@click.argument("client_id")
+@click.option("--name", default=None, help="A new name.")
+@click.option("--rate-limit", callback=_rate_limit_option, help=RATE_LIMIT_HELP)
+@click.option("--json", "as_json", is_flag=True)
+@transactional
+def keys_update(client_id: str, name: str | None, rate_limit: Any, as_json: bool) -> None:
+    """Rename a key or set its own rate limit (audited as key.updated with old and new)."""
+    key = keys.get_key(db.session, client_id, lock=True)
+    keys.update_key(db.session, key, key.workspace, Actor.cli(), name=name,
+                    rate_limit=rate_limit)
+    _emit(as_json, key_json(key),
+          f"updated {key.client_id}: name={key.name!r} rate_limit={key.rate_limit or 'default'}")
 
 
 @keys_cli.command("revoke")
@@ -543,6 +574,35 @@ def audit_prune(before: Any) -> None:
                    "`keymint audit seal` first", err=True)
 
 
+@ratelimit_cli.command("clear")
+@click.option("--client-id", default=None, help="A key's budgets and its failures from any IP.")
+@click.option("--ip", default=None, help="A client IP's limits and its failures.")
+@transactional
+def ratelimit_clear(client_id: str | None, ip: str | None) -> None:
+    """Delete the rate-limit counters of one client_id or one client IP (audited)."""
+    from app.web import rate_limits
+
+    if (client_id is None) == (ip is None):
+        raise click.UsageError("give exactly one of --client-id or --ip")
+    if client_id is not None and not credentials.is_client_id(client_id):
+        raise click.BadParameter("not a client_id (key_ + 24 characters)",
+                                 param_hint="--client-id")
+    if ip is not None:
+        try:
+            canonical = str(ipaddress.ip_address(ip))
+        except ValueError:
+            raise click.BadParameter("not an IP address", param_hint="--ip") from None
+    if ip is None:
+        cleared = rate_limits.clear_counters(client_id=client_id)
+    else:  # as typed and in canonical form: the limiter keys by the server's peer address
+        cleared = sum(rate_limits.clear_counters(ip=form) for form in {ip, canonical})
+    workspace_id = keys.workspace_of(db.session, client_id) if client_id else None
+    audit.record(db.session, "ratelimit.cleared", Actor.cli(), workspace_id=workspace_id,
+                 target_type="key" if client_id else "ip", target_id=client_id or ip,
+                 details={"counters_cleared": cleared})
+    click.echo(f"cleared {cleared} rate-limit counter(s) of {client_id or ip}")
+
+
 def _check_bind(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     from app.runtime.server import parse_bind
 
@@ -628,7 +688,7 @@ Then, with TOKEN set to its access_token:
 
 def register(app: Flask) -> None:
     for group in (users, workspaces, members, keys_cli, tokens_cli, legacy_cli, audit_cli,
-                  serve, demo):
+                  ratelimit_cli, serve, demo):
         app.cli.add_command(group)
 
 

@@ -208,9 +208,17 @@ def load_from_environment() -> dict[str, Any]:
                                                        "keymint"),
         "KEYMINT_RATELIMIT_IP": _limit("KEYMINT_RATELIMIT_IP", "600 per minute"),
         "KEYMINT_RATELIMIT_CLIENT": _limit("KEYMINT_RATELIMIT_CLIENT", "120 per minute"),
+        # Per key, spent only by requests that authenticated as it. Introspection and
+        # revocation are sized so that a resource server never meets them: 10,000/s per key,
+        # twice what one node answers (1-5k introspections/s); see docs/security.md.
         "KEYMINT_RATELIMIT_INTROSPECT": _limit("KEYMINT_RATELIMIT_INTROSPECT",
-                                               "3000 per minute"),
+                                               "600000 per minute"),
+        "KEYMINT_RATELIMIT_REVOKE": _limit("KEYMINT_RATELIMIT_REVOKE", "600000 per minute"),
         "KEYMINT_RATELIMIT_LEGACY_KEY": _limit("KEYMINT_RATELIMIT_LEGACY_KEY", "600 per minute"),
+        # Refuses: failures of one client_id from one address. Alerts only: failures of one
+        # client_id from anywhere (client_ids are public; they must not lock out a key).
+        "KEYMINT_RATELIMIT_FAILED_CLIENT_IP": _limit("KEYMINT_RATELIMIT_FAILED_CLIENT_IP",
+                                                     "10 per minute;50 per hour"),
         "KEYMINT_RATELIMIT_FAILED_CLIENT": _limit("KEYMINT_RATELIMIT_FAILED_CLIENT",
                                                   "10 per minute;50 per hour"),
         "KEYMINT_RATELIMIT_FAILED_IP": _limit("KEYMINT_RATELIMIT_FAILED_IP",

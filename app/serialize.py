@@ -31,6 +31,7 @@ def key_json(key: ApiKey) -> dict[str, Any]:
         "last_used_at": isoformat(key.last_used_at),
         "last_used_ip": key.last_used_ip,
         "secret_hint": current_secret_hint(key),
+        "rate_limit": key.rate_limit,
     }
 
 

@@ -11,7 +11,15 @@ import pytest
 import requests
 from freezegun import freeze_time
 
-from tests.support import IN_CI, Factory, ServerProcess, add_legacy_key, audit_events, mint
+from tests.support import (
+    IN_CI,
+    Factory,
+    ServerProcess,
+    add_legacy_key,
+    audit_events,
+    make_team,
+    mint,
+)
 
 REDIS_URL = os.environ.get("KEYMINT_TEST_REDIS_URL", "")
 GRANT = {"grant_type": "client_credentials"}
@@ -109,20 +117,53 @@ def test_per_ip_limit_covers_every_client_behind_it(make_app):
     assert token_request(client, keys[3].auth, ip="192.0.2.2").status_code == 200
 
 
-def test_failed_authentications_throttle_a_client_id_across_rotating_ips(make_app):
-    app = make_app(KEYMINT_RATELIMIT_FAILED_CLIENT="3 per hour")
+def test_failed_authentications_throttle_a_client_id_from_one_ip(make_app):
+    app = make_app(KEYMINT_RATELIMIT_FAILED_CLIENT_IP="3 per hour")
     factory, client = Factory(app), app.test_client()
-    key, bystander = factory.key(), factory.key()
+    key = factory.key()
     wrong = (key.client_id, "sk_" + "A" * 46)
-    for n in range(3):
-        assert token_request(client, wrong, ip=f"198.51.100.{n}").status_code == 401
-    # The attacker's next guess is refused before the secret is even compared, and so is
-    # the real secret until the window passes: the price of a key id under attack.
-    assert_rate_limited(token_request(client, wrong, ip="198.51.100.50"))
-    assert_rate_limited(token_request(client, key.auth, ip="203.0.113.1"))
-    # The failure budget is shared by every OAuth endpoint of that key id.
-    assert_rate_limited(client.post("/oauth/introspect", data={"token": "x"}, auth=key.auth))
-    assert token_request(client, bystander.auth, ip="198.51.100.1").status_code == 200
+    for _ in range(3):
+        assert token_request(client, wrong, ip="198.51.100.7").status_code == 401
+    # That address's next guess at that key id is refused before the secret is compared,
+    # on every OAuth endpoint; the same key id from elsewhere is unaffected.
+    assert_rate_limited(token_request(client, wrong, ip="198.51.100.7"))
+    assert_rate_limited(client.post("/oauth/introspect", data={"token": "x"}, auth=wrong,
+                                    environ_base={"REMOTE_ADDR": "198.51.100.7"}))
+    assert token_request(client, key.auth, ip="203.0.113.1").status_code == 200
+
+
+def test_nobody_can_lock_a_key_out_by_guessing_its_secret(make_app):
+    """Issue #15 §1: ten wrong secrets a minute from one IP made keymint refuse the right
+    secret with 429 on every endpoint. With the default limits, the guesser is throttled and
+    the key keeps working from its own address; the per-client_id total only alerts."""
+    from app.runtime import metrics
+
+    app = make_app()
+    factory, client = Factory(app), app.test_client()
+    key = factory.key()  # holds the introspect scope
+    token = mint(client, key)
+    wrong = (key.client_id, "sk_" + "A" * 46)
+    attackers = [f"198.51.100.{n}" for n in range(1, 7)]
+    for ip in attackers:  # 60 wrong secrets a minute, 10 from each address
+        for _ in range(10):
+            assert token_request(client, wrong, ip=ip).status_code == 401
+    assert_rate_limited(token_request(client, wrong, ip=attackers[0]))
+    # The right secret from the key's own address works on every endpoint.
+    assert token_request(client, key.auth, ip="203.0.113.1").status_code == 200
+    for path, data in (("/oauth/revoke", {"token": "at_unknown"}),
+                       ("/oauth/rotate", {"token": token})):
+        assert client.post(path, data=data, auth=key.auth,
+                           environ_base={"REMOTE_ADDR": "203.0.113.1"}).status_code == 200
+    assert client.post("/oauth/introspect", data={"token": mint(client, key)}, auth=key.auth,
+                       environ_base={"REMOTE_ADDR": "203.0.113.1"}).get_json()["active"] is True
+    # 60 failures against a threshold of 10 a minute: every one past the 10th is counted
+    assert metrics.METRICS.rate_limit_alerts.labels("failed_auth_client")._value.get() >= 50
+    events = audit_events(app, "ratelimit.alert")
+    assert len(events) == 1 and events[0].target_id == key.client_id
+    assert events[0].details["limit"] == "failed_auth_client"
+    assert not audit_events(app, "ratelimit.exceeded") or all(
+        e.details["limit"] != "failed_auth_client" for e in audit_events(app,
+                                                                          "ratelimit.exceeded"))
 
 
 def test_failed_authentications_throttle_an_ip_across_client_ids(make_app):
@@ -137,7 +178,7 @@ def test_failed_authentications_throttle_an_ip_across_client_ids(make_app):
 
 
 def test_successful_requests_do_not_spend_the_failure_budget(make_app):
-    app = make_app(KEYMINT_RATELIMIT_FAILED_CLIENT="2 per hour",
+    app = make_app(KEYMINT_RATELIMIT_FAILED_CLIENT_IP="2 per hour",
                    KEYMINT_RATELIMIT_FAILED_IP="2 per hour")
     factory, client = Factory(app), app.test_client()
     key = factory.key()
@@ -159,7 +200,7 @@ def test_introspection_has_its_own_per_client_limit(make_app):
 
 @pytest.mark.parametrize("path", ["/oauth/revoke", "/oauth/rotate"])
 def test_revoke_and_rotate_are_limited_per_client(make_app, path):
-    app = make_app(KEYMINT_RATELIMIT_CLIENT="1 per hour")
+    app = make_app(KEYMINT_RATELIMIT_CLIENT="1 per hour", KEYMINT_RATELIMIT_REVOKE="1 per hour")
     factory, client = Factory(app), app.test_client()
     key = factory.key()
     token = mint(client, key)
@@ -175,6 +216,61 @@ def test_client_secret_post_is_keyed_by_the_form_client_id(make_app):
     assert client.post("/oauth/token", data=form).status_code == 200
     assert_rate_limited(client.post("/oauth/token", data=form,
                                     environ_base={"REMOTE_ADDR": "10.9.9.9"}))
+
+
+def test_requests_that_do_not_authenticate_never_spend_the_keys_budget(make_app):
+    """Issue #15 §1: 120 requests with `-u CID:x` and a JSON body (or a query string) drained
+    the key's budget without its secret. They now count against the sender's IP only."""
+    app = make_app(KEYMINT_RATELIMIT_CLIENT="5 per hour", KEYMINT_RATELIMIT_IP="12 per hour")
+    factory, client = Factory(app), app.test_client()
+    key = factory.key()
+    probe = (key.client_id, "x")
+    attacker = {"REMOTE_ADDR": "198.51.100.9"}
+    for _ in range(4):
+        assert client.post("/oauth/token", json=GRANT, auth=probe,
+                           environ_base=attacker).status_code == 400
+        assert client.post("/oauth/token?grant_type=client_credentials", data=GRANT,
+                           auth=probe, environ_base=attacker).status_code == 400
+        # the real secret in a malformed request has not authenticated either
+        assert client.post("/oauth/token", json=GRANT, auth=key.auth,
+                           environ_base=attacker).status_code == 400
+    assert_rate_limited(client.post("/oauth/token", json=GRANT, auth=probe,
+                                    environ_base=attacker))
+    for _ in range(5):  # the key's whole budget is still there for its owner
+        assert token_request(client, key.auth, ip="203.0.113.1").status_code == 200
+    assert_rate_limited(token_request(client, key.auth, ip="203.0.113.1"))
+
+
+def test_failing_introspection_counts_against_the_ip_only(make_app):
+    app = make_app(KEYMINT_RATELIMIT_INTROSPECT="3 per hour", KEYMINT_RATELIMIT_IP="4 per hour")
+    factory, client = Factory(app), app.test_client()
+    key = factory.key(scopes="introspect")
+    attacker = {"REMOTE_ADDR": "198.51.100.10"}
+    for _ in range(4):
+        assert client.post("/oauth/introspect", json={"token": "x"}, auth=(key.client_id, "x"),
+                           environ_base=attacker).status_code == 400
+    assert_rate_limited(client.post("/oauth/introspect", data={"token": "x"},
+                                    environ_base=attacker))
+    for _ in range(3):
+        assert client.post("/oauth/introspect", data={"token": "x"}, auth=key.auth,
+                           environ_base={"REMOTE_ADDR": "203.0.113.2"}).status_code == 200
+
+
+def test_a_resource_server_is_not_refused_at_default_limits(make_app):
+    """Issue #15 §1: introspection was capped at 600/min per IP (10/s for a resource server
+    that introspects every request). Authenticated introspection and revocation now count
+    per key only, against a default no single resource server reaches."""
+    app = make_app()
+    factory, client = Factory(app), app.test_client()
+    server_key = factory.key(scopes="introspect")
+    token = mint(client, factory.key())
+    host = {"REMOTE_ADDR": "10.20.30.40"}
+    codes = [client.post("/oauth/introspect", data={"token": token}, auth=server_key.auth,
+                         environ_base=host).status_code for _ in range(700)]
+    assert codes.count(200) == 700
+    codes = [client.post("/oauth/revoke", data={"token": "at_unknown"}, auth=server_key.auth,
+                         environ_base=host).status_code for _ in range(610)]
+    assert codes.count(200) == 610
 
 
 def test_rate_limit_event_is_audited_once_per_window_and_counted(make_app):
@@ -201,7 +297,7 @@ def test_limits_reset_after_the_window(make_app, storage):
     if storage["KEYMINT_RATELIMIT_STORAGE_URL"] != "memory://":
         pytest.skip("freezegun moves the app's clock, not the Redis server's key expiry")
     with freeze_time("2030-01-01T00:00:00Z") as frozen:
-        app = make_app(KEYMINT_RATELIMIT_FAILED_CLIENT="2 per minute")
+        app = make_app(KEYMINT_RATELIMIT_FAILED_CLIENT_IP="2 per minute")
         factory, client = Factory(app), app.test_client()
         key = factory.key()
         wrong = (key.client_id, "sk_" + "C" * 46)
@@ -303,6 +399,130 @@ def test_limits_are_shared_between_nodes_through_redis(make_app, storage):
     assert token_request(node_a.test_client(), key.auth).status_code == 200
     node_b = make_app(KEYMINT_RATELIMIT_CLIENT="2 per hour")  # a second node, same Redis
     assert_rate_limited(token_request(node_b.test_client(), key.auth))
+
+
+# --- a key's own rate limit (`rate_limit` on the key) -------------------------------------------
+
+
+def test_a_keys_own_rate_limit_replaces_the_defaults_on_every_node(make_app, storage):
+    """An admin sets a key's own limit through the API; it replaces the per-key defaults,
+    is one budget over all OAuth endpoints, and holds across nodes sharing the storage."""
+    app = make_app(KEYMINT_RATELIMIT_CLIENT="1 per hour")
+    factory, client = Factory(app), app.test_client()
+    team = make_team(client, factory)
+    created = client.post("/api/v1/keys", headers=team["admin"].headers,
+                          json={"name": "busy", "scopes": ["introspect"],
+                                "rate_limit": "3 per hour"})
+    assert created.status_code == 201, created.get_json()
+    body = created.get_json()
+    assert body["rate_limit"] == "3 per hour"
+    auth = (body["client_id"], body["client_secret"])
+    shared = storage["KEYMINT_RATELIMIT_STORAGE_URL"] != "memory://"
+    other = make_app(KEYMINT_RATELIMIT_CLIENT="1 per hour").test_client() if shared else client
+    token = mint(client, auth)  # 1: above the default of 1 per hour would already be spent
+    assert token_request(other, auth).status_code == 200  # 2, on the other node
+    assert client.post("/oauth/introspect", data={"token": token},
+                       auth=auth).get_json()["active"] is True  # 3, another endpoint
+    refused = token_request(other, auth)
+    assert_rate_limited(refused)
+    event = audit_events(app, "ratelimit.exceeded")[-1]
+    assert event.details["limit"] == "key" and event.target_id == body["client_id"]
+    # Cleared: the server's defaults apply again (its token budget of 1 was never spent).
+    patched = client.patch(f"/api/v1/keys/{body['client_id']}", headers=team["admin"].headers,
+                           json={"rate_limit": None})
+    assert patched.status_code == 200 and patched.get_json()["rate_limit"] is None
+    assert token_request(client, auth).status_code == 200
+    assert_rate_limited(token_request(client, auth))
+
+
+def test_key_rate_limit_is_validated_restricted_and_audited(client, factory):
+    team = make_team(client, factory)
+    admin, member = team["admin"], team["member"]
+    for bad in ("lots", "0 per minute", "1000 per fortnight", "x" * 65, 5):
+        response = client.post("/api/v1/keys", headers=admin.headers,
+                               json={"name": "k", "scopes": [], "rate_limit": bad})
+        assert response.status_code == 400, (bad, response.get_json())
+        assert response.get_json()["field"] == "rate_limit" or "rate_limit" in \
+            response.get_json()["error_description"]
+    refused = client.post("/api/v1/keys", headers=member.headers,
+                          json={"name": "k", "scopes": [], "rate_limit": "1000 per minute"})
+    assert refused.status_code == 403 and refused.get_json()["field"] == "rate_limit"
+    path = f"/api/v1/keys/{member.key.client_id}"
+    assert client.patch(path, headers=member.headers,
+                        json={"rate_limit": "5/second"}).status_code == 403
+    assert client.patch(path, headers=member.headers, json={"name": "still mine"}).status_code \
+        == 200
+    for value in ("1000 per minute", "50/second", None):
+        response = client.patch(path, headers=admin.headers, json={"rate_limit": value})
+        assert response.status_code == 200 and response.get_json()["rate_limit"] == value
+    changes = [e.details["rate_limit"] for e in audit_events(factory.app, "key.updated")
+               if "rate_limit" in e.details]
+    assert changes == [{"from": None, "to": "1000 per minute"},
+                       {"from": "1000 per minute", "to": "50/second"},
+                       {"from": "50/second", "to": None}]
+    assert client.get(path, headers=admin.headers).get_json()["rate_limit"] is None
+
+
+def test_cli_sets_and_clears_a_keys_rate_limit(app, factory):
+    import json
+
+    runner = app.test_cli_runner()
+    slug = factory.workspace(owner=factory.user("rl@example.com"))
+    created = runner.invoke(args=["keys", "create", "--workspace", slug, "--user",
+                                  "rl@example.com", "--rate-limit", "1000 per minute", "--json"])
+    assert created.exit_code == 0, created.output
+    key = json.loads(created.output)
+    assert key["rate_limit"] == "1000 per minute"
+    assert audit_events(app, "key.created")[-1].details["rate_limit"] == "1000 per minute"
+    bad = runner.invoke(args=["keys", "update", key["client_id"], "--rate-limit", "lots"])
+    assert bad.exit_code != 0 and "rate_limit" in bad.output
+    cleared = runner.invoke(args=["keys", "update", key["client_id"], "--rate-limit", "none",
+                                  "--json"])
+    assert cleared.exit_code == 0, cleared.output
+    assert json.loads(cleared.output)["rate_limit"] is None
+    assert audit_events(app, "key.updated")[-1].details == {
+        "rate_limit": {"from": "1000 per minute", "to": None}}
+
+
+def test_ratelimit_clear_lifts_a_lock_out_and_is_audited(make_app):
+    app = make_app(KEYMINT_RATELIMIT_FAILED_CLIENT_IP="2 per hour",
+                   KEYMINT_RATELIMIT_FAILED_IP="4 per hour", KEYMINT_RATELIMIT_CLIENT="1 per hour")
+    factory, client = Factory(app), app.test_client()
+    key, bystander = factory.key(), factory.key()
+    office, neighbour = "192.0.2.10", "192.0.2.100"
+    wrong = (key.client_id, "sk_" + "D" * 46)
+    for _ in range(2):  # a client with an old secret locks itself out from its office
+        assert token_request(client, wrong, ip=office).status_code == 401
+    assert token_request(client, bystander.auth, ip=neighbour).status_code == 200
+    for _ in range(2):
+        assert token_request(client, (bystander.client_id, "sk_" + "E" * 46),
+                             ip=office).status_code == 401
+    assert_rate_limited(token_request(client, key.auth, ip=office))  # its pair, its IP
+    assert_rate_limited(token_request(client, bystander.auth, ip=neighbour))  # its budget
+    runner = app.test_cli_runner()
+
+    result = runner.invoke(args=["ratelimit", "clear", "--client-id", key.client_id])
+    assert result.exit_code == 0, result.output
+    # the key's failures from the office are gone, the office's own failure count is not
+    assert_rate_limited(token_request(client, key.auth, ip=office))
+    result = runner.invoke(args=["ratelimit", "clear", "--ip", office])
+    assert result.exit_code == 0, result.output
+    assert token_request(client, key.auth, ip=office).status_code == 200
+    # 192.0.2.100 shares a prefix with 192.0.2.10 but is not cleared by it
+    assert_rate_limited(token_request(client, bystander.auth, ip=neighbour))
+    assert runner.invoke(args=["ratelimit", "clear", "--client-id",
+                               bystander.client_id]).exit_code == 0
+    assert token_request(client, bystander.auth, ip=neighbour).status_code == 200
+
+    events = audit_events(app, "ratelimit.cleared")
+    assert [(e.target_type, e.target_id, e.actor_type) for e in events] == [
+        ("key", key.client_id, "system"), ("ip", office, "system"),
+        ("key", bystander.client_id, "system")]
+    assert events[0].workspace_id is not None and events[1].workspace_id is None
+    assert all(e.details["counters_cleared"] >= 1 for e in events)
+    for args in (["--client-id", "nope"], ["--ip", "not-an-ip"], [],
+                 ["--ip", office, "--client-id", key.client_id]):
+        assert runner.invoke(args=["ratelimit", "clear", *args]).exit_code != 0
 
 
 def test_unreachable_redis_falls_back_to_per_process_limits(app_config):

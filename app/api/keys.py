@@ -48,7 +48,7 @@ def create_key() -> tuple[Response, int, dict[str, str]]:
     created = access.create_own_key(
         db.session, caller, actor(), name=body["name"], scopes=scopes,
         expires_at=timestamp(body.get("expires_at"), "expires_at"),
-        expires_in_days=body.get("expires_in_days"))
+        expires_in_days=body.get("expires_in_days"), rate_limit=body.get("rate_limit"))
     payload = {**key_json(created.key), "client_secret": created.client_secret}
     return jsonify(payload), 201, {"Location": f"/api/v1/keys/{created.key.client_id}"}
 
@@ -68,6 +68,8 @@ def update_key(client_id: str) -> Response:
     changes: dict = {}
     if "expires_at" in body:
         changes["expires_at"] = timestamp(body["expires_at"], "expires_at")
+    if "rate_limit" in body:
+        changes["rate_limit"] = body["rate_limit"]
     access.update_key(db.session, caller, key, actor(), name=body.get("name"),
                       scopes=body.get("scopes"), expires_in_days=body.get("expires_in_days"),
                       **changes)

@@ -18,6 +18,7 @@ from app.services.keys import (
     MAX_GRACE_PERIOD,
     MAX_NAME_LEN,
     MAX_PAGE_SIZE,
+    MAX_RATE_LIMIT_LEN,
     MAX_SCOPES,
     SCOPE_PATTERN,
 )
@@ -34,6 +35,12 @@ KEY_NAME: Schema = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LEN,
 TIMESTAMP: Schema = {"type": "string", "format": "date-time",
                      "description": "RFC 3339 with a timezone, e.g. 2030-01-01T00:00:00Z."}
 EXPIRES_IN_DAYS: Schema = {"type": "integer", "minimum": 1, "maximum": 36500}
+RATE_LIMIT: Schema = {
+    "type": ["string", "null"], "maxLength": MAX_RATE_LIMIT_LEN,
+    "description": "The key's own request limit over all OAuth endpoints, in the `limits` "
+                   "notation: '1000 per minute', '50/second'. Replaces the server's per-key "
+                   "defaults for this key; null: the defaults. Admins and owners only.",
+    "examples": ["1000 per minute"]}
 ROLE: Schema = {"type": "string", "enum": [r.value for r in Role]}
 POLICY_DAYS: Schema = {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_POLICY_DAYS}
 
@@ -55,7 +62,7 @@ def _object(properties: dict[str, Schema], required: tuple[str, ...] = (),
 
 KEY_CREATE = _object(
     {"name": KEY_NAME, "scopes": SCOPES,
-     "expires_at": TIMESTAMP, "expires_in_days": EXPIRES_IN_DAYS},
+     "expires_at": TIMESTAMP, "expires_in_days": EXPIRES_IN_DAYS, "rate_limit": RATE_LIMIT},
     required=("name", "scopes"), exclusive=("expires_at", "expires_in_days"),
     description="Give expires_at or expires_in_days, not both. Without either, the key "
                 "gets the workspace's default lifetime (if any). Scopes: only those the "
@@ -67,7 +74,7 @@ KEY_UPDATE = _object(
      "expires_at": {**TIMESTAMP, "type": ["string", "null"],
                     "description": "RFC 3339; null removes the expiry (only without a "
                                    "workspace maximum lifetime)."},
-     "expires_in_days": EXPIRES_IN_DAYS},
+     "expires_in_days": EXPIRES_IN_DAYS, "rate_limit": RATE_LIMIT},
     exclusive=("expires_at", "expires_in_days"),
     description="Every field is optional; absent fields stay as they are.")
 
@@ -141,7 +148,8 @@ ERROR: Schema = {
 KEY: Schema = {
     "type": "object",
     "required": ["client_id", "name", "workspace", "owner", "scopes", "state", "created_at",
-                 "expires_at", "revoked_at", "last_used_at", "last_used_ip", "secret_hint"],
+                 "expires_at", "revoked_at", "last_used_at", "last_used_ip", "secret_hint",
+                 "rate_limit"],
     "properties": {
         "client_id": {"type": "string", "pattern": "^key_[0-9A-Za-z]{24}$"},
         "name": {"type": "string"},
@@ -160,6 +168,8 @@ KEY: Schema = {
         "last_used_ip": {"type": ["string", "null"]},
         "secret_hint": {"type": ["string", "null"],
                         "description": "The first characters of the current secret."},
+        "rate_limit": {"type": ["string", "null"],
+                       "description": "The key's own request limit; null: server defaults."},
     },
 }
 

@@ -29,6 +29,9 @@ class ApiKey(Base):
     revoked_reason: Mapped[str | None] = mapped_column(String(64))
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_used_ip: Mapped[str | None] = mapped_column(String(64))
+    # The key's own request limit, e.g. "1000 per minute" (limits' notation); NULL: the
+    # server's per-key defaults (KEYMINT_RATELIMIT_CLIENT and friends).
+    rate_limit: Mapped[str | None] = mapped_column(String(64))
 
     user: Mapped[User] = relationship()
     workspace: Mapped[Workspace] = relationship()

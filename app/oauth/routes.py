@@ -30,13 +30,13 @@ def token() -> Response:
 
 
 @bp.post("/oauth/introspect")
-@oauth_limits("KEYMINT_RATELIMIT_INTROSPECT")
+@oauth_limits("KEYMINT_RATELIMIT_INTROSPECT", ip_when_authenticated=False)
 def introspect() -> Response:
     return _run(lambda: authorization.create_endpoint_response("introspection"))
 
 
 @bp.post("/oauth/revoke")
-@oauth_limits()
+@oauth_limits("KEYMINT_RATELIMIT_REVOKE", ip_when_authenticated=False)
 def revoke() -> Response:
     return _run(lambda: authorization.create_endpoint_response("revocation"))
 

@@ -17,7 +17,7 @@ from app.runtime import metrics
 from app.services import accounts, audit, reads
 from app.services import keys as key_service
 from app.services import tokens as token_service
-from app.web import basic_auth, boundary
+from app.web import basic_auth, boundary, rate_limits
 from app.web.context import client_ip, request_actor
 from app.web.validation import FORM_CONTENT_TYPE
 
@@ -123,6 +123,8 @@ class KeyAuthentication(ClientAuthentication):
             else:
                 note_auth_failure("wrong_secret", client_id, cred.workspace_id)
             raise ClientAuthFailed()
+        # Only now, with the secret matched, may the request spend the key's rate limit.
+        rate_limits.authenticated(cred.client_id, cred.rate_limit)
         key_service.mark_used(db.session, cred, now, client_ip(),
                               current_app.config["KEYMINT_LAST_USED_INTERVAL"])
         request.auth_method = method

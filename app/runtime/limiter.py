@@ -17,6 +17,7 @@ State lives per app (app.extensions), so one process can build several apps (tes
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from typing import TypeVar
 
 from flask import Flask, current_app
 from limits import RateLimitItem, parse_many
-from limits.storage import Storage, storage_from_string
+from limits.storage import MemoryStorage, RedisStorage, Storage, storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
 
 from app.runtime.limiter_storage import SweptMemoryStorage, storage_uri
@@ -132,6 +133,39 @@ class Counter:
         if reset_at is None:
             return max(1, int(item.get_expiry()))
         return max(1, int(reset_at - time.time()))
+
+    # --- clearing (the operator's `keymint ratelimit clear`) --------------------------------
+
+    def clear_matching(self, patterns: list[list[str]]) -> int:
+        """Delete every counter whose storage key matches one of `patterns`; the number deleted.
+
+        A pattern is a list of literal parts joined by "any characters" (a glob with `*` only),
+        so values never need escaping by the caller. Clears the memory fallback too, since a
+        lock-out may have been counted there while Redis was away.
+        """
+        cleared = 0
+        for storage in (self.primary, self._fallback_storage):
+            if isinstance(storage, RedisStorage):
+                globs = ["*".join(_redis_escape(part) for part in parts) for parts in patterns]
+                client = storage.storage
+                for glob in globs:
+                    found = list(client.scan_iter(match=glob, count=1000))
+                    if found:
+                        cleared += client.delete(*found)
+            elif isinstance(storage, MemoryStorage):
+                regexes = [re.compile(".*".join(re.escape(part) for part in parts), re.DOTALL)
+                           for parts in patterns]
+                with self._lock:
+                    for name in list(storage.storage) + list(storage.events):
+                        if any(rx.fullmatch(name) for rx in regexes):
+                            present = name in storage.storage or name in storage.events
+                            storage.clear(name)
+                            cleared += int(present)
+        return cleared
+
+
+def _redis_escape(text: str) -> str:
+    return re.sub(r"([\\*?\[\]])", r"\\\1", text)
 
 
 def parse_limits(setting_value: str) -> list[RateLimitItem]:

@@ -50,6 +50,10 @@ class Metrics:
         self.rate_limited = Counter("keymint_rate_limited_requests",
                                     "Requests refused with 429 by a rate limit.",
                                     ("limit", "endpoint"), registry=registry)
+        self.rate_limit_alerts = Counter("keymint_rate_limit_alerts",
+                                         "Requests over an alert-only threshold (refused "
+                                         "nothing), e.g. failed authentications per client_id.",
+                                         ("limit",), registry=registry)
         self.legacy_uses = Counter("keymint_legacy_key_uses",
                                    "Requests presenting a legacy API key.", ("outcome",),
                                    registry=registry)
@@ -108,6 +112,10 @@ def count_auth_failure(reason: str) -> None:
 
 def count_rate_limited(limit: str, endpoint: str) -> None:
     METRICS.rate_limited.labels(limit, endpoint).inc()
+
+
+def count_rate_limit_alert(limit: str) -> None:
+    METRICS.rate_limit_alerts.labels(limit).inc()
 
 
 def count_legacy_use(outcome: str) -> None:

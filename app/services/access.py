@@ -57,17 +57,22 @@ def caller_workspace(session: Session, principal: Principal) -> Workspace:
 
 def create_own_key(session: Session, principal: Principal, actor: Actor, *, name: str,
                    scopes: list[str], expires_at: datetime | None = None,
-                   expires_in_days: int | None = None) -> key_service.CreatedKey:
+                   expires_in_days: int | None = None,
+                   rate_limit: str | None = None) -> key_service.CreatedKey:
     """A new key for the caller itself, in its workspace (check_grantable_scopes first)."""
+    if rate_limit is not None:
+        check_can_set_rate_limit(principal)
     return key_service.create_key(
         session, caller_workspace(session, principal), session.get_one(User, principal.user_id),
         actor, name=name, scopes=scopes, expires_at=expires_at,
-        expires_in_days=expires_in_days)
+        expires_in_days=expires_in_days, rate_limit=rate_limit)
 
 
 def update_key(session: Session, principal: Principal, key: ApiKey, actor: Actor,
                **changes: Any) -> ApiKey:
     """key_service.update_key within the policy of the caller's workspace."""
+    if "rate_limit" in changes:
+        check_can_set_rate_limit(principal)
     return key_service.update_key(session, key, caller_workspace(session, principal), actor,
                                   **changes)
 
@@ -136,6 +141,12 @@ def check_grantable_scopes(principal: Principal, scopes: list[str]) -> None:
 def require_manager(principal: Principal, what: str) -> None:
     if not principal.manages_keys:
         raise Forbidden(f"only admins and owners can {what}")
+
+
+def check_can_set_rate_limit(principal: Principal) -> None:
+    """A key's own rate limit can lift it above the server's per-key defaults: admins only."""
+    if not principal.manages_keys:
+        raise Forbidden("only admins and owners can set a key's rate_limit", field="rate_limit")
 
 
 def require_owner(principal: Principal, what: str) -> None:

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import limits
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
@@ -29,6 +30,7 @@ MANAGEMENT_SCOPES = frozenset(
     {"keys:read", "keys:write", "audit:read", "members:read", "members:write"}
 )
 INTROSPECT_SCOPE = "introspect"
+MAX_RATE_LIMIT_LEN = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,29 @@ def clean_name(name: str | None) -> str:
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
         raise InvalidInput("name must not contain control characters", field="name")
     return name
+
+
+def clean_rate_limit(rate_limit: str | None) -> str | None:
+    """A key's own request limit in the `limits` notation ("1000 per minute", "50/second");
+    None or "" clears it (the server's defaults apply)."""
+    if rate_limit is None:
+        return None
+    if not isinstance(rate_limit, str):
+        raise InvalidInput("rate_limit must be a string like '1000 per minute' or null",
+                           field="rate_limit")
+    rate_limit = rate_limit.strip()
+    if not rate_limit:
+        return None
+    problem = f"rate_limit must be one limit like '1000 per minute', got {rate_limit[:80]!r}"
+    if len(rate_limit) > MAX_RATE_LIMIT_LEN:
+        raise InvalidInput(problem, field="rate_limit")
+    try:
+        item = limits.parse(rate_limit)
+    except ValueError:
+        raise InvalidInput(problem, field="rate_limit") from None
+    if item.amount < 1:
+        raise InvalidInput("rate_limit must allow at least one request", field="rate_limit")
+    return rate_limit
 
 
 def resolve_expiry(
@@ -134,10 +159,12 @@ def create_key(
     scopes: str | list[str] | None,
     expires_at: datetime | None = None,
     expires_in_days: int | None = None,
+    rate_limit: str | None = None,
 ) -> CreatedKey:
     now = utcnow()
     name = clean_name(name)
     scope_list = parse_scopes(scopes)
+    rate_limit = clean_rate_limit(rate_limit)
     if not user.is_active:
         raise InvalidInput(f"user {user.email} is disabled", field="user")
     membership = session.scalar(
@@ -149,14 +176,15 @@ def create_key(
                             expires_in_days=expires_in_days)
     key = ApiKey(client_id=credentials.new_client_id(), user_id=user.id,
                  workspace_id=workspace.id, name=name, scopes=" ".join(scope_list),
-                 created_at=now, expires_at=expiry)
+                 created_at=now, expires_at=expiry, rate_limit=rate_limit)
     session.add(key)
     session.flush()
     secret = _add_secret(session, key, now)
     audit.record(session, "key.created", actor, workspace_id=workspace.id,
                  target_type="key", target_id=key.client_id,
                  details={"name": name, "scopes": scope_list, "user": user.id,
-                          "expires_at": expiry.isoformat() if expiry else None})
+                          "expires_at": expiry.isoformat() if expiry else None,
+                          "rate_limit": rate_limit})
     session.flush()
     return CreatedKey(key=key, client_secret=secret)
 
@@ -176,6 +204,11 @@ def get_key(session: Session, client_id: str, *, workspace_id: int | None = None
     if key is None:
         raise NotFound(f"no key {client_id!r}", field="client_id")
     return key
+
+
+def workspace_of(session: Session, client_id: str) -> int | None:
+    """The workspace of the key `client_id`, revoked or not; None for an unknown id."""
+    return session.scalar(select(ApiKey.workspace_id).where(ApiKey.client_id == client_id))
 
 
 def _revoke_tokens_of_keys(session: Session, key_ids, now: datetime, reason: str) -> int:
@@ -279,11 +312,13 @@ def update_key(
     scopes: str | list[str] | None = None,
     expires_at: datetime | type[Ellipsis] | None = ...,
     expires_in_days: int | None = None,
+    rate_limit: str | type[Ellipsis] | None = ...,
 ) -> ApiKey:
-    """Rename, narrow scopes (never widen) or move the expiry within policy.
+    """Rename, narrow scopes (never widen), move the expiry within policy, set the rate limit.
 
     `expires_at=None` removes the expiry (only where the workspace has no maximum lifetime);
-    `expires_in_days` counts from now. An expired key stays expired: it can be renamed or
+    `expires_in_days` counts from now; `rate_limit=None` clears the key's own limit. An
+    expired key stays expired: it can be renamed or
     narrowed, but bringing it back to life is a new key's job.
     """
     now = utcnow()
@@ -313,6 +348,11 @@ def update_key(
             changes["scopes"] = {"from": key.scope_list, "to": new_scopes}
             key.scopes = " ".join(new_scopes)
             _narrow_live_tokens(session, key, set(new_scopes), now)
+    if rate_limit is not ...:
+        new_limit = clean_rate_limit(rate_limit)  # type: ignore[arg-type]
+        if new_limit != key.rate_limit:
+            changes["rate_limit"] = {"from": key.rate_limit, "to": new_limit}
+            key.rate_limit = new_limit
     if expires_at is not ...:
         new_expiry = resolve_expiry(workspace, now, expires_at=expires_at, use_default=False)
         if new_expiry != key.expires_at:
@@ -445,12 +485,14 @@ class KeyCredential:
     role: str | None
     token_ttl: int | None
     secrets: list[SecretRow]
+    rate_limit: str | None = None
 
 
 # Built once: the hot path binds parameters into a ready statement instead of rebuilding it.
 CREDENTIAL_QUERY = (
     select(ApiKey.id, ApiKey.client_id, ApiKey.user_id, ApiKey.workspace_id, ApiKey.scopes,
-           ApiKey.expires_at, ApiKey.last_used_at, User.email, Membership.role,
+           ApiKey.expires_at, ApiKey.last_used_at, ApiKey.rate_limit, User.email,
+           Membership.role,
            KeySecret.id.label("secret_id"), KeySecret.digest,
            KeySecret.expires_at.label("secret_expires_at"), Workspace.token_ttl_seconds)
     .join(User, User.id == ApiKey.user_id)
@@ -491,7 +533,8 @@ def credential_from_rows(rows, now: datetime) -> KeyCredential | None:
                          workspace_id=first.workspace_id, scopes=first.scopes.split(),
                          expires_at=first.expires_at, last_used_at=first.last_used_at,
                          user_email=first.email, role=first.role,
-                         token_ttl=first.token_ttl_seconds, secrets=live)
+                         token_ttl=first.token_ttl_seconds, secrets=live,
+                         rate_limit=first.rate_limit)
 
 
 def match_secret(cred: KeyCredential | None, presented: str) -> SecretRow | None:

@@ -1,20 +1,24 @@
 """Rate limits on the OAuth endpoints and legacy-key requests, and the 429.
 
-Limits, each its own bucket in the limiter storage (memory, or Redis shared by all nodes):
-- per client IP, per endpoint ............ KEYMINT_RATELIMIT_IP
-- per client_id, per endpoint ............ KEYMINT_RATELIMIT_CLIENT (introspection:
-                                           KEYMINT_RATELIMIT_INTROSPECT)
-- failed authentications per client_id .. KEYMINT_RATELIMIT_FAILED_CLIENT (all endpoints
-                                           share it: a key id under attack is throttled
-                                           whatever IPs the guesses come from)
-- failed authentications per client IP ... KEYMINT_RATELIMIT_FAILED_IP (credential stuffing
-                                           across many key ids from one address)
+What counts where (each a bucket in the limiter storage: memory, or Redis shared by all nodes):
+- a request that authenticates as a key spends that key's budget, and only such a request
+  does: the key's own `rate_limit` (one budget over all OAuth endpoints) if an admin set one,
+  else per endpoint KEYMINT_RATELIMIT_CLIENT (token, rotate), KEYMINT_RATELIMIT_INTROSPECT,
+  KEYMINT_RATELIMIT_REVOKE. A public client_id with a wrong secret or a malformed request
+  never touches it, so nobody can drain a key's budget without its secret;
+- per client IP, per endpoint (KEYMINT_RATELIMIT_IP): every request to token and rotate; on
+  introspection and revocation only requests that did not authenticate, so a resource server
+  introspecting from one host is limited by its key's budget alone;
+- failed authentications (401) per (client_id, client IP) (KEYMINT_RATELIMIT_FAILED_CLIENT_IP)
+  and per client IP (KEYMINT_RATELIMIT_FAILED_IP), shared by all endpoints: once over, that
+  pair or that address waits, before any secret is compared;
+- failed authentications per client_id from anywhere (KEYMINT_RATELIMIT_FAILED_CLIENT) only
+  alert (metric keymint_rate_limit_alerts_total, sampled `ratelimit.alert` audit event): they
+  never refuse anything, because client_ids are public and a correct secret must not be
+  locked out by other parties' guesses;
 - per legacy key / per IP on requests carrying X-API-Key: `legacy_limits` (below).
 
-Failure limits only count responses that failed authentication (401), but are checked
-before every request: once a key id is over its failure budget, even a correct secret waits
-for the window to pass. Per-IP and per-client limits are per endpoint; the failure budgets
-are shared by all endpoints. Counting (storage, Redis fallback) is app/runtime/limiter.py.
+Counting (storage, Redis fallback, clearing) is app/runtime/limiter.py.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from flask import Flask, Response, current_app, g, request
-from limits import RateLimitItem, RateLimitItemPerMinute
+from flask import Flask, Response, after_this_request, current_app, g, request
+from limits import RateLimitItem, RateLimitItemPerMinute, parse_many
 from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -58,6 +62,8 @@ FAILED_CLIENT = "failed_auth_client"
 FAILED_IP = "failed_auth_ip"
 LEGACY_KEY = "legacy_key"
 LEGACY_IP = "legacy_ip"
+KEY = "key"                      # a key's own `rate_limit`
+FAILED_CLIENT_IP = "failed_auth_client_ip"
 
 
 def _key(kind: str, value: str) -> str:
@@ -99,6 +105,10 @@ def client_key() -> str:
     return _key("client", presented_client_id() or "-")
 
 
+def client_ip_key() -> str:
+    return _key("pair", f"{presented_client_id() or '-'}|{client_ip() or 'unknown'}")
+
+
 def _no_client_id() -> bool:
     return presented_client_id() is None
 
@@ -121,45 +131,55 @@ def authentication_failed(response: Response) -> bool:
 # --- the limits ----------------------------------------------------------------------------
 
 
+# When a rule counts a request.
+BEFORE = "before"                # before the view, every request it applies to
+FAILURE = "failure"              # after a 401; checked before the view (refused once over)
+UNAUTHENTICATED = "unauthenticated"  # after any answer to a request that did not authenticate
+ALERT = "alert"                  # after a 401; never refuses, alerts once over
+
+
 @dataclass(frozen=True)
 class Rule:
-    """One limit of a view: its setting, what it is keyed by, and when it applies."""
+    """One limit of a view: its setting, what it is keyed by, and when it counts."""
 
     scope: str                      # also the `limit` label of the 429 metric
     setting: str                    # config name holding e.g. "120 per minute"
     key: Callable[[], str]
     shared: bool = False            # one bucket for all endpoints (else one per endpoint)
     exempt: Callable[[], bool] | None = None
-    failures_only: bool = False     # counts only 401 answers; still refuses once exhausted
+    counts: str = BEFORE
 
 
 class RateLimited(Exception):
     """A request over one of its limits; answered by rate_limited_response."""
 
-    def __init__(self, rule: Rule, item: RateLimitItem, retry_after: int) -> None:
-        super().__init__(rule.scope)
-        self.rule, self.item, self.retry_after = rule, item, retry_after
+    def __init__(self, scope: str, item: RateLimitItem, retry_after: int, key: str) -> None:
+        super().__init__(scope)
+        self.scope, self.item, self.retry_after, self.key = scope, item, retry_after, key
 
 
-_OAUTH_SETTINGS = ("KEYMINT_RATELIMIT_CLIENT", "KEYMINT_RATELIMIT_INTROSPECT")
-_SETTINGS = (*_OAUTH_SETTINGS, "KEYMINT_RATELIMIT_IP", "KEYMINT_RATELIMIT_FAILED_CLIENT",
-             "KEYMINT_RATELIMIT_FAILED_IP", "KEYMINT_RATELIMIT_LEGACY_KEY")
+_PER_KEY_SETTINGS = ("KEYMINT_RATELIMIT_CLIENT", "KEYMINT_RATELIMIT_INTROSPECT",
+                     "KEYMINT_RATELIMIT_REVOKE")
+_SETTINGS = (*_PER_KEY_SETTINGS, "KEYMINT_RATELIMIT_IP", "KEYMINT_RATELIMIT_FAILED_CLIENT",
+             "KEYMINT_RATELIMIT_FAILED_CLIENT_IP", "KEYMINT_RATELIMIT_FAILED_IP",
+             "KEYMINT_RATELIMIT_LEGACY_KEY")
 
 
-def _oauth_rules(client_setting: str) -> tuple[Rule, ...]:
+def _oauth_rules(ip_when_authenticated: bool) -> tuple[Rule, ...]:
     return (
+        Rule(FAILED_CLIENT_IP, "KEYMINT_RATELIMIT_FAILED_CLIENT_IP", client_ip_key, shared=True,
+             exempt=_no_client_id, counts=FAILURE),
+        Rule(FAILED_IP, "KEYMINT_RATELIMIT_FAILED_IP", ip_key, shared=True, counts=FAILURE),
         Rule(FAILED_CLIENT, "KEYMINT_RATELIMIT_FAILED_CLIENT", client_key, shared=True,
-             exempt=_no_client_id, failures_only=True),
-        Rule(FAILED_IP, "KEYMINT_RATELIMIT_FAILED_IP", ip_key, shared=True,
-             failures_only=True),
-        Rule(IP, "KEYMINT_RATELIMIT_IP", ip_key),
-        Rule(CLIENT, client_setting, client_key, exempt=_no_client_id),
+             exempt=_no_client_id, counts=ALERT),
+        Rule(IP, "KEYMINT_RATELIMIT_IP", ip_key,
+             counts=BEFORE if ip_when_authenticated else UNAUTHENTICATED),
     )
 
 
 _LEGACY_RULES = (
     Rule(FAILED_IP, "KEYMINT_RATELIMIT_FAILED_IP", ip_key, shared=True, exempt=_no_legacy_key,
-         failures_only=True),
+         counts=FAILURE),
     Rule(LEGACY_IP, "KEYMINT_RATELIMIT_IP", ip_key, exempt=_no_legacy_key),
     Rule(LEGACY_KEY, "KEYMINT_RATELIMIT_LEGACY_KEY", legacy_key, exempt=_no_legacy_key),
 )
@@ -168,55 +188,117 @@ _LEGACY_RULES = (
 def enforce(rules: tuple[Rule, ...]) -> None:
     """Check (and count) this request against `rules`; raises RateLimited when over one.
 
-    Failure budgets are only tested here (they are spent after a 401, in _spend_failures),
-    and are tested first, so a client locked out by failures spends none of its other limits.
+    Rules counted after the answer are only tested here (the counting is _count_after's), and
+    failure budgets come first, so a client locked out by failures spends none of its other
+    limits.
     """
     counter = limiter.counter()
     if counter is None:
         return
     endpoint = request.endpoint or ""
-    on_failure: list[tuple[RateLimitItem, str, str]] = []
+    after: list[tuple[str, str, RateLimitItem, str, str]] = []
     for rule in rules:
         if rule.exempt is not None and rule.exempt():
             continue
-        identifiers = (rule.key(), rule.scope if rule.shared else f"{endpoint}:{rule.scope}")
+        key = rule.key()
+        identifiers = (key, rule.scope if rule.shared else f"{endpoint}:{rule.scope}")
         for item in counter.limits[rule.setting]:
-            if rule.failures_only:
-                on_failure.append((item, *identifiers))
-                allowed = counter.test(item, *identifiers)
-            else:
+            if rule.counts == BEFORE:
                 allowed = counter.hit(item, *identifiers)
+            else:
+                after.append((rule.counts, rule.scope, item, *identifiers))
+                allowed = rule.counts == ALERT or counter.test(item, *identifiers)
             if not allowed:
-                raise RateLimited(rule, item, counter.seconds_until_reset(item, *identifiers))
-    if on_failure:
-        g.keymint_rl_on_failure = on_failure
+                raise RateLimited(rule.scope, item,
+                                  counter.seconds_until_reset(item, *identifiers), key)
+    if after:
+        # after_this_request callbacks run before the app's after_request hooks, so before
+        # the request boundary (app/web/boundary.py): an alert can still queue its audit write.
+        g.keymint_rl_after = after
+        after_this_request(_count_after)
 
 
-def _spend_failures(response: Response) -> Response:
-    on_failure = g.pop("keymint_rl_on_failure", None)
-    if on_failure and response.status_code == 401:
-        counter = limiter.counter()
-        if counter is not None:
-            for item, *identifiers in on_failure:
-                counter.hit(item, *identifiers)
+def authenticated(client_id: str, rate_limit: str | None) -> None:
+    """The request authenticated as key `client_id`: spend that key's budget (and only now).
+
+    Called by client authentication once the secret matched; raises RateLimited when the key
+    is over its own `rate_limit` or, without one, over the endpoint's per-key setting.
+    """
+    g.keymint_rl_authenticated = True
+    setting = g.get("keymint_rl_key_setting")
+    counter = limiter.counter()
+    if setting is None or counter is None:
+        return
+    key = _key("client", client_id)
+    if rate_limit:
+        scope, items, bucket = KEY, key_limits(rate_limit), KEY
+    else:
+        scope, items = CLIENT, counter.limits[setting]
+        bucket = f"{request.endpoint or ''}:{CLIENT}"
+    for item in items:
+        if not counter.hit(item, key, bucket):
+            raise RateLimited(scope, item, counter.seconds_until_reset(item, key, bucket), key)
+
+
+@functools.lru_cache(maxsize=256)
+def key_limits(rate_limit: str) -> tuple[RateLimitItem, ...]:
+    """A key's stored `rate_limit` parsed (validated when it was set: see services.keys)."""
+    return tuple(parse_many(rate_limit))
+
+
+def _count_after(response: Response) -> Response:
+    after = g.pop("keymint_rl_after", None)
+    if not after:
+        return response
+    counter = limiter.counter()
+    if counter is None:
+        return response
+    failed = response.status_code == 401
+    authenticated_now = g.get("keymint_rl_authenticated", False)
+    alerted = False  # once per request, even when it crosses several windows at once
+    for counts, scope, item, *identifiers in after:
+        due = failed if counts in (FAILURE, ALERT) else not authenticated_now
+        if due and not counter.hit(item, *identifiers) and counts == ALERT and not alerted:
+            alerted = True
+            _alert(scope, str(item), identifiers[0])
     return response
 
 
-def _limited(rules: tuple[Rule, ...], view: F) -> F:
+def _alert(scope: str, rule: str, key: str) -> None:
+    """Over an alert-only threshold: count it, and audit the first time in a minute."""
+    metrics.count_rate_limit_alert(scope)
+    if not _first_audit_in_window(scope, key):
+        return
+    client_id = presented_client_id()
+    log.warning("failed authentications for one client_id over %s (from any address)", rule)
+    details = {"limit": scope, "rule": rule, "endpoint": request.path,
+               "sampled": "first per limit and key per minute"}
+    _queue_write("ratelimit.alert", client_id, ("key", client_id), details)
+
+
+def _limited(rules: tuple[Rule, ...], view: F, key_setting: str | None = None) -> F:
     @functools.wraps(view)
     def limited_view(*args: Any, **kwargs: Any) -> Any:
         enforce(rules)
+        if key_setting is not None:
+            g.keymint_rl_key_setting = key_setting
         return view(*args, **kwargs)
 
     return limited_view  # type: ignore[return-value]
 
 
-def oauth_limits(client_setting: str = "KEYMINT_RATELIMIT_CLIENT") -> Callable[[F], F]:
-    """The limits of one OAuth endpoint view; `client_setting` names its per-client limit."""
-    if client_setting not in _OAUTH_SETTINGS:
-        raise ValueError(f"unknown per-client limit setting {client_setting}")
-    rules = _oauth_rules(client_setting)
-    return lambda view: _limited(rules, view)
+def oauth_limits(key_setting: str = "KEYMINT_RATELIMIT_CLIENT",
+                 ip_when_authenticated: bool = True) -> Callable[[F], F]:
+    """The limits of one OAuth endpoint view.
+
+    `key_setting` names the per-key limit of requests that authenticate (spent by
+    `authenticated`); `ip_when_authenticated=False` counts only requests that did not
+    authenticate against the per-IP limit (introspection, revocation).
+    """
+    if key_setting not in _PER_KEY_SETTINGS:
+        raise ValueError(f"unknown per-key limit setting {key_setting}")
+    rules = _oauth_rules(ip_when_authenticated)
+    return lambda view: _limited(rules, view, key_setting)
 
 
 def legacy_limits(view: F) -> F:
@@ -248,46 +330,76 @@ def _first_audit_in_window(scope: str, key: str) -> bool:
         return False
 
 
-def _queue_audit(scope: str, rule: str, endpoint: str) -> None:
-    """Sample the refusal into the audit trail, written by the request boundary after its
-    rollback (app/web/boundary.py); best effort: a 429 stays a 429 with the database down."""
-    by_client = scope in (CLIENT, FAILED_CLIENT)
-    key = client_key() if by_client else legacy_key() if scope == LEGACY_KEY else ip_key()
-    if not _first_audit_in_window(scope, key):
-        return
-    client_id = presented_client_id() if by_client else None
-    target = ("key", client_id) if by_client else (
-        ("legacy_key", None) if scope == LEGACY_KEY else ("ip", client_ip()))
+def _queue_write(action: str, client_id: str | None, target: tuple[str, str | None],
+                 details: dict[str, Any]) -> None:
+    """Queue an audit event, written by the request boundary after its rollback
+    (app/web/boundary.py); best effort: a 429 stays a 429 with the database down."""
     actor = request_actor("client", None, client_id)
-    details = {"limit": scope, "rule": rule, "endpoint": endpoint,
-               "sampled": "first per limit and key per minute"}
 
     def write(session: Session) -> None:
         workspace_id = None
         if client_id is not None:
             workspace_id = session.scalar(
                 select(ApiKey.workspace_id).where(ApiKey.client_id == client_id))
-        audit.record(session, "ratelimit.exceeded", actor, workspace_id=workspace_id,
+        audit.record(session, action, actor, workspace_id=workspace_id,
                      target_type=target[0], target_id=target[1], details=details)
 
-    write_after("ratelimit.exceeded", write, best_effort=True)
+    write_after(action, write, best_effort=True)
+
+
+_BY_CLIENT = (CLIENT, KEY, FAILED_CLIENT, FAILED_CLIENT_IP)
+
+
+def _queue_audit(scope: str, key: str, rule: str, endpoint: str) -> None:
+    """Sample the refusal into the audit trail: the first per limit and key per minute."""
+    if not _first_audit_in_window(scope, key):
+        return
+    by_client = scope in _BY_CLIENT
+    client_id = presented_client_id() if by_client else None
+    target = ("key", client_id) if by_client else (
+        ("legacy_key", None) if scope == LEGACY_KEY else ("ip", client_ip()))
+    details = {"limit": scope, "rule": rule, "endpoint": endpoint,
+               "sampled": "first per limit and key per minute"}
+    _queue_write("ratelimit.exceeded", client_id, target, details)
 
 
 def rate_limited_response(exc: RateLimited) -> Response:
     from app.web.errors import error_response
     from app.web.telemetry import endpoint_label
 
-    scope = exc.rule.scope
     endpoint = endpoint_label()
-    metrics.count_rate_limited(scope, endpoint)
-    _queue_audit(scope, str(exc.item), endpoint)
+    metrics.count_rate_limited(exc.scope, endpoint)
+    _queue_audit(exc.scope, exc.key, str(exc.item), endpoint)
     response = error_response(429, ERROR_CODE,
                               f"Too many requests; retry after {exc.retry_after} seconds.")
     response.headers["Retry-After"] = str(exc.retry_after)
     return response
 
 
+# --- lifting a lock-out (`keymint ratelimit clear`) -------------------------------------------
+
+
+def clear_counters(*, client_id: str | None = None, ip: str | None = None) -> int:
+    """Delete the counters of one client_id (its budgets, its failures from every address)
+    or of one client IP (its limits, its failures, every client_id's failures from it).
+
+    Counter keys end in "/" after the value (limits joins identifiers with "/"), which keeps
+    10.0.0.1 from matching 10.0.0.12. Returns how many counters were deleted. Needs an app
+    context; works on the configured storage even where this process does not limit
+    (KEYMINT_RATELIMIT_ENABLED=false in the operator's shell, say).
+    """
+    counter = limiter.counter() or limiter.Counter(
+        current_app.config.get("KEYMINT_RATELIMIT_STORAGE_URL") or "memory://", {})
+    patterns: list[list[str]] = []
+    if client_id is not None:
+        patterns += [["", f"/{_key('client', client_id)}/", ""],
+                     ["", f"/{_key('pair', client_id)}|", "/", ""]]
+    if ip is not None:
+        patterns += [["", f"/{_key('ip', ip)}/", ""],
+                     ["", f"/{_key('pair', '')}", f"|{ip}/", ""]]
+    return counter.clear_matching(patterns)
+
+
 def init_app(app: Flask) -> None:
     limiter.init_app(app, _SETTINGS)
-    app.after_request(_spend_failures)
     app.register_error_handler(RateLimited, rate_limited_response)

@@ -16,6 +16,7 @@ from app.models import AccessToken, ApiKey, KeySecret, Membership, User, UserSta
 from app.services import audit, pagination, reads, token_counts
 from app.services.audit import Actor
 from app.services.errors import Conflict, InvalidInput, NotFound
+from app.transactions import begin_write
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), at most 64 here. Written so
 # that Python and JSON Schema (the management API's published `pattern`) read it alike.
@@ -171,6 +172,7 @@ def get_key(session: Session, client_id: str, *, workspace_id: int | None = None
     if lock:
         # populate_existing: the row read under the lock wins over a copy loaded earlier in
         # this session, so a concurrent revocation or rotation is never decided on stale data.
+        begin_write(session)
         query = query.with_for_update().execution_options(populate_existing=True)
     key = session.scalar(query)
     if key is None:

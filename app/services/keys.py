@@ -67,13 +67,18 @@ def parse_scopes(scopes: str | list[str] | tuple[str, ...] | None) -> list[str]:
     return result
 
 
+def has_control_characters(text: str) -> bool:
+    """C0 controls and DEL: what a key name (and so a legacy label, its future name) refuses."""
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
+
+
 def clean_name(name: str | None) -> str:
     name = (name or "").strip()
     if not name:
         raise InvalidInput("name must not be empty", field="name")
     if len(name) > MAX_NAME_LEN:
         raise InvalidInput(f"name is longer than {MAX_NAME_LEN} characters", field="name")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+    if has_control_characters(name):
         raise InvalidInput("name must not contain control characters", field="name")
     return name
 

@@ -49,7 +49,11 @@ def migrate_workspace(session: Session, workspace: Workspace, owner: User, actor
             if row.disabled_at is not None:
                 result.skipped_disabled.append(row)
                 continue
-            name = row.label.strip() or f"legacy key {row.id}"
+            name = row.label.strip()
+            if not name or key_service.has_control_characters(name):
+                # Imports before labels were checked let control characters in; one such
+                # label must not stop the whole workspace's migration.
+                name = f"legacy key {row.id}"
             created = key_service.create_key(session, workspace, owner, actor, name=name,
                                              scopes=scope_list)
             row.migrated_to = created.key.client_id

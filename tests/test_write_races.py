@@ -99,3 +99,49 @@ def test_two_owners_demoting_each_other_at_once_leave_one_owner(app, client, fac
         r = client.patch(f"/api/v1/members/{loser.user_id}", headers=winner.headers,
                          json={"role": "owner"})
         assert r.status_code == 200, r.get_json()
+
+
+def test_a_cli_rotation_waits_for_a_concurrent_one_and_decides_on_what_it_committed(
+        app, factory, monkeypatch):
+    """`keymint keys rotate` while a server-side rotation is between its read and its commit.
+
+    The first rotation pauses after reading the key's secrets; the CLI starts meanwhile. It
+    must wait for that transaction and then read its result, not decide on the state before.
+    """
+    from app.services import keys
+    from app.services.audit import Actor
+
+    key = factory.key()
+    paused, resume = threading.Event(), threading.Event()
+    add_secret = keys._add_secret
+
+    def slow_add_secret(session, key_row, now):
+        if threading.current_thread().name == "first":
+            paused.set()
+            resume.wait(JOIN_TIMEOUT_S)
+        return add_secret(session, key_row, now)
+
+    monkeypatch.setattr(keys, "_add_secret", slow_add_secret)
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            with app.app_context():
+                keys.rotate_secret(db.session, keys.get_key(db.session, key.client_id),
+                                   Actor.cli(), grace_period=0)
+                db.session.commit()
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=first, name="first", daemon=True)
+    thread.start()
+    assert paused.wait(JOIN_TIMEOUT_S)
+    # The CLI runs now; the first rotation commits 0.5 s later, while the CLI waits (fixed)
+    # or after the CLI has read the old state (the race). The invariant does not depend on it.
+    threading.Timer(0.5, resume.set).start()
+    result = app.test_cli_runner().invoke(
+        args=["keys", "rotate", key.client_id, "--grace-period", "0", "--json"])
+    thread.join(JOIN_TIMEOUT_S)
+    assert not errors and result.exit_code == 0, (errors, result.output)
+    live = _live_secrets(app, key.client_id)
+    assert len(live) == 1 and live[0].expires_at is None, live

@@ -26,14 +26,25 @@ from app.services import legacy_import as import_service
 from app.services import legacy_migration as migration_service
 from app.services.audit import Actor
 from app.services.errors import DomainError
+from app.transactions import begin_write
 
 
-def transactional(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a command in one transaction: commit on success, clean one-line error otherwise."""
+def transactional(func: Callable[..., Any] | None = None, *,
+                  writes: bool = True) -> Any:
+    """Run a command in one transaction: commit on success, clean one-line error otherwise.
+
+    A writing command is the writer from its first read (app.transactions.begin_write): on
+    SQLite it waits for the server's writers and they for it, so what it checks before
+    writing is still true when it writes. `writes=False` for commands that only read.
+    """
+    if func is None:
+        return functools.partial(transactional, writes=writes)
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            if writes:
+                begin_write(db.session)
             result = func(*args, **kwargs)
             db.session.commit()
             return result
@@ -188,7 +199,7 @@ def _print_keys(rows: list[Any], as_json: bool) -> None:
 @click.option("--user", "email", default=None)
 @click.option("--state", type=click.Choice(["active", "expired", "revoked"]), default=None)
 @click.option("--json", "as_json", is_flag=True)
-@transactional
+@transactional(writes=False)
 def keys_list(slug: str | None, email: str | None, state: str | None, as_json: bool) -> None:
     """List keys, newest first (never a secret)."""
     workspace_id = accounts.get_workspace(db.session, slug).id if slug else None
@@ -201,7 +212,7 @@ def keys_list(slug: str | None, email: str | None, state: str | None, as_json: b
 @click.option("--within-days", type=click.IntRange(min=1, max=36500), required=True)
 @click.option("--workspace", "slug", default=None, help="Only this workspace.")
 @click.option("--json", "as_json", is_flag=True)
-@transactional
+@transactional(writes=False)
 def keys_expiring(within_days: int, slug: str | None, as_json: bool) -> None:
     """Active keys whose expiry falls within the next N days (revoked/expired ones excluded)."""
     workspace_id = accounts.get_workspace(db.session, slug).id if slug else None
@@ -350,7 +361,7 @@ def legacy_import(file: str, as_json: bool) -> None:
 @legacy_cli.command("report")
 @click.option("--workspace", "slug", default=None)
 @click.option("--json", "as_json", is_flag=True)
-@transactional
+@transactional(writes=False)
 def legacy_report(slug: str | None, as_json: bool) -> None:
     """Per workspace: legacy keys, uses, last use, migrated, disabled, rejections."""
     workspace_id = accounts.get_workspace(db.session, slug).id if slug else None

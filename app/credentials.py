@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import zlib
 
@@ -108,3 +109,18 @@ def hint(value: str) -> str:
 
 # Compared against when a client id is unknown, so that path costs what a wrong secret costs.
 DUMMY_SECRET_DIGEST = digest("sk_" + "0" * (RANDOM_BODY + CHECKSUM_LEN))
+
+
+REDACTED = "[REDACTED]"
+
+# Text that may be a keymint secret or access token, wherever it turns up (log lines, a
+# User-Agent): its prefix and at least 8 base62 characters. Any length, checksum or not: a
+# truncated or mistyped secret still gives most of itself away. Not after a letter or digit,
+# so "task_12345678" is no token; "_" may precede ("last_token_at_...").
+CREDENTIAL_TEXT = re.compile(
+    rf"(?<![0-9A-Za-z])(?:{SECRET_PREFIX}|{TOKEN_PREFIX})[0-9A-Za-z]{{8,}}")
+
+
+def redact_credentials(text: str) -> str:
+    """`text` with everything shaped like a secret or access token replaced by REDACTED."""
+    return CREDENTIAL_TEXT.sub(REDACTED, text)

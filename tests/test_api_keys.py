@@ -612,13 +612,11 @@ def test_list_and_revoke_tokens_of_a_key(client, factory, app):
     assert event.details == {"count": 2} and event.actor_id == owner.user_id
 
 
-# --- concurrency (PostgreSQL) -------------------------------------------------------------
+# --- concurrency (row locks on PostgreSQL, the write lock on SQLite) -----------------------
 
 
 def test_concurrent_rotations_leave_one_current_and_at_most_one_previous(
-        app, client, factory, backend):
-    if backend != "postgres":
-        pytest.skip("row locks are what is under test; SQLite serialises writers itself")
+        app, client, factory):
     import threading
 
     from sqlalchemy import select

@@ -97,3 +97,26 @@ def test_requests_leave_no_write_lock_behind(app, client, factory, sqlite_write_
         db.session.execute(text("UPDATE api_keys SET name = name"))
         db.session.remove()  # a request torn down without commit
     assert not sqlite_write_lock.locked()
+
+
+@pytest.mark.parametrize("end", ["commit", "rollback"])
+def test_begin_write_queues_first_then_holds_sqlites_lock_before_any_read(
+        app, factory, sqlite_write_lock, end):
+    import sqlite3
+
+    from app.transactions import begin_write
+
+    factory.key()
+    with app.app_context():
+        begin_write(db.session)
+        assert sqlite_write_lock.locked()  # the thread queued before BEGIN IMMEDIATE
+        other = sqlite3.connect(db.engine.url.database, timeout=0.05)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("BEGIN IMMEDIATE")  # another process could not write now
+        db.session.execute(text("SELECT count(*) FROM api_keys"))
+        begin_write(db.session)  # already the writer: nothing more to take
+        getattr(db.session, end)()
+        assert not sqlite_write_lock.locked()
+        other.execute("BEGIN IMMEDIATE")
+        other.rollback()
+        other.close()

@@ -13,7 +13,8 @@ Layers, top to bottom (the "Architecture" of the design notes):
     extensions  app/extensions.py: the unbound `db`; it binds to models' Base, so it sits
                 above models, and services never reach for it (they are handed a session)
     models      app/models
-    foundation  app/clock.py, app/config.py, app/credentials.py, app/durability.py
+    foundation  app/clock.py, app/config.py, app/credentials.py, app/durability.py,
+                app/transactions.py
 
 api and oauth are siblings: oauth never imports api; api may use two oauth modules only,
 `app.oauth.resource` (the bearer-token check its routes are decorated with) and
@@ -70,6 +71,7 @@ _PREFIXES = (
     ("app.config", "foundation"),
     ("app.credentials", "foundation"),
     ("app.durability", "foundation"),
+    ("app.transactions", "foundation"),
     ("app.cli", "top"),
     ("wsgi", "top"),
 )

@@ -154,6 +154,7 @@ def test_redactor_catches_what_might_slip_through():
         "Authorization: Basic a2V5X3h4eDpza194eHg=", "{'Authorization': 'Bearer abc.def'}",
         "HTTP_X_API_KEY=legacy-secret-value", "x-api-key: legacy-secret-value",
         f"client_secret={secret[:20]}", "headers: {'X-API-Key': 'legacy-secret-value'}",
+        f"last_token_{token}",  # after "_": the rule the audit trail's User-Agent shares
     ]
     for sample in samples:
         cleaned = redact(sample)

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool
 
 from app.durability import SQLITE_RELAXED
+from app.transactions import SQLITE_BEGIN_WRITE
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
@@ -85,8 +86,10 @@ def _ping_if_idle(dbapi_connection, connection_record, _proxy) -> None:
 # measured, 4 threads committing WAL transactions at synchronous=FULL had a worst commit of
 # 0.6-1.6 s that way, and of 32-70 ms when they queued on a lock first (and 1.2-3x the
 # throughput). Threads of one process now take a per-database lock before their first write
-# statement and give it back when the connection returns to the pool, right after its commit
-# or rollback. Other processes (more workers, the CLI) still meet SQLite's busy handler.
+# statement (or the BEGIN IMMEDIATE of app.transactions.begin_write, which takes SQLite's
+# write lock before a transaction's reads) and give it back when the connection returns to
+# the pool, right after its commit or rollback. Other processes (more workers, the CLI) still
+# meet SQLite's busy handler.
 
 _WRITE_STATEMENTS = ("INSERT", "UPDATE", "DELETE")
 _HOLDS_WRITE_LOCK = "keymint_sqlite_write_lock"
@@ -99,9 +102,14 @@ def _write_lock_for(database: str) -> tuple[threading.Lock, list[int | None]]:
         return _write_locks.setdefault(database, (threading.Lock(), [None]))
 
 
+def _takes_write_lock(statement: str) -> bool:
+    return (statement[:6].upper() in _WRITE_STATEMENTS
+            or statement[:len(SQLITE_BEGIN_WRITE)].upper() == SQLITE_BEGIN_WRITE)
+
+
 def _queue_sqlite_writer(conn, _cursor, statement: str, _parameters, _context,
                          _executemany) -> None:
-    if conn.dialect.name != "sqlite" or statement[:6].upper() not in _WRITE_STATEMENTS:
+    if conn.dialect.name != "sqlite" or not _takes_write_lock(statement):
         return
     info = conn.connection.info
     if _HOLDS_WRITE_LOCK in info:

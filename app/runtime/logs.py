@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-REDACTED = "[REDACTED]"
+from app.credentials import CREDENTIAL_TEXT, REDACTED
 
 _PATTERNS = [
-    # keymint secrets and tokens: prefix + base62 (any length: also catch truncated ones)
-    re.compile(r"\b(?:sk|at)_[0-9A-Za-z]{8,}"),
+    # keymint secrets and tokens (the definition the audit trail's User-Agent shares)
+    CREDENTIAL_TEXT,
     # SHA-256 digests (how secrets and tokens are stored) and any longer hex run
     re.compile(r"\b[0-9a-fA-F]{64,}\b"),
     # HTTP credentials however they are rendered: "Basic xxx", "Bearer xxx"

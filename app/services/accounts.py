@@ -12,6 +12,7 @@ from app.models import Membership, Role, User, UserStatus, Workspace
 from app.services import audit
 from app.services.audit import Actor
 from app.services.errors import Conflict, InvalidInput, NotFound
+from app.transactions import begin_write
 
 EMAIL_PATTERN = (
     r"^[^@\s\x00-\x1f\x7f]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.[A-Za-z]{2,63}$"
@@ -153,6 +154,7 @@ def _owner_count(session: Session, workspace_id: int) -> int:
 
 def _lock_workspace(session: Session, workspace_id: int) -> None:
     """Serialise owner changes of one workspace so two demotions cannot both pass."""
+    begin_write(session)
     session.execute(
         select(Workspace.id).where(Workspace.id == workspace_id).with_for_update()
     )

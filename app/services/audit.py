@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from app import credentials
 from app.clock import utcnow
 from app.models import AuditEvent
 
@@ -46,11 +47,23 @@ def _clean_details(details: dict[str, Any] | None) -> dict[str, Any]:
     return clean
 
 
-def _column_text(value: str | None, limit: int) -> str | None:
-    """Client-supplied text fit for any backend: no NUL (PostgreSQL rejects it), bounded."""
+# The User-Agent as kept: enough to tell clients and versions apart, not a place to store
+# whatever a client sends (the header may be kilobytes).
+USER_AGENT_MAX_LEN = 256
+
+
+def clean_user_agent(value: str | None) -> str | None:
+    """A client's User-Agent as keymint stores it: credentials redacted, then capped.
+
+    Redacted first, so a secret across the cap is hidden whole rather than cut into a
+    shorter leak. No NUL (PostgreSQL rejects it). Longer values end in "…" at the cap.
+    """
     if not value:
         return None
-    return value.replace("\x00", "\ufffd")[:limit]
+    value = credentials.redact_credentials(value.replace("\x00", "\ufffd"))
+    if len(value) > USER_AGENT_MAX_LEN:
+        value = value[:USER_AGENT_MAX_LEN - 1] + "…"
+    return value
 
 
 # Whether events are written at all. The application installs the switch
@@ -84,7 +97,7 @@ def _event_values(action: str, actor: Actor, workspace_id: int | None,
         "target_type": target_type,
         "target_id": target_id,
         "ip": actor.ip,
-        "user_agent": _column_text(actor.user_agent, 512),
+        "user_agent": clean_user_agent(actor.user_agent),
         "request_id": actor.request_id,
         "details": _clean_details(details),
     }

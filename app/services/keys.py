@@ -17,6 +17,7 @@ from app.models import AccessToken, ApiKey, KeySecret, Membership, User, UserSta
 from app.services import audit, pagination, reads, token_counts
 from app.services.audit import Actor
 from app.services.errors import Conflict, InvalidInput, NotFound
+from app.transactions import begin_write
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), at most 64 here. Written so
 # that Python and JSON Schema (the management API's published `pattern`) read it alike.
@@ -68,13 +69,18 @@ def parse_scopes(scopes: str | list[str] | tuple[str, ...] | None) -> list[str]:
     return result
 
 
+def has_control_characters(text: str) -> bool:
+    """C0 controls and DEL: what a key name (and so a legacy label, its future name) refuses."""
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
+
+
 def clean_name(name: str | None) -> str:
     name = (name or "").strip()
     if not name:
         raise InvalidInput("name must not be empty", field="name")
     if len(name) > MAX_NAME_LEN:
         raise InvalidInput(f"name is longer than {MAX_NAME_LEN} characters", field="name")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+    if has_control_characters(name):
         raise InvalidInput("name must not contain control characters", field="name")
     return name
 
@@ -199,6 +205,7 @@ def get_key(session: Session, client_id: str, *, workspace_id: int | None = None
     if lock:
         # populate_existing: the row read under the lock wins over a copy loaded earlier in
         # this session, so a concurrent revocation or rotation is never decided on stale data.
+        begin_write(session)
         query = query.with_for_update().execution_options(populate_existing=True)
     key = session.scalar(query)
     if key is None:

@@ -16,6 +16,7 @@ from app.models import LegacyKey, Workspace
 from app.services import audit
 from app.services.audit import Actor
 from app.services.errors import InvalidInput
+from app.services.keys import has_control_characters
 from app.services.legacy import MAX_KEY_LEN, MAX_LABEL_LEN, normalize_key
 
 CSV_COLUMNS = ("workspace", "key", "label")
@@ -66,9 +67,11 @@ def parse_csv(stream: IO[str]) -> tuple[list[ImportRow], list[tuple[int, str]]]:
     index = {name: names.index(name) for name in CSV_COLUMNS}
     rows: list[ImportRow] = []
     errors: list[tuple[int, str]] = []
+    previous_end = reader.line_num
     try:
         for fields in reader:
-            line = reader.line_num
+            # Report a record by its first line: a quoted field may span several.
+            line, previous_end = previous_end + 1, reader.line_num
             if not fields or all(not f.strip() for f in fields):
                 continue
             if len(fields) != len(CSV_COLUMNS):
@@ -133,6 +136,9 @@ def import_keys(session: Session, rows: list[ImportRow], actor: Actor, *,
             seen[digest] = row.line
         if len(row.label) > MAX_LABEL_LEN:
             problems.append(f"label longer than {MAX_LABEL_LEN} characters")
+        if has_control_characters(row.label):
+            # The label becomes the key's name in `legacy migrate`, which refuses them.
+            problems.append("label contains control characters")
         if digest is not None and digest in existing and workspace_id is not None \
                 and existing[digest] != workspace_id:
             problems.append("key was already imported for another workspace")

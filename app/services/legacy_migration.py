@@ -12,6 +12,7 @@ from app.services import audit
 from app.services import keys as key_service
 from app.services.audit import Actor
 from app.services.legacy import disable_key
+from app.transactions import begin_write
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,7 @@ def migrate_workspace(session: Session, workspace: Workspace, owner: User, actor
     """
     scope_list = key_service.parse_scopes(scopes)
     result = MigrationResult()
+    begin_write(session)  # a concurrent run must see this one's migrated_to, not migrate twice
     rows = session.scalars(
         select(LegacyKey).where(LegacyKey.workspace_id == workspace.id)
         .order_by(LegacyKey.id).with_for_update()).all()
@@ -47,7 +49,11 @@ def migrate_workspace(session: Session, workspace: Workspace, owner: User, actor
             if row.disabled_at is not None:
                 result.skipped_disabled.append(row)
                 continue
-            name = row.label.strip() or f"legacy key {row.id}"
+            name = row.label.strip()
+            if not name or key_service.has_control_characters(name):
+                # Imports before labels were checked let control characters in; one such
+                # label must not stop the whole workspace's migration.
+                name = f"legacy key {row.id}"
             created = key_service.create_key(session, workspace, owner, actor, name=name,
                                              scopes=scope_list)
             row.migrated_to = created.key.client_id

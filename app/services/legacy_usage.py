@@ -35,7 +35,7 @@ class Tally:
             self.first_at, self.first_actor, self.first_reason = now, actor, reason
         if self.last_at is None or now >= self.last_at:
             self.last_at, self.last_ip = now, actor.ip
-            self.last_user_agent = actor.user_agent
+            self.last_user_agent = audit.clean_user_agent(actor.user_agent)
 
     def merge(self, other: Tally) -> None:
         if other.first_at is not None and (self.first_at is None or other.first_at < self.first_at):

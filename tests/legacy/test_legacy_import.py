@@ -152,3 +152,20 @@ def test_thousands_of_rows_in_bulk(app, workspaces, tmp_path):
     assert "imported 3500 legacy key(s)" in result.output
     assert "imported 0 legacy key(s), 3500 already present" in run(app, path).output
     assert len(stored(app)) == 3500
+
+
+def test_labels_with_control_characters_are_refused_with_their_line(app, workspaces, tmp_path):
+    # Such a label cannot become a key name, so `legacy migrate` would fail for the whole
+    # workspace later; the import names the line instead.
+    text = ("workspace,key,label\n"
+            "acme,ctl-key-1,fine\n"                  # line 2
+            "acme,ctl-key-2,bell\x07here\n"          # line 3
+            "acme,ctl-key-3,\"two\nlines\"\n"        # lines 4-5: a quoted newline
+            "globex,ctl-key-4,esc\x1b[31mred\n"      # line 6
+            "globex,ctl-key-5,del\x7f\n")            # line 7
+    result = run(app, "--json", write(tmp_path, text))
+    assert result.exit_code != 0
+    errors = json.loads(result.stdout)["errors"]
+    assert errors == [{"line": line, "error": "label contains control characters"}
+                      for line in (3, 4, 6, 7)]
+    assert stored(app) == []

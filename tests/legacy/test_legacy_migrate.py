@@ -120,3 +120,21 @@ def test_migrate_errors_change_nothing(app, factory, workspace, args, message):
     assert legacy_row(app, ids["a"])["migrated_to"] is None
     assert audit_events(app, "legacy.migrated") == []
     assert audit_events(app, "key.created") == []
+
+
+def test_a_label_imported_with_control_characters_does_not_stop_the_migration(app, factory):
+    # Imports before the label check let such labels in; the key gets the fallback name.
+    from app.extensions import db
+    from app.models import LegacyKey
+
+    slug = factory.workspace(owner=factory.user("boss@example.com"), slug="ctl")
+    good = add_legacy_key(app, slug, "legacy-good", "nightly export")
+    bad = add_legacy_key(app, slug, "legacy-bad", "placeholder")
+    with app.app_context():
+        db.session.get(LegacyKey, bad).label = "tab\there\x1b[0m"
+        db.session.commit()
+    with freeze_time(BEFORE):
+        result = migrate(app, "--workspace", slug, "--owner", "boss@example.com", "--json")
+    assert result.exit_code == 0, result.output
+    names = {m["legacy_key_id"]: m["name"] for m in json.loads(result.stdout)["migrated"]}
+    assert names == {str(good): "nightly export", str(bad): f"legacy key {bad}"}

@@ -608,6 +608,8 @@ def serve(bind: str, workers: int | None) -> None:
     (up to 30 s) and runs the shutdown flushes. BIND is HOST:PORT, [IPv6]:PORT or unix:PATH;
     anything but a loopback address needs KEYMINT_ISSUER.
     """
+    import logging
+
     from flask import current_app
 
     from app import create_app
@@ -615,12 +617,19 @@ def serve(bind: str, workers: int | None) -> None:
     from app.runtime import server
 
     address = server.parse_bind(bind).get("address")
-    if not current_app.config["KEYMINT_ISSUER"] and not (address and is_loopback_host(address)):
+    loopback = bool(address and is_loopback_host(address))
+    if not current_app.config["KEYMINT_ISSUER"] and not loopback:
         # Without it the issuer comes from each request's Host header, which only a
         # loopback-only server can trust.
         raise click.ClickException(
             f"KEYMINT_ISSUER must be set to serve on {bind} (not a loopback address), "
             "e.g. KEYMINT_ISSUER=https://auth.example.com")
+    if address and not loopback and current_app.config.get("KEYMINT_METRICS_TOKEN") is None:
+        # Open by default (a scraper on a private network needs nothing), but say so once.
+        logging.getLogger("keymint.server").warning(
+            "serving on %s without KEYMINT_METRICS_TOKEN: /metrics is open to anyone who can "
+            "reach this address; set KEYMINT_METRICS_TOKEN or block /metrics at the proxy",
+            bind)
     server.serve_wsgi(create_app, bind=bind, workers=workers or os.cpu_count() or 1)
 
 

@@ -44,7 +44,10 @@ class Secret:
 
 
 AUDIT_HMAC_KEY_MIN_BYTES = 32
+METRICS_TOKEN_MIN_CHARS = 32
 _URLSAFE_B64 = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+# RFC 6750 b64token: what an `Authorization: Bearer` header can carry.
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 def _int(name: str, default: int, minimum: int = 0) -> int:
@@ -234,9 +237,23 @@ def _audit_hmac_key(value: Any) -> Secret | None:
     return Secret(key)
 
 
+def _metrics_token(value: Any) -> Secret | None:
+    """KEYMINT_METRICS_TOKEN: a bearer token of at least 32 characters (RFC 6750 b64token)."""
+    if value is None or isinstance(value, Secret) or value == "":
+        return value or None
+    text = str(value).strip()
+    if len(text) < METRICS_TOKEN_MIN_CHARS or not _B64TOKEN.fullmatch(text):
+        raise ConfigError(f"KEYMINT_METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_CHARS} "
+                          "characters of A-Z a-z 0-9 - . _ ~ + / (e.g. the output of `python "
+                          "-c \"import secrets; print(secrets.token_urlsafe(32))\"`); the value "
+                          f"set has {len(text)} characters")
+    return Secret(text.encode("ascii"))
+
+
 def _secret_settings(config: dict[str, Any]) -> None:
     """Validate secret settings given as strings (environment or overrides); mask them."""
     config["KEYMINT_AUDIT_HMAC_KEY"] = _audit_hmac_key(config.get("KEYMINT_AUDIT_HMAC_KEY"))
+    config["KEYMINT_METRICS_TOKEN"] = _metrics_token(config.get("KEYMINT_METRICS_TOKEN"))
 
 
 def load_from_environment() -> dict[str, Any]:
@@ -286,6 +303,7 @@ def load_from_environment() -> dict[str, Any]:
         "KEYMINT_AUDIT_LOG": _bool("KEYMINT_AUDIT_LOG", False),
         # Secrets: validated and wrapped in Secret by _secret_settings (build_config).
         "KEYMINT_AUDIT_HMAC_KEY": os.environ.get("KEYMINT_AUDIT_HMAC_KEY") or None,
+        "KEYMINT_METRICS_TOKEN": os.environ.get("KEYMINT_METRICS_TOKEN") or None,
     }
 
 

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from app import credentials
@@ -512,51 +512,91 @@ def audit_export(slug: str | None, since: Any, until: Any, fmt: str, output: str
         stream.flush()
 
 
+def _audit_key() -> bytes | None:
+    """KEYMINT_AUDIT_HMAC_KEY (keyed chain mode), or None (unkeyed)."""
+    secret = current_app.config.get("KEYMINT_AUDIT_HMAC_KEY")
+    return secret.reveal() if secret is not None else None
+
+
+def _mode_text(report: audit_chain.VerifyReport) -> str:
+    if report.mode == audit_chain.MODE_KEYED:
+        return f"keyed mode (HMAC-SHA256, key id {report.key_id})"
+    return "unkeyed mode (SHA-256)"
+
+
 @audit_cli.command("seal")
 @click.option("--max-events", type=click.IntRange(min=1, max=100000),
               default=audit_chain.MAX_EVENTS_PER_SEAL, show_default=True,
               help="Events per seal; a backlog becomes several seals.")
 @with_appcontext
 def audit_seal(max_events: int) -> None:
-    """Seal every unsealed event into the hash chain (run it every minute)."""
+    """Seal every unsealed event into the hash chain (run it every minute).
+
+    With KEYMINT_AUDIT_HMAC_KEY set the seals are keyed (HMAC-SHA256).
+    """
+    key = _audit_key()
     seals = events = 0
+    switched_after: int | None = None
     try:
         bound = audit_chain.newest_event_id(db.session)  # a run ends even under load
+        before = audit_chain.head(db.session)
+        if key is not None and before is not None and \
+                audit_chain.sealed_with(before.details) is None:
+            switched_after = before.id  # this run's first seal switches the chain to keyed
         while (sealed := audit_chain.seal(db.session, max_events=max_events,
-                                          up_to_id=bound)) is not None:
+                                          up_to_id=bound, key=key)) is not None:
             seals += 1
             events += sealed.event_count
             db.session.commit()  # one short transaction per seal
         latest = audit_chain.head(db.session)
         head_hash = latest.hash if latest else audit_chain.GENESIS_HASH
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
     finally:
         db.session.rollback()
     click.echo(f"sealed {events} event(s) in {seals} seal(s); chain head {head_hash}")
+    if switched_after is not None and seals:
+        click.echo(f"the chain is keyed from seal {switched_after + 1} on; seals up to "
+                   f"{switched_after} were sealed without a key: verify with `keymint audit "
+                   f"verify --unkeyed-until {switched_after}` (keep that number with your "
+                   "anchors)")
 
 
 @audit_cli.command("verify")
 @click.option("--anchor", default=None,
               help="A chain head printed earlier; fails if the chain no longer contains it.")
+@click.option("--unkeyed-until", type=click.IntRange(min=1), default=None,
+              help="Keyed mode only: the last seal made before the chain switched to "
+                   "KEYMINT_AUDIT_HMAC_KEY (printed by that `audit seal`); seals up to it are "
+                   "checked as plain SHA-256, any later unkeyed seal fails.")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
-def audit_verify(anchor: str | None, as_json: bool) -> None:
-    """Check the whole chain; exit 1 naming the first bad event or seal."""
+def audit_verify(anchor: str | None, unkeyed_until: int | None, as_json: bool) -> None:
+    """Check the whole chain; exit 1 naming the first bad event or seal.
+
+    Keyed mode (HMAC-SHA256) when KEYMINT_AUDIT_HMAC_KEY is set, unkeyed (SHA-256) otherwise.
+    """
     try:
-        report = audit_chain.verify(db.session, anchor=anchor)
+        report = audit_chain.verify(db.session, anchor=anchor, key=_audit_key(),
+                                    unkeyed_until=unkeyed_until)
     finally:
         db.session.rollback()
     payload = {"ok": report.ok, "seals": report.seals, "events": report.events,
                "pruned_events": report.pruned_events, "unsealed": report.unsealed,
                "head": report.head_hash, "problem": report.problem,
-               "seal_id": report.seal_id, "event_id": report.event_id}
+               "seal_id": report.seal_id, "event_id": report.event_id,
+               "mode": report.mode, "key_id": report.key_id,
+               "keyed_seals": report.keyed_seals, "unkeyed_seals": report.unkeyed_seals}
     if as_json:
         click.echo(json.dumps(payload, sort_keys=True))
     elif report.ok:
         click.echo(f"audit chain OK: {report.seals} seal(s), {report.events} event(s) "
                    f"verified, {report.pruned_events} pruned, {report.unsealed} not yet "
-                   f"sealed; head {report.head_hash}")
+                   f"sealed; head {report.head_hash}; checked in {_mode_text(report)}, "
+                   f"{report.keyed_seals} keyed and {report.unkeyed_seals} unkeyed seal(s)")
     else:
-        click.echo(f"audit chain BROKEN: {report.problem}", err=True)
+        click.echo(f"audit chain BROKEN: {report.problem} (checked in {_mode_text(report)})",
+                   err=True)
     if not report.ok:
         sys.exit(1)
 
@@ -571,12 +611,14 @@ def audit_prune(before: Any) -> None:
         raise click.BadParameter("must not be in the future", param_hint="--before")
     seals = events = 0
     try:
-        while (result := audit_chain.prune(db.session, before)) is not None:
+        while (result := audit_chain.prune(db.session, before, key=_audit_key())) is not None:
             seals += result.seals
             events += result.events
             db.session.commit()  # one short transaction per batch of seals
         unsealed_old = audit_query.count(db.session, audit_query.EventFilter(until=before),
                                          unsealed_only=True)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
     finally:
         db.session.rollback()
     click.echo(f"pruned {events} event(s) of {seals} seal(s) older than {isoformat(before)}")
@@ -638,6 +680,8 @@ def serve(bind: str, workers: int | None) -> None:
     (up to 30 s) and runs the shutdown flushes. BIND is HOST:PORT, [IPv6]:PORT or unix:PATH;
     anything but a loopback address needs KEYMINT_ISSUER.
     """
+    import logging
+
     from flask import current_app
 
     from app import create_app
@@ -645,12 +689,19 @@ def serve(bind: str, workers: int | None) -> None:
     from app.runtime import server
 
     address = server.parse_bind(bind).get("address")
-    if not current_app.config["KEYMINT_ISSUER"] and not (address and is_loopback_host(address)):
+    loopback = bool(address and is_loopback_host(address))
+    if not current_app.config["KEYMINT_ISSUER"] and not loopback:
         # Without it the issuer comes from each request's Host header, which only a
         # loopback-only server can trust.
         raise click.ClickException(
             f"KEYMINT_ISSUER must be set to serve on {bind} (not a loopback address), "
             "e.g. KEYMINT_ISSUER=https://auth.example.com")
+    if address and not loopback and current_app.config.get("KEYMINT_METRICS_TOKEN") is None:
+        # Open by default (a scraper on a private network needs nothing), but say so once.
+        logging.getLogger("keymint.server").warning(
+            "serving on %s without KEYMINT_METRICS_TOKEN: /metrics is open to anyone who can "
+            "reach this address; set KEYMINT_METRICS_TOKEN or block /metrics at the proxy",
+            bind)
     server.serve_wsgi(create_app, bind=bind, workers=workers or os.cpu_count() or 1)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import os
 import re
@@ -17,6 +19,35 @@ DEFAULT_LEGACY_DEPRECATED_AT = "2025-01-01T00:00:00Z"
 
 class ConfigError(ValueError):
     """A KEYMINT_* setting has a value keymint cannot use."""
+
+
+class Secret:
+    """A secret setting: its repr and str are masked, so printing the config never shows it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: bytes) -> None:
+        self._value = value
+
+    def reveal(self) -> bytes:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and self._value == other._value
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+AUDIT_HMAC_KEY_MIN_BYTES = 32
+METRICS_TOKEN_MIN_CHARS = 32
+_URLSAFE_B64 = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+# RFC 6750 b64token: what an `Authorization: Bearer` header can carry.
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 def _int(name: str, default: int, minimum: int = 0) -> int:
@@ -182,6 +213,49 @@ def _legacy_settings(config: dict[str, Any]) -> None:
                           f"got {url!r}")
 
 
+def _audit_hmac_key(value: Any) -> Secret | None:
+    """KEYMINT_AUDIT_HMAC_KEY: at least 32 random bytes, URL-safe base64 (padding optional).
+
+    Error messages give the length, never the value.
+    """
+    if value is None or isinstance(value, Secret) or value == "":
+        return value or None
+    text = str(value).strip()
+    problem = (f"KEYMINT_AUDIT_HMAC_KEY must be at least {AUDIT_HMAC_KEY_MIN_BYTES} random "
+               "bytes in URL-safe base64, e.g. the output of `python -c \"import secrets; "
+               "print(secrets.token_urlsafe(32))\"`")
+    if not _URLSAFE_B64.fullmatch(text):
+        raise ConfigError(f"{problem}; the value set ({len(text)} characters) is not URL-safe "
+                          "base64")
+    try:
+        key = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{problem}; the value set ({len(text)} characters) is not URL-safe "
+                          "base64") from None
+    if len(key) < AUDIT_HMAC_KEY_MIN_BYTES:
+        raise ConfigError(f"{problem}; the value set decodes to only {len(key)} bytes")
+    return Secret(key)
+
+
+def _metrics_token(value: Any) -> Secret | None:
+    """KEYMINT_METRICS_TOKEN: a bearer token of at least 32 characters (RFC 6750 b64token)."""
+    if value is None or isinstance(value, Secret) or value == "":
+        return value or None
+    text = str(value).strip()
+    if len(text) < METRICS_TOKEN_MIN_CHARS or not _B64TOKEN.fullmatch(text):
+        raise ConfigError(f"KEYMINT_METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_CHARS} "
+                          "characters of A-Z a-z 0-9 - . _ ~ + / (e.g. the output of `python "
+                          "-c \"import secrets; print(secrets.token_urlsafe(32))\"`); the value "
+                          f"set has {len(text)} characters")
+    return Secret(text.encode("ascii"))
+
+
+def _secret_settings(config: dict[str, Any]) -> None:
+    """Validate secret settings given as strings (environment or overrides); mask them."""
+    config["KEYMINT_AUDIT_HMAC_KEY"] = _audit_hmac_key(config.get("KEYMINT_AUDIT_HMAC_KEY"))
+    config["KEYMINT_METRICS_TOKEN"] = _metrics_token(config.get("KEYMINT_METRICS_TOKEN"))
+
+
 def load_from_environment() -> dict[str, Any]:
     """Read every KEYMINT_* setting; unknown values fail loudly at start-up."""
     return {
@@ -235,6 +309,9 @@ def load_from_environment() -> dict[str, Any]:
         "KEYMINT_AUDIT_ENABLED": _bool("KEYMINT_AUDIT_ENABLED", True),
         # Mirror each committed audit event as one JSON line to the `keymint.audit` logger.
         "KEYMINT_AUDIT_LOG": _bool("KEYMINT_AUDIT_LOG", False),
+        # Secrets: validated and wrapped in Secret by _secret_settings (build_config).
+        "KEYMINT_AUDIT_HMAC_KEY": os.environ.get("KEYMINT_AUDIT_HMAC_KEY") or None,
+        "KEYMINT_METRICS_TOKEN": os.environ.get("KEYMINT_METRICS_TOKEN") or None,
     }
 
 
@@ -252,6 +329,7 @@ def build_config(overrides: dict[str, Any] | None, instance_path: str) -> dict[s
         config.update(overrides)
     _legacy_settings(config)
     config["KEYMINT_ISSUER"] = normalise_issuer(config.get("KEYMINT_ISSUER"))
+    _secret_settings(config)
     if not config.get("SQLALCHEMY_DATABASE_URI"):
         os.makedirs(instance_path, exist_ok=True)
         config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(

@@ -437,3 +437,44 @@ def keymint_cli(database_url: str, *args: str, timeout: float = 60) -> str:
     if result.returncode != 0:
         raise AssertionError(f"keymint {' '.join(args)} failed: {result.stderr.decode()}")
     return result.stdout.decode()
+
+
+def forge_chain_plain(session: Any, event_id: int, *, keep_mode_marker: bool = False,
+                      **changes: Any) -> None:
+    """What a database writer without the audit HMAC key can do: change an event, then
+    recompute its hash, its seal and every later seal with the public algorithm (plain
+    SHA-256), dropping the keyed-mode marker unless `keep_mode_marker`. Commits."""
+    from sqlalchemy import select, update
+
+    from app.models import AuditEvent, AuditSeal
+    from app.services import audit_chain
+
+    session.execute(update(AuditEvent).where(AuditEvent.id == event_id).values(**changes))
+    first = session.scalar(select(AuditEvent.seal_id).where(AuditEvent.id == event_id))
+    previous = session.scalar(select(AuditSeal.hash).where(AuditSeal.id < first)
+                              .order_by(AuditSeal.id.desc()).limit(1))
+    prev_hash = previous or audit_chain.GENESIS_HASH
+    columns = [getattr(AuditEvent, name) for name in
+               ("id", "occurred_at", "workspace_id", "actor_type", "actor_id", "actor_key",
+                "action", "target_type", "target_id", "ip", "user_agent", "request_id",
+                "details")]
+    for seal in session.scalars(select(AuditSeal).where(AuditSeal.id >= first)
+                                .order_by(AuditSeal.id)).all():
+        details = dict(seal.details or {})
+        if not keep_mode_marker:
+            details.pop("mac", None)
+            details.pop("key_id", None)
+        if seal.kind == "events":
+            rows = session.execute(select(*columns).where(AuditEvent.seal_id == seal.id)
+                                   .order_by(AuditEvent.id)).all()
+            pairs = [(row.id, audit_chain.event_hash(row)) for row in rows]
+            for row_id, hashed in pairs:
+                session.execute(update(AuditEvent).where(AuditEvent.id == row_id)
+                                .values(event_hash=hashed))
+            details["events_digest"] = audit_chain.events_digest(pairs)
+        seal.details = details
+        seal.prev_hash = prev_hash
+        seal.hash = audit_chain.seal_hash(seal)
+        session.flush()
+        prev_hash = seal.hash
+    session.commit()

@@ -423,3 +423,59 @@ def test_a_bounded_seal_run_leaves_newer_events_for_the_next_run(app, factory):
         assert db.session.scalar(select(AuditEvent.id)
                                  .where(AuditEvent.seal_id.is_(None))) is None
         assert audit_chain.verify(db.session).ok
+
+
+# --- keyed mode (HMAC-SHA256) ---------------------------------------------------------------
+
+KEY = b"k" * 32
+
+
+def test_keyed_seals_use_hmac_and_verify_only_with_that_key(ctx):
+    add_events(5)
+    sealed = audit_chain.seal(db.session, key=KEY)
+    db.session.commit()
+    assert sealed.details["mac"] == "hmac-sha256"
+    assert sealed.details["key_id"] == audit_chain.key_id(KEY) != audit_chain.key_id(b"x" * 32)
+    assert sealed.hash == audit_chain.seal_hash(sealed, KEY) != audit_chain.seal_hash(sealed)
+    report = audit_chain.verify(db.session, key=KEY)
+    db.session.rollback()
+    assert report.ok, report.problem
+    assert (report.mode, report.keyed_seals, report.unkeyed_seals, report.events) == \
+        ("keyed", 1, 0, 5)
+    assert not verify().ok  # no key: it cannot be checked, and says so
+    wrong = audit_chain.verify(db.session, key=b"x" * 32)
+    db.session.rollback()
+    assert not wrong.ok and "different HMAC key" in wrong.problem
+
+
+@pytest.mark.parametrize("keep_mode_marker", [True, False])
+def test_a_plain_sha256_rewrite_of_a_keyed_chain_is_detected(ctx, keep_mode_marker):
+    from tests.support import forge_chain_plain
+
+    add_events(6)
+    for _ in range(3):
+        audit_chain.seal(db.session, max_events=2, key=KEY)
+        db.session.commit()
+    forge_chain_plain(db.session, 3, keep_mode_marker=keep_mode_marker, action="key.created")
+    report = audit_chain.verify(db.session, key=KEY)
+    db.session.rollback()
+    assert not report.ok and report.seal_id == 2
+    assert ("was modified" if keep_mode_marker else "is not keyed") in report.problem
+
+
+def test_keyed_prune_keeps_the_chain_verifiable(ctx):
+    add_events(4, start=T0)
+    audit_chain.seal(db.session, max_events=2, key=KEY)
+    db.session.commit()
+    audit_chain.seal(db.session, max_events=2, key=KEY)
+    db.session.commit()
+    with freeze_time(T0 + timedelta(days=30)):
+        result = audit_chain.prune(db.session, T0 + timedelta(days=1), key=KEY)
+        db.session.commit()
+    assert result is not None and result.record.details["mac"] == "hmac-sha256"
+    report = audit_chain.verify(db.session, key=KEY)
+    db.session.rollback()
+    assert report.ok, report.problem
+    with pytest.raises(audit_chain.ChainKeyMismatch):
+        audit_chain.prune(db.session, T0 + timedelta(days=1))
+    db.session.rollback()

@@ -52,9 +52,11 @@ def test_seal_then_verify(app):
     verified = run(app, "audit", "verify")
     assert verified.exit_code == 0
     assert "audit chain OK: 1 seal(s), 5 event(s) verified" in verified.stdout
+    assert "checked in unkeyed mode (SHA-256)" in verified.stdout
     assert run(app, "audit", "verify", "--anchor", head).exit_code == 0
     report = json.loads(run(app, "audit", "verify", "--json").stdout)
     assert report["ok"] is True and report["head"] == head and report["events"] == 5
+    assert (report["mode"], report["key_id"], report["unkeyed_seals"]) == ("unkeyed", None, 1)
 
 
 def test_verify_exits_1_naming_the_first_bad_event(app):
@@ -290,3 +292,106 @@ def test_log_mirror_follows_core_appended_events(app, mirror_handler):
     assert [line["action"] for line in lines] == ["test.appended"]
     assert lines[0]["id"] == str(event_id) and lines[0]["details"] == {"b": 2}
     assert lines[0]["target_id"] == "tok_1" and lines[0]["sealed"] is False
+
+
+# --- keyed chain (KEYMINT_AUDIT_HMAC_KEY) ---------------------------------------------------
+
+HMAC_KEY = "q3Zk0rJ3rJ8mC2mY9x1bWlK3v5T0yQpZ7uH8sD4fG6A"  # 32 bytes, URL-safe base64
+OTHER_HMAC_KEY = "Zm9yZ2VkLWtleS1mb3ItdGVzdHMtb25seS0xMjM0NTY"
+
+
+def test_keyed_chain_detects_a_plain_sha256_rewrite(database_url, app_factory):
+    """A writer without the key edits an event and recomputes its hash, its seal and every
+    later seal with plain SHA-256: keyed verify fails; unkeyed verify cannot tell."""
+    from tests.support import forge_chain_plain
+
+    app, _ = app_factory(database_url, KEYMINT_AUDIT_HMAC_KEY=HMAC_KEY)
+    record_events(app, 6)
+    assert run(app, "audit", "seal", "--max-events", "2").exit_code == 0
+    assert run(app, "audit", "verify").exit_code == 0
+    with app.app_context():
+        forge_chain_plain(db.session, 1, action="key.revoked")
+    result = run(app, "audit", "verify")
+    assert result.exit_code == 1
+    assert "audit chain BROKEN" in result.stderr and "keyed" in result.stderr
+    report = json.loads(run(app, "audit", "verify", "--json").stdout)
+    assert report["ok"] is False and report["mode"] == "keyed" and report["seal_id"] == 1
+
+    plain, _ = app_factory(database_url)  # the same kind of rewrite, never keyed
+    with plain.app_context():
+        db.session.execute(text("UPDATE audit_events SET seal_id = NULL, event_hash = NULL"))
+        db.session.execute(text("DELETE FROM audit_seals"))
+        db.session.commit()
+    assert run(plain, "audit", "seal", "--max-events", "2").exit_code == 0
+    with plain.app_context():
+        first = db.session.scalar(select(func.min(AuditEvent.id)))
+        forge_chain_plain(db.session, first, action="key.created")
+    report = json.loads(run(plain, "audit", "verify", "--json").stdout)
+    assert report["ok"] is True and report["mode"] == "unkeyed"  # why anchors exist
+
+
+def test_keyed_chain_fails_clearly_in_the_other_mode_or_with_another_key(database_url,
+                                                                        app_factory):
+    keyed, _ = app_factory(database_url, KEYMINT_AUDIT_HMAC_KEY=HMAC_KEY)
+    record_events(keyed, 3)
+    assert run(keyed, "audit", "seal").exit_code == 0
+    ok = run(keyed, "audit", "verify")
+    assert ok.exit_code == 0 and "checked in keyed mode (HMAC-SHA256, key id " in ok.stdout
+    assert json.loads(run(keyed, "audit", "verify", "--json").stdout)["mode"] == "keyed"
+
+    unkeyed, _ = app_factory(database_url)
+    result = run(unkeyed, "audit", "verify")
+    assert result.exit_code == 1
+    assert "seal 1 was sealed in keyed mode" in result.stderr
+    assert "KEYMINT_AUDIT_HMAC_KEY" in result.stderr
+    sealing = run(unkeyed, "audit", "seal")  # never append an unkeyed seal to a keyed chain
+    assert sealing.exit_code != 0 and "KEYMINT_AUDIT_HMAC_KEY" in sealing.output
+
+    other, _ = app_factory(database_url, KEYMINT_AUDIT_HMAC_KEY=OTHER_HMAC_KEY)
+    result = run(other, "audit", "verify")
+    assert result.exit_code == 1 and "different HMAC key" in result.stderr
+    assert HMAC_KEY not in result.output and OTHER_HMAC_KEY not in result.output
+
+
+def test_switching_an_existing_chain_to_keyed_mode(database_url, app_factory):
+    unkeyed, _ = app_factory(database_url)
+    record_events(unkeyed, 4)
+    assert run(unkeyed, "audit", "seal", "--max-events", "2").exit_code == 0  # seals 1, 2
+    keyed, _ = app_factory(database_url, KEYMINT_AUDIT_HMAC_KEY=HMAC_KEY)
+    record_events(keyed, 2, start=T0 + timedelta(days=1))
+    switched = run(keyed, "audit", "seal")
+    assert switched.exit_code == 0 and "--unkeyed-until 2" in switched.stdout
+    # The older seals are plain SHA-256: keyed verify accepts them only up to the switch.
+    refused = run(keyed, "audit", "verify")
+    assert refused.exit_code == 1 and "seal 1 is not keyed" in refused.stderr
+    report = json.loads(run(keyed, "audit", "verify", "--unkeyed-until", "2",
+                            "--json").stdout)
+    assert report["ok"] is True and report["mode"] == "keyed"
+    assert (report["unkeyed_seals"], report["keyed_seals"], report["events"]) == (2, 1, 6)
+    # An unkeyed verifier still checks the unkeyed prefix and names the first keyed seal.
+    assert "seal 3 was sealed in keyed mode" in run(unkeyed, "audit", "verify").stderr
+    # Downgrading a keyed seal (rewriting it unkeyed) is not covered by the switch point.
+    from tests.support import forge_chain_plain
+
+    with keyed.app_context():
+        newest = db.session.scalar(select(func.max(AuditEvent.id)))
+        forge_chain_plain(db.session, newest, action="key.created")
+    broken = run(keyed, "audit", "verify", "--unkeyed-until", "2")
+    assert broken.exit_code == 1 and "seal 3 is not keyed" in broken.stderr
+
+
+@pytest.mark.parametrize("value", ["short", "!" * 60, "c2hvcnQ"])
+def test_an_invalid_audit_hmac_key_is_refused_at_start_without_echoing_it(database_url,
+                                                                          value):
+    from app import create_app
+    from app.config import ConfigError
+    from tests.support import base_config
+
+    with pytest.raises(ConfigError) as caught:
+        create_app(base_config(database_url, KEYMINT_AUDIT_HMAC_KEY=value))
+    assert "KEYMINT_AUDIT_HMAC_KEY" in str(caught.value) and value not in str(caught.value)
+
+
+def test_the_audit_hmac_key_is_masked_in_the_configuration(database_url, app_factory):
+    app, _ = app_factory(database_url, KEYMINT_AUDIT_HMAC_KEY=HMAC_KEY)
+    assert HMAC_KEY not in repr(app.config) and HMAC_KEY not in str(dict(app.config))

@@ -219,3 +219,63 @@ def test_operator_metrics_dir_is_kept_and_emptied_of_stale_files(database_url, t
     assert re.search(r"^keymint_http_requests_total", text, re.M)
     assert directory.exists() and not (directory / "counter_999999.db").exists()
     assert os.listdir(directory)  # the workers' own files
+
+
+METRICS_TOKEN = "mt_4u8Qm1Zr6YbV0cKp3sTx9wLe2hNj7dFa5gR"  # >= 32 characters
+
+
+def test_metrics_token_protects_metrics(database_url, app_factory, caplog):
+    app, _ = app_factory(database_url, KEYMINT_METRICS_TOKEN=METRICS_TOKEN)
+    client = app.test_client()
+    caplog.set_level("DEBUG")
+    for headers in ({}, {"Authorization": "Bearer " + METRICS_TOKEN[:-1] + "x"},
+                    {"Authorization": "Basic " + METRICS_TOKEN},
+                    {"Authorization": "Bearer"}):
+        refused = client.get("/metrics", headers=headers)
+        assert refused.status_code == 401, headers
+        assert refused.headers["WWW-Authenticate"] == 'Bearer realm="keymint-metrics"'
+        assert "keymint_" not in refused.get_data(as_text=True)
+    allowed = client.get("/metrics", headers={"Authorization": "Bearer " + METRICS_TOKEN})
+    assert allowed.status_code == 200 and "keymint_http_requests_total" in allowed.text
+    assert client.get("/healthz").status_code == 200  # only /metrics is protected
+    assert METRICS_TOKEN not in caplog.text and METRICS_TOKEN[:-1] not in caplog.text
+    assert METRICS_TOKEN not in repr(app.config)
+
+
+def test_metrics_stay_open_without_a_token(client):
+    assert client.get("/metrics").status_code == 200
+    assert client.get("/metrics", headers={"Authorization": "Bearer whatever"}
+                      ).status_code == 200
+
+
+@pytest.mark.parametrize("value", ["too-short", "x" * 31, "has space" * 8])
+def test_an_invalid_metrics_token_is_refused_at_start(database_url, value):
+    from app import create_app
+    from app.config import ConfigError
+    from tests.support import base_config
+
+    with pytest.raises(ConfigError) as caught:
+        create_app(base_config(database_url, KEYMINT_METRICS_TOKEN=value))
+    assert "KEYMINT_METRICS_TOKEN" in str(caught.value) and value not in str(caught.value)
+
+
+@pytest.mark.parametrize(("bind", "token", "warned"), [
+    ("0.0.0.0:8000", None, True), ("[::]:8000", None, True), ("keymint.internal:80", None, True),
+    ("0.0.0.0:8000", METRICS_TOKEN, False), ("127.0.0.1:8000", None, False),
+    ("[::1]:8000", None, False), ("localhost:8000", None, False),
+    ("unix:/run/keymint.sock", None, False)])
+def test_serve_warns_when_metrics_are_open_off_loopback(database_url, app_factory, monkeypatch,
+                                                        caplog, bind, token, warned):
+    import app.runtime.server as server
+
+    app, _ = app_factory(database_url, KEYMINT_ISSUER="https://auth.example.com",
+                         KEYMINT_METRICS_TOKEN=token)
+    started = []
+    monkeypatch.setattr(server, "serve_wsgi", lambda *a, **kw: started.append(kw["bind"]))
+    caplog.set_level("WARNING", logger="keymint.server")
+    result = app.test_cli_runner().invoke(args=["serve", "--bind", bind])
+    assert result.exit_code == 0, result.output
+    assert started == [bind]
+    messages = [r.getMessage() for r in caplog.records if r.name == "keymint.server"]
+    assert bool(messages) is warned
+    assert all("KEYMINT_METRICS_TOKEN" in m and METRICS_TOKEN not in m for m in messages)

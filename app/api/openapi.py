@@ -352,9 +352,16 @@ def _paths() -> Doc:
             "responses": {"200": {"description": "The guide, in Markdown.",
                                   "content": {"text/markdown": {"schema": {"type": "string"}}}}}}},
         "/metrics": {"get": {"tags": ["ops"], "summary": "Prometheus metrics", "security": [],
+                             "description": "Open unless KEYMINT_METRICS_TOKEN is set; then "
+                                            "`Authorization: Bearer <that token>` is required.",
                              "responses": {"200": {"description": "Text exposition format.",
                                                    "content": {"text/plain": {"schema": {
-                                                       "type": "string"}}}}}}},
+                                                       "type": "string"}}}},
+                                           "401": error("KEYMINT_METRICS_TOKEN is set and the "
+                                                        "request did not send it as a Bearer "
+                                                        "token (`WWW-Authenticate: Bearer "
+                                                        "realm=\"keymint-metrics\"`).",
+                                                        challenge=True)}}},
         "/openapi.json": {"get": {"tags": ["ops"], "summary": "This document", "security": [],
                                   "responses": {"200": {"description": "OpenAPI 3.1.",
                                                         "content": json_content(

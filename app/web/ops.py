@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy.exc import DBAPIError
 
 from app.extensions import db
 from app.runtime import database, metrics
+from app.web.errors import error_response
 
 bp = Blueprint("ops", __name__)
 log = logging.getLogger("keymint.ops")
+
+METRICS_REALM = "keymint-metrics"
 
 
 @bp.get("/healthz")
@@ -30,7 +34,24 @@ def readyz() -> tuple[Response, int]:
     return jsonify(status="ok", database="ok"), 200
 
 
+def _metrics_authorized() -> bool:
+    """True when KEYMINT_METRICS_TOKEN is unset, or sent as `Authorization: Bearer <token>`."""
+    expected = current_app.config.get("KEYMINT_METRICS_TOKEN")
+    if expected is None:
+        return True
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    # Header values arrive as latin-1 text; compare bytes in constant time.
+    return hmac.compare_digest(given.strip().encode("latin-1", "replace"), expected.reveal())
+
+
 @bp.get("/metrics")
 def prometheus_metrics() -> Response:
+    if not _metrics_authorized():
+        response = error_response(401, "unauthorized",
+                                  "/metrics needs Authorization: Bearer <KEYMINT_METRICS_TOKEN>")
+        response.headers["WWW-Authenticate"] = f'Bearer realm="{METRICS_REALM}"'
+        return response
     body, content_type = metrics.render()
     return Response(body, status=200, content_type=content_type)

@@ -12,6 +12,12 @@ from app.clock import utcnow
 from app.models.base import Base, BigId, UTCDateTime
 
 
+# New workspaces cap key lifetime at a year (GitLab's default since 16.0): a key that can
+# create keys cannot mint itself an immortal successor. Owners may clear it; existing rows
+# keep whatever policy they had.
+DEFAULT_MAX_KEY_LIFETIME_DAYS = 365
+
+
 class UserStatus(enum.StrEnum):
     ACTIVE = "active"
     DISABLED = "disabled"
@@ -49,7 +55,8 @@ class Workspace(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     slug: Mapped[str] = mapped_column(String(63), unique=True)
     name: Mapped[str] = mapped_column(String(200))
-    max_key_lifetime_days: Mapped[int | None]
+    max_key_lifetime_days: Mapped[int | None] = mapped_column(
+        default=DEFAULT_MAX_KEY_LIFETIME_DAYS)
     default_key_lifetime_days: Mapped[int | None]
     token_ttl_seconds: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -17,7 +17,7 @@ from flask.cli import FlaskGroup, with_appcontext
 
 from app.clock import isoformat, parse_rfc3339, utcnow
 from app.extensions import db
-from app.serialize import audit_event_json, key_json
+from app.serialize import audit_event_json, invitation_json, key_json
 from app.services import accounts, audit_chain, audit_query, keys, tokens
 from app.services import invitations as invitation_service
 from app.services import legacy as legacy_service
@@ -134,14 +134,6 @@ def members_remove(slug: str, email: str) -> None:
     click.echo(f"removed {user.email} from {workspace.slug}; {revoked} key(s) revoked")
 
 
-def _invitation_payload(invitation: Any) -> dict[str, Any]:
-    return {"id": invitation.public_id, "workspace": invitation.workspace.slug,
-            "email": invitation.email, "role": invitation.role,
-            "status": invitation.state(utcnow()).value,
-            "expires_at": isoformat(invitation.expires_at),
-            "created_at": isoformat(invitation.created_at)}
-
-
 @invitations_cli.command("list")
 @click.option("--workspace", "slug", required=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
@@ -150,7 +142,7 @@ def invitations_list(slug: str, as_json: bool) -> None:
     """Pending invitations of a workspace."""
     workspace = accounts.get_workspace(db.session, slug)
     for invitation in invitation_service.list_pending(db.session, workspace.id):
-        payload = _invitation_payload(invitation)
+        payload = invitation_json(invitation)
         _emit(as_json, payload, f"{payload['id']}  {payload['email']}  {payload['role']}  "
                                 f"expires {payload['expires_at']}")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from app.api.caller import actor, principal
-from app.clock import isoformat, utcnow
 from app.extensions import db
-from app.models import Invitation, User
+from app.models import User
 from app.oauth.resource import current_info, require_token
+from app.serialize import invitation_json
 from app.services import access, invitations
 from app.web.context import request_actor
 
@@ -16,16 +16,6 @@ bp = Blueprint("invitations", __name__, url_prefix="/api/v1")
 
 READ = "members:read"
 WRITE = "members:write"
-
-
-def invitation_json(invitation: Invitation) -> dict:
-    """Only what the caller gave, plus the invitation's own state: never whether the email
-    has an account."""
-    return {"id": invitation.public_id, "workspace": invitation.workspace.slug,
-            "email": invitation.email, "role": invitation.role,
-            "status": invitation.state(utcnow()).value,
-            "expires_at": isoformat(invitation.expires_at),
-            "created_at": isoformat(invitation.created_at)}
 
 
 def _invitee() -> User:

@@ -6,11 +6,11 @@ from flask import Blueprint, Response, jsonify
 
 from app.api import schemas
 from app.api.caller import actor, principal
-from app.api.invitations import invitation_json
 from app.clock import isoformat
 from app.extensions import db
 from app.models import Membership
 from app.oauth.resource import require_token
+from app.serialize import invitation_json
 from app.services import access, accounts, invitations
 from app.web.validation import json_body
 

@@ -10,6 +10,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from app.models import ApiKey, Invitation, Membership, Role, User, Workspace
+from app.services import invitations as invitation_service
 from app.services import keys as key_service
 from app.services.audit import Actor
 from app.services.errors import Forbidden, NotFound
@@ -184,7 +185,7 @@ def check_can_see_invitation(principal: Principal, invitation: Invitation, user:
     not exist."""
     manager = (invitation.workspace_id == principal.workspace_id and principal.manages_keys
                and "members:read" in principal.key_scopes)
-    if not manager and invitation.email != user.email:
+    if not manager and not invitation_service.is_addressed_to(invitation, user):
         raise NotFound(f"no invitation {invitation.public_id!r}", field="invitation_id")
 
 

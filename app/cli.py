@@ -19,8 +19,9 @@ from flask.cli import FlaskGroup, with_appcontext
 from app import credentials
 from app.clock import isoformat, parse_rfc3339, utcnow
 from app.extensions import db
-from app.serialize import audit_event_json, key_json
+from app.serialize import audit_event_json, invitation_json, key_json
 from app.services import accounts, audit, audit_chain, audit_query, keys, tokens
+from app.services import invitations as invitation_service
 from app.services import legacy as legacy_service
 from app.services import legacy_import as import_service
 from app.services import legacy_migration as migration_service
@@ -74,6 +75,8 @@ def _parse_time(_ctx: click.Context, _param: click.Parameter, value: str | None)
 users = click.Group("users", help="Create and disable users.")
 workspaces = click.Group("workspaces", help="Create workspaces.")
 members = click.Group("members", help="Add and remove workspace members.")
+invitations_cli = click.Group("invitations",
+                              help="List, revoke and accept invitations to workspaces.")
 keys_cli = click.Group("keys", help="Create, list, revoke and rotate API keys.")
 tokens_cli = click.Group("tokens", help="Maintain the access-token table.")
 legacy_cli = click.Group("legacy", help="Import, report on and migrate legacy workspace keys.")
@@ -143,6 +146,41 @@ def members_remove(slug: str, email: str) -> None:
         raise click.ClickException(f"{user.email} is not a member of {workspace.slug}")
     revoked = accounts.remove_member(db.session, membership, Actor.cli())
     click.echo(f"removed {user.email} from {workspace.slug}; {revoked} key(s) revoked")
+
+
+@invitations_cli.command("list")
+@click.option("--workspace", "slug", required=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@transactional
+def invitations_list(slug: str, as_json: bool) -> None:
+    """Pending invitations of a workspace."""
+    workspace = accounts.get_workspace(db.session, slug)
+    for invitation in invitation_service.list_pending(db.session, workspace.id):
+        payload = invitation_json(invitation)
+        _emit(as_json, payload, f"{payload['id']}  {payload['email']}  {payload['role']}  "
+                                f"expires {payload['expires_at']}")
+
+
+@invitations_cli.command("accept")
+@click.argument("invitation_id")
+@click.option("--email", required=True, help="The invited address (its user must exist).")
+@transactional
+def invitations_accept(invitation_id: str, email: str) -> None:
+    """Accept an invitation on behalf of its invitee, as the operator."""
+    invitation = invitation_service.get_invitation(db.session, invitation_id, lock=True)
+    user = accounts.get_user_by_email(db.session, email)
+    membership = invitation_service.accept(db.session, invitation, user, Actor.cli())
+    click.echo(f"{user.email} joined {invitation.workspace.slug} as {membership.role}")
+
+
+@invitations_cli.command("revoke")
+@click.argument("invitation_id")
+@transactional
+def invitations_revoke(invitation_id: str) -> None:
+    """Withdraw an invitation that was not accepted."""
+    invitation = invitation_service.get_invitation(db.session, invitation_id, lock=True)
+    invitation_service.revoke(db.session, invitation, Actor.cli())
+    click.echo(f"revoked invitation {invitation.public_id} for {invitation.email}")
 
 
 def _rate_limit_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
@@ -749,8 +787,8 @@ Then, with TOKEN set to its access_token:
 
 
 def register(app: Flask) -> None:
-    for group in (users, workspaces, members, keys_cli, tokens_cli, legacy_cli, audit_cli,
-                  ratelimit_cli, serve, demo):
+    for group in (users, workspaces, members, invitations_cli, keys_cli, tokens_cli, legacy_cli,
+                  audit_cli, ratelimit_cli, serve, demo):
         app.cli.add_command(group)
 
 

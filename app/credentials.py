@@ -16,6 +16,7 @@ CLIENT_ID_BODY = 24
 SECRET_PREFIX = "sk_"  # noqa: S105 (a format prefix, not a secret)
 TOKEN_PREFIX = "at_"  # noqa: S105
 TOKEN_ID_PREFIX = "tok_"  # noqa: S105
+INVITATION_ID_PREFIX = "inv_"
 RANDOM_BODY = 40
 CHECKSUM_LEN = 6
 HINT_LEN = 8  # prefix plus a few characters: enough to recognise, far too few to guess
@@ -75,6 +76,11 @@ def new_access_token() -> str:
 def new_token_id() -> str:
     """The public `jti` of a token: safe to list and log, useless as a credential."""
     return TOKEN_ID_PREFIX + _random_base62(CLIENT_ID_BODY)
+
+
+def new_invitation_id() -> str:
+    """The public id of an invitation: random, so ids cannot be walked."""
+    return INVITATION_ID_PREFIX + _random_base62(CLIENT_ID_BODY)
 
 
 def is_client_id(value: str | None) -> bool:

@@ -1,11 +1,11 @@
-"""Stable JSON shapes of keys, tokens and audit events, shared by the API and the CLI."""
+"""Stable JSON shapes of keys, tokens, invitations and audit events, shared by the API and CLI."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from app.clock import isoformat, isoformat_us, utcnow
-from app.models import AccessToken, ApiKey, LegacyKey
+from app.models import AccessToken, ApiKey, Invitation, LegacyKey
 from app.models.audit import EVENT_FIELDS
 
 
@@ -43,6 +43,16 @@ def token_json(token: AccessToken) -> dict[str, Any]:
         "expires_at": isoformat(token.expires_at),
         "rotated_from": bool(token.rotated_from_id),
     }
+
+
+def invitation_json(invitation: Invitation) -> dict[str, Any]:
+    """What the inviter gave and the invitation's own state: never whether the email has an
+    account."""
+    return {"id": invitation.public_id, "workspace": invitation.workspace.slug,
+            "email": invitation.email, "role": invitation.role,
+            "status": invitation.state(utcnow()).value,
+            "expires_at": isoformat(invitation.expires_at),
+            "created_at": isoformat(invitation.created_at)}
 
 
 def legacy_state(row: LegacyKey, sunset: Any) -> str:

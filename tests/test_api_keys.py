@@ -416,7 +416,7 @@ def test_patch_expiry_within_policy(client, factory):
 
 
 def test_patch_without_workspace_max_can_remove_expiry(client, factory):
-    team = make_team(client, factory)
+    team = make_team(client, factory, max_key_lifetime_days=None)  # owner cleared the cap
     key = factory.key(team.slug, team["owner"].email, expires_in_days=3)
     r = client.patch(f"/api/v1/keys/{key.client_id}", headers=team["owner"].headers,
                      json={"expires_at": None})
@@ -489,7 +489,7 @@ def test_narrowed_token_cannot_create_a_key_with_its_keys_other_scopes(client, f
 
 
 def test_rotation_grace_period_boundaries(client, factory, app):
-    team = make_team(client, factory)
+    team = make_team(client, factory, max_key_lifetime_days=None)  # keys that live until 2030
     owner = team["owner"]
     with freeze_time("2030-01-01T00:00:00Z"):
         owner.token = mint(client, owner.key)
@@ -521,7 +521,7 @@ def test_rotation_grace_period_boundaries(client, factory, app):
 
 
 def test_rotation_default_grace_is_a_day_and_zero_ends_it_now(client, factory):
-    team = make_team(client, factory)
+    team = make_team(client, factory, max_key_lifetime_days=None)  # keys that live until 2030
     owner = team["owner"]
     key = factory.key(team.slug, owner.email)
     path = f"/api/v1/keys/{key.client_id}/rotate"
@@ -553,7 +553,7 @@ def test_rotation_during_grace_ends_the_older_secret_now(client, factory):
 
 
 def test_grace_period_never_outlives_the_key(client, factory):
-    team = make_team(client, factory)
+    team = make_team(client, factory, max_key_lifetime_days=None)  # keys that live until 2030
     owner = team["owner"]
     with freeze_time("2030-01-01T00:00:00Z"):
         owner.token = mint(client, owner.key)
@@ -575,7 +575,7 @@ def test_rotation_rejects_bad_grace_period(client, factory, grace):
 
 
 def test_rotating_an_expired_key_is_409(client, factory):
-    team = make_team(client, factory)
+    team = make_team(client, factory, max_key_lifetime_days=None)  # keys that live until 2030
     owner = team["owner"]
     with freeze_time("2030-01-01T00:00:00Z"):
         key = factory.key(team.slug, owner.email, expires_in_days=1)

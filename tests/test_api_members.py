@@ -1,4 +1,4 @@
-"""/api/v1/members: listing, adding, role changes and removal, with who may do which."""
+"""/api/v1/members: listing, inviting, role changes and removal, with who may do which."""
 
 from __future__ import annotations
 
@@ -29,33 +29,43 @@ def test_list_members_needs_members_read(client, factory):
 
 
 @pytest.mark.parametrize(("role", "new_role", "status"), [
-    ("member", "member", 403), ("admin", "member", 201), ("admin", "admin", 403),
-    ("admin", "owner", 403), ("owner", "admin", 201), ("owner", "owner", 201)])
-def test_who_may_add_whom(client, factory, app, role, new_role, status):
+    ("member", "member", 403), ("admin", "member", 202), ("admin", "admin", 403),
+    ("admin", "owner", 403), ("owner", "admin", 202), ("owner", "owner", 202)])
+def test_who_may_invite_whom(client, factory, app, role, new_role, status):
+    """POST /members invites (docs/management-api.md): who may offer which role is unchanged,
+    and the invited person is a member only after accepting."""
     team = make_team(client, factory)
     email = factory.user()
     r = client.post("/api/v1/members", headers=team[role].headers,
                     json={"email": email, "role": new_role})
     assert r.status_code == status, r.get_json()
-    if status == 201:
+    if status == 202:
         body = r.get_json()
-        assert body["email"] == email and body["role"] == new_role
-        assert r.headers["Location"] == f"/api/v1/members/{body['user_id']}"
-        [event] = [e for e in audit_events(app, "member.added") if e.target_id == body["user_id"]]
+        assert (body["email"], body["role"], body["status"]) == (email, new_role, "pending")
+        assert r.headers["Location"] == f"/api/v1/invitations/{body['id']}"
+        [event] = audit_events(app, "invitation.created")
         assert event.actor_id == team[role].user_id
         assert event.actor_key == team[role].key.client_id
+        members = client.get("/api/v1/members", headers=team["owner"].headers).get_json()
+        assert email not in {m["email"] for m in members["members"]}
+    else:
+        assert audit_events(app, "invitation.created") == []
 
 
-def test_add_defaults_to_member_and_rejects_bad_input(client, factory):
+def test_invite_defaults_to_member_and_rejects_bad_input(client, factory):
     team = make_team(client, factory)
     headers = team["owner"].headers
     email = factory.user()
     r = client.post("/api/v1/members", headers=headers, json={"email": email.upper()})
-    assert r.status_code == 201 and r.get_json()["role"] == "member"
+    assert r.status_code == 202 and r.get_json()["role"] == "member"
+    assert r.get_json()["email"] == email
     r = client.post("/api/v1/members", headers=headers, json={"email": email})
-    assert r.status_code == 409
+    assert r.status_code == 409 and r.get_json()["field"] == "email"  # already invited
+    r = client.post("/api/v1/members", headers=headers, json={"email": team["member"].email})
+    assert r.status_code == 409 and r.get_json()["field"] == "email"  # already a member
+    # An address without an account gets the same answer as one with an account.
     r = client.post("/api/v1/members", headers=headers, json={"email": "ghost@example.com"})
-    assert r.status_code == 404 and r.get_json()["field"] == "email"
+    assert r.status_code == 202 and r.get_json()["status"] == "pending"
     for body, field in [({"email": "x@example.com", "role": "god"}, "role"),
                         ({"role": "member"}, "email"), ({"email": 3}, "email"),
                         ({"email": "not-an-email"}, "email"),
@@ -64,7 +74,7 @@ def test_add_defaults_to_member_and_rejects_bad_input(client, factory):
         assert r.status_code == 400 and r.get_json()["field"] == field, body
 
 
-def test_disabled_user_cannot_be_added(client, factory, app):
+def test_disabled_user_gets_the_same_answer_and_cannot_join(client, factory, app):
     from app.extensions import db
     from app.services import accounts
     from app.services.audit import Actor
@@ -76,7 +86,12 @@ def test_disabled_user_cannot_be_added(client, factory, app):
                               Actor.cli())
         db.session.commit()
     r = client.post("/api/v1/members", headers=team["owner"].headers, json={"email": email})
-    assert r.status_code == 400
+    assert r.status_code == 202 and r.get_json()["status"] == "pending"
+    result = app.test_cli_runner().invoke(
+        args=["invitations", "accept", r.get_json()["id"], "--email", email])
+    assert result.exit_code != 0 and "disabled" in result.output
+    members = client.get("/api/v1/members", headers=team["owner"].headers).get_json()
+    assert email not in {m["email"] for m in members["members"]}
 
 
 @pytest.mark.parametrize(("role", "status"), [("member", 403), ("admin", 403), ("owner", 200)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from freezegun import freeze_time
 
-from tests.support import audit_events, bearer, make_team, mint, token_response
+from tests.support import ALL_SCOPES, audit_events, bearer, make_team, mint, token_response
 
 
 def test_get_workspace(client, factory):
@@ -14,7 +14,7 @@ def test_get_workspace(client, factory):
     assert r.status_code == 200
     body = r.get_json()
     assert body["slug"] == team.slug
-    assert body["max_key_lifetime_days"] is None and body["token_ttl_seconds"] is None
+    assert body["max_key_lifetime_days"] == 365 and body["token_ttl_seconds"] is None
     assert body["effective_token_ttl_seconds"] == 900
     assert body["max_token_ttl_seconds"] == 86400
     for scope in ("keys:read", "members:read"):
@@ -31,11 +31,11 @@ def test_only_owners_change_policy(client, factory, role, status):
                      json={"max_key_lifetime_days": 90})
     assert r.status_code == status
     current = client.get("/api/v1/workspace", headers=team["owner"].headers).get_json()
-    assert current["max_key_lifetime_days"] == (90 if status == 200 else None)
+    assert current["max_key_lifetime_days"] == (90 if status == 200 else 365)
 
 
 def test_policy_change_is_audited_and_enforced(client, factory, app):
-    team = make_team(client, factory)
+    team = make_team(client, factory, max_key_lifetime_days=None)  # keys that reach 2030
     owner = team["owner"]
     r = client.patch("/api/v1/workspace", headers=owner.headers,
                      json={"max_key_lifetime_days": 30, "default_key_lifetime_days": 10,
@@ -83,3 +83,55 @@ def test_empty_patch_changes_nothing(client, factory, app):
     r = client.patch("/api/v1/workspace", headers=team["owner"].headers, json={})
     assert r.status_code == 200
     assert audit_events(app, "workspace.policy_changed") == []
+
+
+def test_new_workspaces_cap_key_lifetime_at_365_days(client, factory):
+    """Issue #15 §4: a key with keys:write could create a key with the same scopes and no
+    expiry, which outlives the revocation of the key that made it. New workspaces now cap a
+    key's lifetime at 365 days (GitLab's default); a key asked for without an expiry gets the
+    maximum; keys without an expiry exist only once an owner clears the policy."""
+    with freeze_time("2030-01-01T00:00:00Z"):
+        team = make_team(client, factory)
+        owner = team["owner"]
+        policy = client.get("/api/v1/workspace", headers=owner.headers).get_json()
+        assert policy["max_key_lifetime_days"] == 365
+        assert policy["default_key_lifetime_days"] is None
+        r = client.post("/api/v1/keys", headers=owner.headers,
+                        json={"name": "child", "scopes": ALL_SCOPES.split()})
+        assert r.status_code == 201 and r.get_json()["expires_at"] == "2031-01-01T00:00:00Z"
+        child = r.get_json()
+        path = f"/api/v1/keys/{child['client_id']}"
+        r = client.patch(path, headers=owner.headers, json={"expires_at": None})
+        assert r.status_code == 400 and r.get_json()["field"] == "expires_at"
+        r = client.post("/api/v1/keys", headers=owner.headers,
+                        json={"name": "n", "scopes": [], "expires_in_days": 366})
+        assert r.status_code == 400 and r.get_json()["field"] == "expires_at"
+        # The parent's revocation does not reach the child, but its expiry now does.
+        assert client.delete(f"/api/v1/keys/{owner.key.client_id}",
+                             headers=owner.headers).status_code == 204
+        child_key = (child["client_id"], child["client_secret"])
+        assert token_response(client, child_key).status_code == 200
+    with freeze_time("2031-01-01T00:00:00Z"):
+        assert token_response(client, child_key).status_code == 401
+
+
+def test_owner_can_allow_keys_without_expiry(client, factory):
+    team = make_team(client, factory)
+    owner = team["owner"]
+    r = client.patch("/api/v1/workspace", headers=owner.headers,
+                     json={"max_key_lifetime_days": None})
+    assert r.status_code == 200 and r.get_json()["max_key_lifetime_days"] is None
+    r = client.post("/api/v1/keys", headers=owner.headers, json={"name": "n", "scopes": []})
+    assert r.status_code == 201 and r.get_json()["expires_at"] is None
+
+
+def test_cli_workspaces_get_the_default_cap(app, factory):
+    from app.extensions import db
+    from app.services import accounts
+
+    owner = factory.user()
+    result = app.test_cli_runner().invoke(args=["workspaces", "create", "capped", "--owner",
+                                                owner])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        assert accounts.get_workspace(db.session, "capped").max_key_lifetime_days == 365

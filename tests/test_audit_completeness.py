@@ -46,6 +46,7 @@ class World:
     http: bool = False
     extra: Any = None
     extra_headers: dict[str, str] = field(default_factory=dict)
+    invitation: str = ""
 
     def user_id(self, email: str) -> str:
         with self.app.app_context():
@@ -179,6 +180,26 @@ def _prepare_api(w: World) -> None:
 
 def owner_event(w: World, action: str, target_type: str, target_id: str) -> Event:
     return key_event(w, w.extra, action, target_type, target_id, email=w.owner)
+
+
+def _prepare_invitation(w: World, invitee_token: bool = False) -> None:
+    """A pending invitation of acme for new@example.com (a user with a workspace of their
+    own); with `invitee_token`, requests then carry that user's token from their workspace."""
+    w.factory.user("new@example.com")
+    w.factory.workspace("new@example.com", slug="elsewhere")
+    _prepare_api(w)
+    w.invitation = _api(w, "POST", "/api/v1/members",
+                        {"email": "new@example.com"}).get_json()["id"]
+    if invitee_token:
+        key = w.factory.key("elsewhere", "new@example.com", scopes="keys:read")
+        w.secrets.add(key.secret)
+        w.extra_headers = {"Authorization": f"Bearer {w.new_token(key)}"}
+
+
+def _invitee_event(w: World, action: str, target_type: str, target_id: str) -> Event:
+    """Accepting: the invitee acts; their key belongs to another workspace and is not named."""
+    return (action, "user", w.user_id("new@example.com"), None, target_type, target_id,
+            w.ws())
 
 
 def _legacy_csv(w: World, rows: str) -> str:
@@ -319,11 +340,40 @@ CASES: list[Case] = [
          lambda w: _api(w, "DELETE", f"/api/v1/keys/{w.key.client_id}/tokens"),
          lambda w, _: [owner_event(w, "key.tokens_revoked", "key", w.key.client_id)],
          prepare=_prepare_api),
-    Case("POST /api/v1/members", "add a member",
+    Case("POST /api/v1/members", "invite an existing user",
          lambda w: _api(w, "POST", "/api/v1/members",
                         {"email": "new@example.com", "role": "member"}),
-         lambda w, _: [owner_event(w, "member.added", "user", w.user_id("new@example.com"))],
+         lambda w, r: [owner_event(w, "invitation.created", "invitation",
+                                   r.get_json()["id"])],
          prepare=lambda w: (_prepare_api(w), w.factory.user("new@example.com"))),
+    Case("POST /api/v1/members", "invite an unknown email: the same event",
+         lambda w: _api(w, "POST", "/api/v1/members", {"email": "ghost@example.com"}),
+         lambda w, r: [owner_event(w, "invitation.created", "invitation",
+                                   r.get_json()["id"])],
+         prepare=_prepare_api),
+    Case("DELETE /api/v1/invitations/<invitation_id>", "revoke a pending invitation",
+         lambda w: _api(w, "DELETE", f"/api/v1/invitations/{w.invitation}"),
+         lambda w, _: [owner_event(w, "invitation.revoked", "invitation", w.invitation)],
+         prepare=lambda w: _prepare_invitation(w)),
+    Case("POST /api/v1/invitations/<invitation_id>/accept", "the invitee accepts",
+         lambda w: _api(w, "POST", f"/api/v1/invitations/{w.invitation}/accept"),
+         lambda w, _: [_invitee_event(w, "invitation.accepted", "invitation", w.invitation),
+                       _invitee_event(w, "member.added", "user",
+                                      w.user_id("new@example.com"))],
+         prepare=lambda w: _prepare_invitation(w, invitee_token=True)),
+    Case("cli: invitations accept", "for the invitee",
+         lambda w: w.cli("invitations", "accept", w.invitation, "--email", "new@example.com"),
+         lambda w, _: [cli_event("invitation.accepted", "invitation", w.invitation, w.ws()),
+                       cli_event("member.added", "user", w.user_id("new@example.com"),
+                                 w.ws())],
+         prepare=lambda w: _prepare_invitation(w)),
+    Case("cli: invitations revoke", "pending invitation",
+         lambda w: w.cli("invitations", "revoke", w.invitation),
+         lambda w, _: [cli_event("invitation.revoked", "invitation", w.invitation, w.ws())],
+         prepare=lambda w: _prepare_invitation(w)),
+    Case("cli: invitations list", "read only",
+         lambda w: w.cli("invitations", "list", "--workspace", "acme"), lambda w, _: [],
+         prepare=lambda w: _prepare_invitation(w)),
     Case("PATCH /api/v1/members/<user_id>", "promote to admin",
          lambda w: _api(w, "PATCH", f"/api/v1/members/{w.user_id(w.member)}",
                         {"role": "admin"}),

@@ -10,7 +10,8 @@ from app.clock import isoformat
 from app.extensions import db
 from app.models import Membership
 from app.oauth.resource import require_token
-from app.services import access, accounts
+from app.serialize import invitation_json
+from app.services import access, accounts, invitations
 from app.web.validation import json_body
 
 bp = Blueprint("members", __name__, url_prefix="/api/v1")
@@ -35,15 +36,16 @@ def list_members() -> Response:
 @bp.post("/members")
 @require_token(WRITE)
 def add_member() -> tuple[Response, int, dict[str, str]]:
+    """Invites: the same 202 whatever the email, a member only once they accept."""
     caller = principal()
     body = json_body(schemas.MEMBER_ADD)
     role = accounts.parse_role(body.get("role", "member"))
     access.check_can_add(caller, role)
-    user = accounts.get_user_by_email(db.session, body["email"])
-    membership = accounts.add_member(db.session, access.caller_workspace(db.session, caller),
-                                     user, role.value, actor())
-    payload = member_json(membership)
-    return jsonify(payload), 201, {"Location": f"/api/v1/members/{membership.user_id}"}
+    invitation = invitations.invite(db.session, access.caller_workspace(db.session, caller),
+                                    body["email"], role.value, actor(),
+                                    invited_by=caller.user_id)
+    payload = invitation_json(invitation)
+    return jsonify(payload), 202, {"Location": f"/api/v1/invitations/{invitation.public_id}"}
 
 
 @bp.patch("/members/<user_id>")

@@ -99,6 +99,22 @@ USER_ID_PARAM: Doc = {"name": "user_id", "in": "path", "required": True,
 KEY_NOT_FOUND = error("No such key in the caller's workspace, or (for members) not one of "
                       "their own keys.")
 MEMBER_NOT_FOUND = error("No such member in the caller's workspace.")
+INVITATION_ID_PARAM: Doc = {"name": "invitation_id", "in": "path", "required": True,
+                            "schema": {"type": "string",
+                                       "pattern": schemas.INVITATION_ID_PATTERN}}
+INVITATION_NOT_FOUND = error("No such invitation, or not one the caller may see (another "
+                             "workspace's, or addressed to someone else).")
+
+
+def invitee_operation(summary: str, responses: Doc, description: str) -> Doc:
+    """An invitation route open to any Bearer token: who may act is decided by the token's
+    user (the invitee), not by a scope."""
+    return {"summary": summary, "security": [{"bearerAuth": []}],
+            "description": description + "\n\nNeeds any valid Bearer token.",
+            "parameters": [INVITATION_ID_PARAM],
+            "responses": {**responses, "401": BEARER_ERRORS["401"],
+                          "403": error("The caller's user is disabled."),
+                          "503": UNAVAILABLE}}
 
 
 def _oauth_form(properties: Doc, required: tuple[str, ...]) -> Doc:
@@ -288,15 +304,49 @@ def _paths() -> Doc:
                 "List the workspace's members", ("members:read",),
                 {"200": {"description": "Members.", "content": json_content(ref("MemberList"))}})},
             "post": {"tags": ["members"], **management(
-                "Add an existing user", ("members:write",),
-                {"201": {"description": "Added.",
+                "Invite an email address", ("members:write",),
+                {"202": {"description": "A pending invitation, whatever the email: the "
+                                        "answer never says whether it has an account.",
                          "headers": {"Location": {"required": True,
                                                   "schema": {"type": "string"}}},
-                         "content": json_content(ref("Member"))},
-                 "404": error("No user with that email."),
-                 "409": error("Already a member.")},
-                description="Admins add members; only owners add admins or owners.",
+                         "content": json_content(ref("Invitation"))},
+                 "409": error("Already a member of this workspace, or a pending invitation "
+                              "for that email exists.")},
+                description="The person becomes a member once their own user accepts "
+                            "(POST /api/v1/invitations/{invitation_id}/accept) within 7 "
+                            "days. Admins invite members; only owners invite admins or "
+                            "owners.",
                 body=ref("MemberAdd"))}},
+        "/api/v1/invitations": {"get": {"tags": ["members"], **management(
+            "Pending invitations of the workspace (admins and owners)", ("members:read",),
+            {"200": {"description": "Pending, unexpired invitations, oldest first.",
+                     "content": json_content(ref("InvitationList"))}})}},
+        "/api/v1/invitations/{invitation_id}": {
+            "get": {"tags": ["members"], **invitee_operation(
+                "Read an invitation",
+                {"200": {"description": "The invitation.",
+                         "content": json_content(ref("Invitation"))},
+                 "404": INVITATION_NOT_FOUND},
+                "The invitee reads it with a token of their own from any workspace; admins "
+                "and owners of its workspace read it with a `members:read` token.")},
+            "delete": {"tags": ["members"], **management(
+                "Revoke an invitation", ("members:write",),
+                {"204": {"description": "Revoked (repeating it is a no-op)."},
+                 "404": INVITATION_NOT_FOUND,
+                 "409": error("Already accepted: remove the member instead.")},
+                description="Admins revoke invitations for the member role; owners any.",
+                path_param=INVITATION_ID_PARAM)}},
+        "/api/v1/invitations/{invitation_id}/accept": {"post": {
+            "tags": ["members"], **invitee_operation(
+                "Accept an invitation (the invitee)",
+                {"200": {"description": "Accepted: the caller is now a member with the "
+                                        "invited role.",
+                         "content": json_content(ref("Invitation"))},
+                 "404": INVITATION_NOT_FOUND,
+                 "409": error("Already accepted, or the caller is already a member."),
+                 "410": error("`gone`: the invitation expired or was revoked.")},
+                "With a Bearer token of the invited user's own, from any workspace: the "
+                "token's user must be the invited email's user, and active.")}},
         "/api/v1/members/{user_id}": {
             "patch": {"tags": ["members"], **management(
                 "Change a member's role (owners)", ("members:write",),

@@ -89,7 +89,9 @@ MEMBER_ADD = _object(
     {"email": {"type": "string", "maxLength": 254, "pattern": EMAIL_PATTERN},
      "role": {**ROLE, "default": "member"}},
     required=("email",),
-    description="Adds an existing user. Admins add members; only owners grant admin or owner.")
+    description="Invites an email address, whether or not it has an account; it becomes a "
+                "member once its own user accepts. Admins invite members; only owners "
+                "invite admins or owners.")
 
 MEMBER_UPDATE = _object({"role": ROLE}, required=("role",))
 
@@ -236,6 +238,32 @@ MEMBER_LIST: Schema = {
                                "items": {"$ref": "#/components/schemas/Member"}}},
 }
 
+INVITATION_ID_PATTERN = "^inv_[0-9A-Za-z]{24}$"
+
+INVITATION: Schema = {
+    "type": "object",
+    "required": ["id", "workspace", "email", "role", "status", "expires_at", "created_at"],
+    "description": "What the inviter gave and the invitation's own state; nothing about "
+                   "whether the email has an account.",
+    "properties": {
+        "id": {"type": "string", "pattern": INVITATION_ID_PATTERN},
+        "workspace": {"type": "string", "description": "Workspace slug."},
+        "email": {"type": "string", "description": "The invited address (lowercased)."},
+        "role": ROLE,
+        "status": {"type": "string", "enum": ["pending", "accepted", "revoked", "expired"]},
+        "expires_at": {"type": "string", "format": "date-time",
+                       "description": "7 days after created_at; from this instant on the "
+                                      "invitation is expired."},
+        "created_at": {"type": "string", "format": "date-time"},
+    },
+}
+
+INVITATION_LIST: Schema = {
+    "type": "object", "required": ["invitations"],
+    "properties": {"invitations": {"type": "array",
+                                   "items": {"$ref": "#/components/schemas/Invitation"}}},
+}
+
 WORKSPACE: Schema = {
     "type": "object",
     "required": ["id", "slug", "name", "created_at", "max_key_lifetime_days",
@@ -258,6 +286,7 @@ COMPONENTS: dict[str, Schema] = {
     "Error": ERROR, "Key": KEY, "KeyWithSecret": KEY_WITH_SECRET, "KeyRotated": KEY_ROTATED,
     "KeyPage": KEY_PAGE, "Token": TOKEN, "TokenList": TOKEN_LIST,
     "TokensRevoked": TOKENS_REVOKED, "Member": MEMBER, "MemberList": MEMBER_LIST,
+    "Invitation": INVITATION, "InvitationList": INVITATION_LIST,
     "Workspace": WORKSPACE,
     "KeyCreate": KEY_CREATE, "KeyUpdate": KEY_UPDATE, "KeyRotate": KEY_ROTATE,
     "MemberAdd": MEMBER_ADD, "MemberUpdate": MEMBER_UPDATE, "WorkspaceUpdate": WORKSPACE_UPDATE,

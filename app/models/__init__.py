@@ -1,6 +1,14 @@
 """The ORM models; importing this package registers every table on Base.metadata."""
 
-from app.models.accounts import Membership, Role, User, UserStatus, Workspace
+from app.models.accounts import (
+    Invitation,
+    InvitationStatus,
+    Membership,
+    Role,
+    User,
+    UserStatus,
+    Workspace,
+)
 from app.models.audit import AuditEvent, AuditSeal
 from app.models.base import Base
 from app.models.keys import ApiKey, KeySecret
@@ -13,6 +21,8 @@ __all__ = [
     "AuditEvent",
     "AuditSeal",
     "Base",
+    "Invitation",
+    "InvitationStatus",
     "KeySecret",
     "LegacyKey",
     "Membership",

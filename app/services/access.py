@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import ApiKey, Membership, Role, User, Workspace
+from app.models import ApiKey, Invitation, Membership, Role, User, Workspace
+from app.services import invitations as invitation_service
 from app.services import keys as key_service
 from app.services.audit import Actor
 from app.services.errors import Forbidden, NotFound
@@ -180,3 +181,20 @@ def membership_in(session: Session, principal: Principal, user_id: str) -> Membe
     if membership is None:
         raise NotFound(f"no member {user_id!r}", field="user_id")
     return membership
+
+
+def check_can_see_invitation(principal: Principal, invitation: Invitation, user: User) -> None:
+    """The invitee sees an invitation addressed to them, with a token from any workspace;
+    admins and owners (with members:read) see their workspace's. For anyone else it does
+    not exist."""
+    manager = (invitation.workspace_id == principal.workspace_id and principal.manages_keys
+               and "members:read" in principal.key_scopes)
+    if not manager and not invitation_service.is_addressed_to(invitation, user):
+        raise NotFound(f"no invitation {invitation.public_id!r}", field="invitation_id")
+
+
+def check_can_revoke_invitation(principal: Principal, invitation: Invitation) -> None:
+    """Whoever could have sent it may withdraw it: admins for members, owners for any role."""
+    if invitation.workspace_id != principal.workspace_id:
+        raise NotFound(f"no invitation {invitation.public_id!r}", field="invitation_id")
+    check_can_add(principal, Role(invitation.role))

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from app.clock import utcnow
 from app.models import Membership, Role, User, UserStatus, Workspace
+from app.models.accounts import DEFAULT_MAX_KEY_LIFETIME_DAYS
 from app.services import audit
 from app.services.audit import Actor
 from app.services.errors import Conflict, InvalidInput, NotFound
@@ -115,7 +116,8 @@ def create_workspace(
         raise Conflict(f"workspace {slug!r} already exists", field="slug")
     if not owner.is_active:
         raise InvalidInput(f"user {owner.email} is disabled", field="owner")
-    workspace = Workspace(slug=slug, name=(name or slug)[:200], created_at=utcnow())
+    workspace = Workspace(slug=slug, name=(name or slug)[:200], created_at=utcnow(),
+                          max_key_lifetime_days=DEFAULT_MAX_KEY_LIFETIME_DAYS)
     session.add(workspace)
     session.flush()
     session.add(Membership(user_id=owner.id, workspace_id=workspace.id,

@@ -28,3 +28,9 @@ class Conflict(DomainError):
 
 class Forbidden(DomainError):
     code = "forbidden"
+
+
+class Gone(DomainError):
+    """The thing existed but can no longer be used (an expired or revoked invitation)."""
+
+    code = "gone"

@@ -11,12 +11,12 @@ from flask import Flask, Response, jsonify
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from werkzeug.exceptions import HTTPException
 
-from app.services.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from app.services.errors import Conflict, DomainError, Forbidden, Gone, InvalidInput, NotFound
 from app.web.boundary import unavailable_response
 
 log = logging.getLogger("keymint.errors")
 
-DOMAIN_STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409, Forbidden: 403}
+DOMAIN_STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409, Forbidden: 403, Gone: 410}
 
 
 def error_response(status: int, error: str, description: str, **extra: object) -> Response:

@@ -74,6 +74,19 @@ def _run_writers(session: Session, writers: list[Writer]) -> None:
     session.commit()
 
 
+def _untouched() -> bool:
+    """True when the request never began a transaction nor staged a change: nothing to end.
+
+    Most requests (health checks, introspection, bearer reads on autocommit connections) are
+    like that; asking the scoped session to commit would build a Session and a transaction
+    for nothing on every one of them.
+    """
+    if not db.session.registry.has():
+        return True
+    session = db.session()
+    return not (session.in_transaction() or session.new or session.dirty or session.deleted)
+
+
 def finish(response: Response) -> Response:
     """Commit a successful request (or one that must keep its security writes); else roll back.
 
@@ -81,6 +94,8 @@ def finish(response: Response) -> Response:
     """
     writes: dict[str, tuple[Writer, bool]] = g.pop(_WRITES, None) or {}
     keep_on_error = g.pop(_KEEP, False)
+    if not writes and _untouched():
+        return response
     keep = response.status_code < 400 or keep_on_error
     session = db.session
     try:

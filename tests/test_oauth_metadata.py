@@ -18,6 +18,16 @@ def test_metadata_lists_endpoints_grant_and_auth_methods(client):
     assert response.headers["Cache-Control"] == "no-store"
 
 
+def test_derived_issuer_follows_each_request_host_and_scheme(client):
+    # Without KEYMINT_ISSUER the issuer is the URL each request reached; a process serving
+    # several names (or http and https) never answers one request with another's issuer.
+    for base in ("http://a.example", "https://b.example", "http://a.example:8080",
+                 "http://a.example"):
+        body = client.get("/.well-known/oauth-authorization-server", base_url=base).get_json()
+        assert body["issuer"] == base
+        assert body["token_endpoint"] == base + "/oauth/token"
+
+
 def test_issuer_setting_drives_every_url(app_factory, database_url):
     app, _ = app_factory(database_url, KEYMINT_ISSUER="https://auth.example.com")
     response = app.test_client().get("/.well-known/oauth-authorization-server")

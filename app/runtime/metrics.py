@@ -54,6 +54,9 @@ class Metrics:
                                          "Requests over an alert-only threshold (refused "
                                          "nothing), e.g. failed authentications per client_id.",
                                          ("limit",), registry=registry)
+        # The labelled children of the request metrics by (endpoint, method, status), so a
+        # request skips .labels() (validation and a lock); as bounded as the series are.
+        self.request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.legacy_uses = Counter("keymint_legacy_key_uses",
                                    "Requests presenting a legacy API key.", ("outcome",),
                                    registry=registry)
@@ -101,9 +104,14 @@ def render() -> tuple[bytes, str]:
 
 
 def count_request(endpoint: str, method: str, status: int, seconds: float) -> None:
-    labels = (endpoint, method, str(status))
-    METRICS.requests.labels(*labels).inc()
-    METRICS.latency.labels(*labels).observe(seconds)
+    metrics = METRICS
+    series = metrics.request_series.get((endpoint, method, status))
+    if series is None:
+        labels = (endpoint, method, str(status))
+        series = (metrics.requests.labels(*labels), metrics.latency.labels(*labels))
+        metrics.request_series[(endpoint, method, status)] = series
+    series[0].inc()
+    series[1].observe(seconds)
 
 
 def count_auth_failure(reason: str) -> None:

@@ -106,8 +106,24 @@ def init_app(app: Flask) -> None:
         return response
 
 
+# Issuers derived from requests, by (scheme, host, root path): building the URL through
+# Werkzeug (url_root) costs more than the rest of an introspection's response. Bounded, as
+# the Host header is the client's to choose.
+_derived_issuers: dict[tuple[str, str, str], str] = {}
+_DERIVED_ISSUERS_MAX = 64
+
+
 def issuer() -> str:
     """KEYMINT_ISSUER, else the URL this request reached (scheme from a trusted proxy)."""
     from flask import current_app
 
-    return current_app.config.get("KEYMINT_ISSUER") or request.url_root.rstrip("/")
+    configured = current_app.config.get("KEYMINT_ISSUER")
+    if configured:
+        return configured
+    where = (request.scheme, request.host, request.root_path)
+    found = _derived_issuers.get(where)
+    if found is None:
+        if len(_derived_issuers) >= _DERIVED_ISSUERS_MAX:
+            _derived_issuers.clear()
+        found = _derived_issuers[where] = request.url_root.rstrip("/")
+    return found

@@ -676,6 +676,7 @@ BENCH_SOAK=1 bench/run.sh         # adds the RSS soak (1M requests: 15-25 min at
 BENCH_AUDIT=1 bench/run.sh        # adds the cost of auditing (issue 6): ~3 min more
 BENCH_MAIN=0 BENCH_SCALE=0 BENCH_PEERS=0 BENCH_AUDIT=1 bench/run.sh   # only that (~4 min)
 .venv/bin/python bench/purge_bench.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+.venv/bin/python bench/check_lean.py   # the lean floor answers what keymint answers (SQLite)
 bench/wsgi_compare.sh             # the WSGI server study (floor app under each candidate)
 ```
 
@@ -685,11 +686,13 @@ PostgreSQL one it drops again), sets up a user, a workspace and a key through th
 `keymint` CLI, seeds N live tokens
 (`bench/seed_tokens.py`: COPY on PostgreSQL, executemany batches on SQLite), starts
 `keymint serve --workers 1` pinned to CPU 0, the floor (`bench/floor_app.py` on the
-same server stack, via `bench/serve_floor.py`) and the peers, and drives each with wrk
+same server stack, via `bench/serve_floor.py`), a lean floor on each keymint database
+(`bench/lean_app.py`, the same way: the least work an honest introspection can do) and
+the peers, and drives each with wrk
 pinned to CPU 1 (bench-peers' lua scripts plus `bench/lua/`). It records each server's
 CPU time per run next to req/s and latency. Results go to a temporary directory
 (`results.csv`, `meta.json`, `report.md`) and to this file. The knobs are documented
-at the top of the script. The full default run takes about 25 minutes. "N=0" means
+at the top of the script. The full default run takes about 27 minutes. "N=0" means
 no seeded tokens beyond the revocation pool (`BENCH_REVOKE_POOL` per round) and what
 the token test itself issues.
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # keymint performance benchmark: one command, loopback only.
 #
-#   bench/run.sh                                  # the full run (~25 min on 2 cores)
+#   bench/run.sh                                  # the full run (~27 min on 2 cores)
 #   BENCH_DURATION=5 BENCH_ROUNDS=1 BENCH_TOKENS=0 BENCH_DBS=sqlite bench/run.sh   # quick pass
 #   BENCH_AUDIT=1 bench/run.sh                    # adds the auditing-cost phase (~3 min more)
 #   BENCH_MAIN=0 BENCH_SCALE=0 BENCH_PEERS=0 BENCH_AUDIT=1 bench/run.sh   # that phase alone

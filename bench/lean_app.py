@@ -137,6 +137,9 @@ def _database(url: str) -> tuple[str, Any, Any]:
 DIALECT, _connect, _now = _database(os.environ.get("KEYMINT_DATABASE_URL", ""))
 SQL = _statement(DIALECT)
 ISSUER = os.environ.get("KEYMINT_ISSUER", "").rstrip("/")
+# Without KEYMINT_ISSUER, the URL the request reached, built once per (scheme, host, root
+# path) as keymint does (app/web/context.py issuer()); bounded, the Host is the client's.
+_issuers: dict[tuple[str, str, str], str] = {}
 _local = threading.local()
 
 JSON_HEADERS = [("Content-Type", "application/json"), ("Cache-Control", "no-store"),
@@ -175,6 +178,18 @@ def _basic(header: str | None) -> tuple[str, str] | bool | None:
     if not sep:
         return False
     return unquote(user), unquote(password)
+
+
+def _issuer() -> str:
+    if ISSUER:
+        return ISSUER
+    where = (request.scheme, request.host, request.root_path)
+    found = _issuers.get(where)
+    if found is None:
+        if len(_issuers) >= 64:
+            _issuers.clear()
+        found = _issuers[where] = request.url_root.rstrip("/")
+    return found
 
 
 def _rows(params: dict[str, Any]) -> list[tuple]:
@@ -228,6 +243,6 @@ def introspect():
         "exp": row[9],
         "iat": row[8],
         "jti": jti,
-        "iss": ISSUER or request.url_root.rstrip("/"),
+        "iss": _issuer(),
         "workspace_id": str(row[7]),
     }), 200, JSON_HEADERS

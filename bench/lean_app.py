@@ -52,7 +52,7 @@ ACTIVE_USER = "active"  # app.models.accounts.UserStatus.ACTIVE
 
 # The caller (one row per live secret of its key) and, beside it, the token with every fact
 # its activity depends on, decided together; :now is the request's time. A token that is not
-# active, or not in the caller's workspace, leaves the tok_* columns NULL.
+# active, or not in the caller's workspace, leaves the token's columns (t.*) NULL.
 _SQL = """
 SELECT k.scopes, s.digest,
        t.jti, t.scopes, t.client_id, t.user_id, t.email, t.workspace_id, t.iat, t.exp,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # keymint performance benchmark: one command, loopback only.
 #
-#   bench/run.sh                                  # the full run (~25 min on 2 cores)
+#   bench/run.sh                                  # the full run (~27 min on 2 cores)
 #   BENCH_DURATION=5 BENCH_ROUNDS=1 BENCH_TOKENS=0 BENCH_DBS=sqlite bench/run.sh   # quick pass
 #   BENCH_AUDIT=1 bench/run.sh                    # adds the auditing-cost phase (~3 min more)
 #   BENCH_MAIN=0 BENCH_SCALE=0 BENCH_PEERS=0 BENCH_AUDIT=1 bench/run.sh   # that phase alone
@@ -12,8 +12,10 @@
 #      or a PostgreSQL database it creates and drops), `keymint db upgrade`, a user, a
 #      workspace and a key through the CLI, N live tokens seeded by bench/seed_tokens.py,
 #      and `keymint serve --workers 1` pinned to CPU 0
-#   3. the floor (bench/floor_app.py on keymint's own server stack, bench/serve_floor.py)
-#      and the peers (peers.sh start: hello, DOT, node-oidc-provider, naive Authlib), CPU 0
+#   3. the floor (bench/floor_app.py on keymint's own server stack, bench/serve_floor.py),
+#      per keymint target a lean floor on its database (bench/lean_app.py, the same way: the
+#      least work an honest introspection can do, one joined SELECT on the raw driver) and
+#      the peers (peers.sh start: hello, DOT, node-oidc-provider, naive Authlib), CPU 0
 #   4. phase 1: BENCH_ROUNDS rounds, wrk pinned to CPU 1, 8 connections, BENCH_DURATION s
 #      per run, bench-peers' lua scripts (token.lua, introspect.lua; common.lua checks every
 #      response) plus bench/lua/ for the rest, every (server, test) once per round, order
@@ -21,7 +23,8 @@
 #        keymint: token (client_secret_basic), introspect (valid token), introspect_garbage
 #        (at_... with a bad checksum), revoke_fresh (live seeded tokens, each once),
 #        revoke_garbage, me (GET /api/v1/me, Bearer), introspect_seeded (N>0: random seeded
-#        tokens); floor: token + introspect (POST /floor); oidc-provider, Authlib: token +
+#        tokens); floor: token + introspect (POST /floor); lean (label lean|DB|N): introspect
+#        (a fresh token from that target's keymint); oidc-provider, Authlib: token +
 #        introspect; hello: token (= /hello)
 #   5. phase 2 (BENCH_SCALE=1): keymint --workers 1 vs --workers 2, nothing pinned
 #   6. phase 3 (BENCH_SOAK=1): RSS of one keymint worker over BENCH_SOAK_REQUESTS requests
@@ -200,7 +203,7 @@ export BENCH_LUA_DIR=$LUA_DIR BENCH_CONN_CLOSE
 
 # ---------------------------------------------------------------- 2. keymint targets ---
 # one target = one database + one keymint server; arrays indexed by target number
-declare -a T_NAME=() T_DB=() T_N=() T_URL=() T_PORT=() T_PID=() T_DIR=()
+declare -a T_NAME=() T_DB=() T_N=() T_URL=() T_PORT=() T_PID=() T_DIR=() L_PORT=() L_PID=()
 NEW_URL=
 new_database() {  # db dir pgtag what -> NEW_URL: a fresh database, migrated, with a user, a
   # workspace and a key (DIR/key.json); KEYMINT_DATABASE_URL etc. stay exported for seeding
@@ -244,7 +247,7 @@ for db in $([ "$NEED_TARGETS" = 1 ] && echo "$BENCH_DBS"); do
         --sample-out "$dir/seeded_sample.txt" | tee -a "$BENCH_OUT/seed.jsonl" >&2 || die "seeding failed"
     fi
     T_NAME[t]=$name; T_DB[t]=$db; T_N[t]=$n; T_URL[t]=$url; T_DIR[t]=$dir
-    T_PORT[t]=$((BASE_PORT + t)); t=$((t + 1))
+    T_PORT[t]=$((BASE_PORT + t)); L_PORT[t]=$((BASE_PORT + 50 + t)); t=$((t + 1))
   done
 done
 unset KEYMINT_DATABASE_URL
@@ -273,9 +276,15 @@ start_keymint() {  # idx port workers pin(""=unpinned) logname -> START_PID (als
 }
 
 if [ "$BENCH_MAIN" = 1 ]; then
-  say "starting $NT keymint server(s), floor$([ "$BENCH_PEERS" = 1 ] && echo ', peers') on CPU 0"
+  say "starting $NT keymint server(s), $NT lean floor(s), floor$([ "$BENCH_PEERS" = 1 ] && echo ', peers') on CPU 0"
   for ((i = 0; i < NT; i++)); do
     start_keymint "$i" "${T_PORT[i]}" 1 0 "keymint-$i"; T_PID[i]=$START_PID
+    # the lean floor reads this target's database, served like the floor below
+    port_free "${L_PORT[i]}" || die "127.0.0.1:${L_PORT[i]} is in use"
+    (cd "$BENCH_OUT/run" && exec env KEYMINT_DATABASE_URL="${T_URL[i]}" taskset -c 0 "$PY" \
+       "$HERE/serve_floor.py" --target lean_app:app --bind "127.0.0.1:${L_PORT[i]}" --workers 1) \
+      > "$BENCH_OUT/run/lean-$i.log" 2>&1 &
+    L_PID[i]=$!; PIDS+=("${L_PID[i]}")
   done
   FLOOR_PORT=$((BASE_PORT + 90))
   port_free "$FLOOR_PORT" || die "127.0.0.1:$FLOOR_PORT is in use"
@@ -290,6 +299,8 @@ if [ "$BENCH_MAIN" = 1 ]; then
   for ((i = 0; i < NT; i++)); do
     wait_http "http://127.0.0.1:${T_PORT[i]}/healthz" "${T_PID[i]}" \
       || { tail -20 "$BENCH_OUT/run/keymint-$i.log" >&2; die "keymint ${T_NAME[i]} did not start"; }
+    wait_http "http://127.0.0.1:${L_PORT[i]}/oauth/introspect" "${L_PID[i]}" \
+      || { tail -20 "$BENCH_OUT/run/lean-$i.log" >&2; die "the lean floor of ${T_NAME[i]} did not start"; }
   done
   wait_http "http://127.0.0.1:$FLOOR_PORT/floor" "$FLOOR_PID" \
     || { tail -20 "$BENCH_OUT/run/floor.log" >&2; die "the floor did not start"; }
@@ -304,7 +315,10 @@ t = c.new_access_token(); bad = t[:-6] + ("AAAAAA" if t[-6:] != "AAAAAA" else "B
 assert not c.is_access_token(bad) and bad.startswith("at_"); print(bad)' "$REPO")
 
 rss_snapshot() {  # phase tag
-  for ((i = 0; i < NT; i++)); do echo "$1,${T_NAME[i]},$(rss_kb "${T_PID[i]}")"; done >> "$BENCH_OUT/rss.csv"
+  for ((i = 0; i < NT; i++)); do
+    echo "$1,${T_NAME[i]},$(rss_kb "${T_PID[i]}")"
+    echo "$1,lean|${T_DB[i]}|${T_N[i]},$(rss_kb "${L_PID[i]}")"
+  done >> "$BENCH_OUT/rss.csv"
   echo "$1,floor,$(rss_kb "$FLOOR_PID")" >> "$BENCH_OUT/rss.csv"
 }
 if [ "$BENCH_MAIN" = 1 ]; then
@@ -404,6 +418,20 @@ km_tests() {  # idx round -> every keymint test against target idx
       run_wrk "$label" introspect_seeded "$HERE/lua/token_file_post.lua" "$base/oauth/introspect" "$pid" || true
   fi
 }
+lean_tests() {  # idx -> the introspect test against target idx's lean floor, with a token
+  # issued by that target's keymint (checked active through the lean floor first)
+  local i=$1 d=${T_DIR[$1]} label="lean|${T_DB[$1]}|${T_N[$1]}" base="http://127.0.0.1:${L_PORT[$1]}"
+  local cid secret tok
+  cid=$(json_get "$d/key.json" client_id); secret=$(cat "$d/secret")
+  tok=$(get_token "http://127.0.0.1:${T_PORT[i]}" /oauth/token "$cid" "$secret") \
+    || { warn "$label: no token from ${T_NAME[i]}"; return 0; }
+  curl -sS --max-time 30 -u "$cid:$secret" -d "token=$tok" "$base/oauth/introspect" \
+    | python3 -c 'import sys, json; d = json.load(sys.stdin); assert d.get("active") is True, d' \
+    || { warn "$label: introspection smoke test failed"; return 0; }
+  BENCH_BASIC=$(printf '%s:%s' "$cid" "$secret" | base64 -w0) BENCH_TOKEN=$tok \
+    BENCH_EXPECT='"active"%s*:%s*true' \
+    run_wrk "$label" introspect "$LUA_DIR/introspect.lua" "$base/oauth/introspect" "${L_PID[i]}" || true
+}
 floor_tests() {
   oauth_pair floor "http://127.0.0.1:$FLOOR_PORT" /floor /floor x y "$FLOOR_PID"
 }
@@ -419,6 +447,7 @@ peer_tests() {  # name
 if [ "$BENCH_MAIN" = 1 ]; then
   items=()
   for ((i = 0; i < NT; i++)); do items+=("km:$i"); done
+  for ((i = 0; i < NT; i++)); do items+=("lean:$i"); done
   items+=(floor)
   [ "$BENCH_PEERS" = 1 ] && items+=(peer:oidc peer:authlib peer:hello)
   echo "label,round,pool" > "$BENCH_OUT/revoke_pool.csv"
@@ -429,13 +458,14 @@ if [ "$BENCH_MAIN" = 1 ]; then
     for it in "${order[@]}"; do
       case $it in
         km:*) km_tests "${it#km:}" "$r" ;;
+        lean:*) lean_tests "${it#lean:}" ;;
         floor) floor_tests ;;
         peer:*) peer_tests "${it#peer:}" ;;
       esac
     done
   done
   rss_snapshot end_phase1
-  for ((i = 0; i < NT; i++)); do stop_pid "${T_PID[i]}"; done
+  for ((i = 0; i < NT; i++)); do stop_pid "${T_PID[i]}"; stop_pid "${L_PID[i]}"; done
   stop_pid "$FLOOR_PID"
   if [ "$PEERS_STARTED" = 1 ]; then bash "$PEERS_DIR/peers.sh" stop; PEERS_STARTED=0; fi
 fi

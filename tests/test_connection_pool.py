@@ -43,10 +43,26 @@ def test_a_connection_in_steady_use_is_not_pinged_so_one_request_fails_then_all_
     token = mint(client, key)
     monkeypatch.setattr(database, "PING_AFTER_IDLE_S", 3600.0)  # nothing counts as idle
     _kill_pooled_connection(app)
-    failed = client.post("/oauth/introspect", data={"token": token}, auth=key.auth)
+    # Issuance reads and writes in one transaction: the dead connection fails it.
+    failed = client.post("/oauth/token", data={"grant_type": "client_credentials"},
+                         auth=key.auth)
     assert failed.status_code == 503, failed.get_data(as_text=True)
     assert failed.get_json()["error"] == "temporarily_unavailable"
     # The disconnect invalidated the pool: the next request runs on a new connection.
+    assert token_response(client, key).status_code == 200
+    assert introspect(client, key, token)["active"] is True
+
+
+def test_a_token_path_read_that_meets_a_dead_connection_answers_from_a_fresh_one(
+        app, client, factory, postgres_only, monkeypatch):
+    # Introspection's one read (services.reads.HotRead) runs outside any transaction, so
+    # nothing is lost by running it again: the dead connection is invalidated and the read
+    # is answered, instead of a 503.
+    key = factory.key(scopes="introspect")
+    token = mint(client, key)
+    monkeypatch.setattr(database, "PING_AFTER_IDLE_S", 3600.0)
+    _kill_pooled_connection(app)
+    assert introspect(client, key, token)["active"] is True
     assert introspect(client, key, token)["active"] is True
 
 

@@ -521,8 +521,10 @@ def load_credential(session: Session, client_id: str, now: datetime) -> KeyCrede
     """
     if not credentials.is_client_id(client_id):
         return None
-    return credential_from_rows(
-        reads.all_rows(session, CREDENTIAL_QUERY, {"client_id": client_id}), now)
+    return credential_from_rows(_CREDENTIAL.rows(session, {"client_id": client_id}), now)
+
+
+_CREDENTIAL = reads.HotRead(CREDENTIAL_QUERY)
 
 
 def credential_from_rows(rows, now: datetime) -> KeyCredential | None:

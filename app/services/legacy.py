@@ -97,6 +97,9 @@ _LOOKUP_QUERY = (
 )
 
 
+_LOOKUP = reads.HotRead(_LOOKUP_QUERY)
+
+
 def lookup(session: Session, presented: str | None) -> LegacyRow | None:
     """Find a legacy key by the SHA-256 of the presented value (unique index, no plaintext).
 
@@ -106,7 +109,7 @@ def lookup(session: Session, presented: str | None) -> LegacyRow | None:
     value = normalize_key(presented)
     if value is None:
         return None
-    row = reads.first_row(session, _LOOKUP_QUERY, {"digest": credentials.digest(value)})
+    row = _LOOKUP.first(session, {"digest": credentials.digest(value)})
     if row is None or not credentials.digests_match(row[7], value):
         return None
     return LegacyRow(id=row[0], workspace_id=row[1], workspace_slug=row[2],

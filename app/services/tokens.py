@@ -191,6 +191,9 @@ _BEARER_QUERY = (_LOOKUP_QUERY.add_columns(Workspace.slug.label("tok_workspace_s
 _TOKEN_TABLE = _LOOKUP_QUERY.subquery("tok")
 _CALLER_AND_TOKEN_QUERY = (key_service.CREDENTIAL_QUERY.add_columns(*_TOKEN_TABLE.c)
                            .outerjoin(_TOKEN_TABLE, true()))
+_LOOKUP = reads.HotRead(_LOOKUP_QUERY)
+_BEARER = reads.HotRead(_BEARER_QUERY)
+_CALLER_AND_TOKEN = reads.HotRead(_CALLER_AND_TOKEN_QUERY)
 
 
 def _token_info(row) -> TokenInfo:
@@ -217,8 +220,8 @@ def lookup(session: Session, token: str, *, with_workspace: bool = False) -> Tok
     """
     if not credentials.is_access_token(token):
         return None
-    row = reads.first_row(session, _BEARER_QUERY if with_workspace else _LOOKUP_QUERY,
-                          {"digest": credentials.digest(token)})
+    row = (_BEARER if with_workspace else _LOOKUP).first(
+        session, {"digest": credentials.digest(token)})
     if row is None:
         return None
     info = _token_info(row)
@@ -242,8 +245,8 @@ def load_caller_and_token(
         return None, None
     if token is None or not credentials.is_access_token(token):
         return key_service.load_credential(session, client_id, now), None
-    rows = reads.all_rows(session, _CALLER_AND_TOKEN_QUERY,
-                          {"client_id": client_id, "digest": credentials.digest(token)})
+    rows = _CALLER_AND_TOKEN.rows(session, {"client_id": client_id,
+                                            "digest": credentials.digest(token)})
     cred = key_service.credential_from_rows(rows, now)
     if cred is None or rows[0].tok_id is None:
         return cred, None

@@ -35,16 +35,16 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
 
 def check_form_request() -> None:
     """Guards Authlib leaves to us: form body only, no query string, no repeated parameter."""
-    if request.args:
+    if request.query_string and request.args:  # the raw bytes first: no parsing when empty
         raise InvalidRequestError("Parameters must be sent in the POST body, not the URL.")
     if request.mimetype != FORM_CONTENT_TYPE:
         raise InvalidRequestError(f"The request body must be {FORM_CONTENT_TYPE}.")
     # Werkzeug caps multipart parts, not urlencoded fields; an OAuth request has a handful.
-    fields = sum(len(values) for values in request.form.listvalues())
-    if fields > current_app.config["MAX_FORM_PARTS"]:
+    lists = list(request.form.lists())
+    if sum(len(values) for _, values in lists) > current_app.config["MAX_FORM_PARTS"]:
         raise InvalidRequestError("Too many parameters.")
-    for name in request.form:
-        if len(request.form.getlist(name)) > 1:
+    for name, values in lists:
+        if len(values) > 1:
             raise InvalidRequestError(
                 safe_description(f"Parameter '{name}' was sent more than once."))
 

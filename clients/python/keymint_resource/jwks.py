@@ -83,7 +83,9 @@ class JWKSCache:
             response = self._session.get(self.uri, timeout=self._timeout,
                                          headers={"Accept": "application/json"})
             response.raise_for_status()
-            keys = KeySet.import_key_set(_public_keys(response.json()))
+            published = _public_keys(response.json())
+            # An empty set is a valid answer (a keymint that has not made a key yet).
+            keys = KeySet.import_key_set(published) if published["keys"] else KeySet([])
         except (requests.RequestException, ValueError, JoseError, TypeError) as exc:
             # Fail closed on new kids; cached keys keep serving until stale_ttl (see class doc).
             log.error("keymint JWKS refresh failed (%s) from %s: %s; cached keys: %s",

@@ -180,3 +180,85 @@ def test_installed_without_the_server(tmp_path: Path):
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                             env={"PYTHONPATH": str(package)}, check=False, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- JWT access tokens from a real keymint (once keymint issues them) -------------------------
+
+
+@pytest.fixture(scope="module")
+def jwt_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """A keymint whose workspace issues JWTs, with a signing key made by the operator's CLI;
+    skipped where this keymint has no JWT support yet."""
+    import base64
+    import os
+    import secrets
+
+    from app import create_app
+    from app.models import Workspace
+    from tests.support import keymint_cli
+
+    if not hasattr(Workspace, "token_format"):
+        pytest.skip("this keymint has no JWT access tokens (workspace token_format)")
+    kek = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    url = f"sqlite:///{tmp_path_factory.mktemp('rs-jwt') / 'keymint.sqlite3'}"
+    migrate(url)
+    saved = os.environ.get("KEYMINT_SIGNING_KEY_ENCRYPTION_KEY")
+    os.environ["KEYMINT_SIGNING_KEY_ENCRYPTION_KEY"] = kek
+    try:
+        keymint_cli(url, "signing-keys", "rotate", "--now")
+    finally:
+        if saved is None:
+            os.environ.pop("KEYMINT_SIGNING_KEY_ENCRYPTION_KEY")
+        else:
+            os.environ["KEYMINT_SIGNING_KEY_ENCRYPTION_KEY"] = saved
+    app = create_app(base_config(url, KEYMINT_SIGNING_KEY_ENCRYPTION_KEY=kek))
+    server = ServerProcess(url, env={"KEYMINT_SIGNING_KEY_ENCRYPTION_KEY": kek}).start()
+    try:
+        factory = Factory(app)
+        live = Live(server, factory)
+        with app.app_context():
+            from app.extensions import db
+            from app.services import accounts
+
+            accounts.get_workspace(db.session, live.slug).token_format = "jwt"
+            db.session.commit()
+        yield live
+    finally:
+        server.stop()
+        dispose(app)
+
+
+def _jwt(live: Live, key: Any, scope: str | None = None) -> str:
+    token = mint(live.server, key, scope=scope)
+    if token.count(".") != 2:
+        pytest.skip("this keymint does not issue JWT access tokens yet")
+    return token
+
+
+def test_keymint_jwt_is_validated_locally_without_introspection(jwt_live, now_clock):
+    key = jwt_live.client_key()
+    token = _jwt(jwt_live, key, scope="orders:read")
+    check = jwt_live.verifier(now_clock)
+    access = check.verify(token)
+    assert access.format == "jwt"
+    assert access.subject == user_id(jwt_live.factory.app, key.email)
+    assert access.client_id == key.client_id
+    assert access.scopes == frozenset({"orders:read"})
+    assert access.token_id.startswith("tok_")
+    assert access.audience == (jwt_live.server.url,)
+    assert check.introspections == 0
+    # the same token introspected gives the same decision
+    opaque_view = jwt_live.verifier(now_clock, verify_jwt_locally=False).verify(token)
+    assert (opaque_view.subject, opaque_view.client_id, opaque_view.token_id,
+            opaque_view.workspace_id) == (access.subject, access.client_id, access.token_id,
+                                          access.workspace_id)
+
+
+def test_revoked_jwt_stays_valid_locally_until_exp_but_not_by_introspection(jwt_live,
+                                                                            now_clock):
+    key = jwt_live.client_key()
+    token = _jwt(jwt_live, key)
+    jwt_live.revoke(key, token)
+    assert jwt_live.verifier(now_clock).verify(token).client_id == key.client_id  # trade-off
+    with pytest.raises(InvalidToken):
+        jwt_live.verifier(now_clock, verify_jwt_locally=False).verify(token)

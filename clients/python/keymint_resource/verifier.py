@@ -57,6 +57,7 @@ class TokenVerifier:
         route_policy: bool = True,
         jwks_refresh_interval: float = 30.0,
         jwks_stale_ttl: float = 3_600.0,
+        discovery_retry_interval: float = 10.0,
         timeout: float = 5.0,
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
@@ -83,6 +84,8 @@ class TokenVerifier:
         self.session = session or requests.Session()
         self.clock = clock
         self._metadata: dict[str, Any] | None = None
+        self.discovery_retry_interval = discovery_retry_interval
+        self._discovery_failed_at: float | None = None
         self._jwks: JWKSCache | None = None
         self._lock = threading.Lock()
         self.introspections = 0  # requests made to keymint's introspection endpoint
@@ -114,7 +117,17 @@ class TokenVerifier:
         """keymint's RFC 8414 metadata, fetched on first use."""
         with self._lock:
             if self._metadata is None:
-                self._metadata = self._discover()
+                now = self.clock()
+                failed = self._discovery_failed_at
+                # While keymint is unreachable, requests fail at once instead of each waiting
+                # for its own timeout: one attempt per interval.
+                if failed is not None and now - failed < self.discovery_retry_interval:
+                    raise VerifierUnavailable("The authorization server cannot be reached.")
+                try:
+                    self._metadata = self._discover()
+                except VerifierUnavailable:
+                    self._discovery_failed_at = now
+                    raise
             return self._metadata
 
     # --- dispatch -----------------------------------------------------------------------------

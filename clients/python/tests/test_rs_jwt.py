@@ -240,6 +240,25 @@ def test_metadata_unreachable_fails_closed(clock):
         check.verify("at_whatever")
 
 
+def test_discovery_is_retried_once_per_interval_not_per_request(fake_keymint, clock, es_key,
+                                                                 monkeypatch):
+    real = FakeKeymint.metadata
+    monkeypatch.setattr(FakeKeymint, "metadata", lambda self: {"issuer": "wrong"})
+    check = verifier(fake_keymint, clock, discovery_retry_interval=10)
+    token = fake_keymint.sign(es_key)
+    for _ in range(3):
+        with pytest.raises(VerifierUnavailable):
+            check.verify(token)
+    assert fake_keymint.hits[METADATA] == 1
+    monkeypatch.setattr(FakeKeymint, "metadata", real)
+    clock.advance(9.999)
+    with pytest.raises(VerifierUnavailable):
+        check.verify(token)
+    clock.advance(0.001)
+    assert check.verify(token).subject == "42"
+    assert fake_keymint.hits[METADATA] == 2
+
+
 def test_without_jwks_uri_a_jwt_is_introspected(fake_keymint, clock, es_key, monkeypatch):
     check = verifier(fake_keymint, clock)
     monkeypatch.setattr(type(fake_keymint), "metadata", lambda self: {

@@ -36,7 +36,6 @@ class KeymintResource:
         self.exempt = tuple(exempt)
         self.metadata = metadata
         self.realm = realm
-        self.guard: Guard | None = None
         if app is not None:
             self.init_app(app)
 
@@ -50,36 +49,38 @@ class KeymintResource:
             app.add_url_rule(document.path, "keymint_protected_resource_metadata",
                              lambda: Response(document.body(), 200, document.headers()))
             exempt = (*exempt, document.path)
-        self.guard = Guard(verifier, self.scopes, None, exempt, self.metadata, self.realm)
-        app.extensions[EXTENSION] = self
+        # One Guard per app, so one KeymintResource may serve several apps (init_app).
+        app.extensions[EXTENSION] = Guard(verifier, self.scopes, None, exempt, self.metadata,
+                                          self.realm)
         if self.protect_all:
-            app.before_request(self._guard_request)
-
-    def _guard_request(self) -> Response | None:
-        assert self.guard is not None
-        view = current_app.view_functions.get(request.endpoint or "")
-        if request.method == "OPTIONS" or request.endpoint is None or \
-                getattr(view, "_keymint_public", False) or self.guard.is_exempt(request.path):
-            return None  # unknown routes get their 404/405 without revealing anything
-        try:
-            g.keymint_token = self.guard.authorize(request.headers.get("Authorization"),
-                                                   request.method, request.path)
-        except TokenError as error:
-            return self.refusal(error)
-        return None
-
-    def refusal(self, error: TokenError) -> Response:
-        assert self.guard is not None
-        status, headers, body = self.guard.refusal(error)
-        return Response(body, status, headers)
+            app.before_request(_guard_request)
 
 
-def _extension() -> KeymintResource:
+def _guard() -> Guard:
     try:
         return current_app.extensions[EXTENSION]
     except KeyError:
         raise RuntimeError("call KeymintResource(app, verifier) before using require_token")\
             from None
+
+
+def _refusal(guard: Guard, error: TokenError) -> Response:
+    status, headers, body = guard.refusal(error)
+    return Response(body, status, headers)
+
+
+def _guard_request() -> Response | None:
+    guard = _guard()
+    view = current_app.view_functions.get(request.endpoint or "")
+    if request.method == "OPTIONS" or request.endpoint is None or \
+            getattr(view, "_keymint_public", False) or guard.is_exempt(request.path):
+        return None  # unknown routes get their 404/405 without revealing anything
+    try:
+        g.keymint_token = guard.authorize(request.headers.get("Authorization"), request.method,
+                                          request.path)
+    except TokenError as error:
+        return _refusal(guard, error)
+    return None
 
 
 def require_token(*scopes: str) -> Callable[[F], F]:
@@ -88,12 +89,11 @@ def require_token(*scopes: str) -> Callable[[F], F]:
     def decorate(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            ext = _extension()
-            assert ext.guard is not None
+            guard = _guard()
             try:
                 checked: AccessToken | None = g.get("keymint_token")
                 if checked is None:
-                    g.keymint_token = ext.guard.authorize(
+                    g.keymint_token = guard.authorize(
                         request.headers.get("Authorization"), request.method, request.path,
                         scopes)
                 else:
@@ -103,7 +103,7 @@ def require_token(*scopes: str) -> Callable[[F], F]:
                     if missing:
                         raise InsufficientScope("The token lacks a required scope.", missing)
             except TokenError as error:
-                return ext.refusal(error)
+                return _refusal(guard, error)
             return view(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]

@@ -310,3 +310,17 @@ def test_metadata_paths_follow_rfc9728():
     assert root.url == "https://api.example/.well-known/oauth-protected-resource"
     assert root.document()["authorization_servers"] == ["https://keymint.example"]
     assert "scopes_supported" not in root.document()
+
+
+def test_flask_one_extension_serves_several_apps(env):
+    from keymint_resource.flask import KeymintResource as Ext
+
+    ext = Ext(verifier=env["verifier"], protect_all=True)
+    apps = [Flask("a"), Flask("b")]
+    for app in apps:
+        ext.init_app(app)
+        app.add_url_rule("/x", "x", lambda: jsonify(sub=current_token().subject))
+    for app in apps:
+        client = app.test_client()
+        assert client.get("/x").status_code == 401
+        assert client.get("/x", headers=bearer(env["token"]())).get_json() == {"sub": "42"}

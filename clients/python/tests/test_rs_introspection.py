@@ -147,3 +147,18 @@ def test_cache_entry_expiry_is_exclusive():
     assert cache.get("k", 10.0) is None
     cache.put("dead", {"active": True}, expires_at=5.0, now=5.0)
     assert len(cache) == 0
+
+
+def test_unreachable_introspection_endpoint_fails_closed(fake_keymint, clock, monkeypatch,
+                                                         caplog):
+    from tests.support import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}/oauth/introspect"
+    monkeypatch.setattr(FakeKeymint, "metadata", lambda self: {
+        "issuer": self.url, "introspection_endpoint": closed})
+    check = verifier(fake_keymint, clock, timeout=2)
+    with caplog.at_level(logging.ERROR, logger="keymint_resource"), \
+            pytest.raises(VerifierUnavailable, match="cannot be reached"):
+        check.verify("at_token")
+    assert check.introspections == 1
+    assert "introspection failed: ConnectionError" in caplog.text

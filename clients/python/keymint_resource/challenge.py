@@ -58,7 +58,8 @@ def refusal(error: TokenError, realm: str | None = None,
     else:
         # 503: keymint could not be asked; the client may try again shortly.
         headers.append(("Retry-After", "5"))
-    body: dict[str, str] = {"error": error.error or "unauthorized",
+    # keymint's own API names a missing token the same way in its body.
+    body: dict[str, str] = {"error": error.error or "missing_authorization",
                             "error_description": error.description}
     scopes = getattr(error, "scopes", ())
     if scopes:

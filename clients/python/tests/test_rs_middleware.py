@@ -71,6 +71,7 @@ def test_wsgi_no_token_is_a_401_challenge_without_error_code(wsgi, env):
         'Bearer realm="orders", resource_metadata='
         '"https://orders.example/.well-known/oauth-protected-resource/v1"')
     assert response.headers["Cache-Control"] == "no-store"
+    assert response.get_json()["error"] == "missing_authorization"
 
 
 def test_wsgi_other_scheme_is_treated_as_no_token(wsgi):

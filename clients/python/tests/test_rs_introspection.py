@@ -162,3 +162,15 @@ def test_unreachable_introspection_endpoint_fails_closed(fake_keymint, clock, mo
         check.verify("at_token")
     assert check.introspections == 1
     assert "introspection failed: ConnectionError" in caplog.text
+
+
+def test_one_verifier_shared_by_threads(fake_keymint, clock):
+    from concurrent.futures import ThreadPoolExecutor
+
+    fake_keymint.introspect = lambda form: active(fake_keymint, sub=form["token"])
+    check = verifier(fake_keymint, clock, cache_size=5)
+    tokens = [f"at_{n}" for n in range(8)] * 25
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        subjects = list(pool.map(lambda token: check.verify(token).subject, tokens))
+    assert subjects == tokens  # every thread got the answer about its own token
+    assert check.cache is not None and len(check.cache) <= 5

@@ -10,11 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from conftest import Clock
 from keymint_resource import InsufficientScope, InvalidToken, TokenVerifier, VerifierUnavailable
 
-from tests.support import Factory, ServerProcess, base_config, dispose, migrate, mint, user_id
+from tests.support import (
+    Factory,
+    ServerProcess,
+    base_config,
+    dispose,
+    migrate,
+    mint,
+    post,
+    user_id,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -36,9 +44,7 @@ class Live:
         return self.factory.key(self.slug, scopes=scopes)
 
     def revoke(self, key: Any, token: str) -> None:
-        response = requests.post(self.server.url + "/oauth/revoke", data={"token": token},
-                                 auth=key.auth, timeout=10)
-        assert response.status_code == 200
+        assert post(self.server, "/oauth/revoke", {"token": token}, key).status_code == 200
 
 
 @pytest.fixture(scope="module")

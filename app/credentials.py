@@ -100,6 +100,18 @@ def is_access_token(value: str | None) -> bool:
     return isinstance(value, str) and _has_valid_shape(value, TOKEN_PREFIX)
 
 
+# A compact JWS whose header and payload are JSON objects ("eyJ" is base64url of '{"'). The
+# cap keeps a pasted blob from being hashed and looked up; keymint's tokens are far shorter.
+JWT_MAX_LEN = 4096
+_JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
+def looks_like_jwt(value: str | None) -> bool:
+    """Shaped like a compact JWS (structure only; nothing is decoded or verified here)."""
+    return (isinstance(value, str) and len(value) <= JWT_MAX_LEN
+            and _JWT_SHAPE.fullmatch(value) is not None)
+
+
 def digest(value: str) -> str:
     """SHA-256 hex digest: secrets and tokens are high-entropy, so no slow KDF is needed."""
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()

@@ -139,6 +139,13 @@ CREDENTIAL_TEXT = re.compile(
     rf"(?<![0-9A-Za-z])(?:{SECRET_PREFIX}|{TOKEN_PREFIX})[0-9A-Za-z]{{8,}}")
 
 
+# A JWT (a JWT access token is a bearer credential like `at_…`): two base64url JSON segments
+# and whatever of the signature follows.
+JWT_TEXT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.?[A-Za-z0-9_-]*")
+
+
 def redact_credentials(text: str) -> str:
-    """`text` with everything shaped like a secret or access token replaced by REDACTED."""
-    return CREDENTIAL_TEXT.sub(REDACTED, text)
+    """`text` with everything shaped like a secret or access token (a JWT included) replaced
+    by REDACTED."""
+    text = CREDENTIAL_TEXT.sub(REDACTED, text)
+    return JWT_TEXT.sub(REDACTED, text) if "eyJ" in text else text

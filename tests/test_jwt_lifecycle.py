@@ -176,3 +176,23 @@ def test_the_bearer_check_takes_a_jwt_in_one_statement(app, client, keys):
     assert response.status_code == 200
     assert response.get_json()["token"]["jti"] == _claims(token)["jti"]
     assert (count.statements, count.transactions) == (1, 0)
+
+
+def test_a_jwt_never_reaches_a_log_line_or_the_audit_user_agent(app, client, keys, caplog):
+    from app.runtime.logs import redact
+
+    caller, subject = keys
+    token = mint(client, subject)
+    line = f"GET /x?access={token} 200"
+    assert token not in redact(line) and "[REDACTED]" in redact(line)
+    introspect(client, caller, mint(client, subject))
+    response = client.get("/api/v1/me", headers={**bearer(token), "User-Agent": f"sdk {token}"})
+    assert response.status_code == 200
+    post(client, "/oauth/revoke", {"token": token}, subject)
+    with app.app_context():
+        from app.services.audit import clean_user_agent
+
+        assert clean_user_agent(f"sdk/1 {token}") == "sdk/1 [REDACTED]"
+    for event in audit_events(app):
+        assert token not in json.dumps([event.user_agent, event.details])
+    assert token not in caplog.text

@@ -212,3 +212,38 @@ def test_jwt_is_refused_on_a_server_without_the_encryption_key(app, client, fact
     assert "KEYMINT_SIGNING_KEY_ENCRYPTION_KEY" in r.get_json()["error_description"]
     assert client.get("/api/v1/workspace",
                       headers=team["owner"].headers).get_json()["token_format"] == "opaque"
+
+
+def _b64decode(segment: str) -> bytes:
+    import base64
+
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def test_a_second_implementation_verifies_the_signature_from_the_jwks(client, jwt_key):
+    """Interop: `cryptography` alone (no JOSE library) checks an ES256 token against the
+    published key, as RFC 7518 §3.4 defines it (r || s, 32 bytes each, over SHA-256)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    token = _issue(client, jwt_key)["access_token"]
+    head, payload, signature = token.split(".")
+    header = json.loads(_b64decode(head))
+    jwk = next(k for k in client.get("/.well-known/jwks.json").get_json()["keys"]
+               if k["kid"] == header["kid"])
+    public = ec.EllipticCurvePublicNumbers(
+        int.from_bytes(_b64decode(jwk["x"]), "big"), int.from_bytes(_b64decode(jwk["y"]), "big"),
+        ec.SECP256R1()).public_key()
+    raw = _b64decode(signature)
+    assert len(raw) == 64
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    public.verify(der, f"{head}.{payload}".encode(), ec.ECDSA(hashes.SHA256()))
+    claims = json.loads(_b64decode(payload))
+    # RFC 9068 §2.2: the required claims, with the types the profile gives them.
+    assert header["typ"] == "at+jwt" and header["alg"] == "ES256"
+    for name in ("iss", "sub", "client_id", "jti", "aud"):
+        assert isinstance(claims[name], str) and claims[name], name
+    for name in ("exp", "iat"):
+        assert isinstance(claims[name], int), name
+    assert claims["exp"] > claims["iat"]

@@ -147,3 +147,12 @@ def test_published_until_counts_one_jwt_lifetime(cli, app):
         old = _json(cli("signing-keys", "rotate", "--now", "--json"))["kid"]
         _json(cli("signing-keys", "rotate", "--json"))
         assert _listed(cli)[old]["published_until"] == "2030-01-01T00:06:00Z"
+
+
+def test_retire_during_a_rotation_says_when_the_old_key_stops(cli):
+    with freeze_time(T0):
+        old = _json(cli("signing-keys", "rotate", "--now", "--json"))["kid"]
+        _json(cli("signing-keys", "rotate", "--json"))
+        result = cli("signing-keys", "retire", old)
+    assert result.exit_code == 1
+    assert "already stops signing at 2030-01-01T00:05:00+00:00" in result.output

@@ -196,6 +196,10 @@ def retire(session: Session, kid: str, actor: Actor, *, max_token_ttl: int) -> S
     if current == RETIRED:
         raise Conflict(f"signing key {kid} is already retired")
     if current == ACTIVE and _signing_key_row(session, now) is key:
+        if key.retires_at is not None:
+            raise Conflict(f"signing key {kid} already stops signing at "
+                           f"{key.retires_at.isoformat()}, when the key rotated in starts; "
+                           "it cannot stop earlier without `rotate --now`")
         raise Conflict(f"signing key {kid} is the one signing now; rotate to a new key first "
                        "(`keymint signing-keys rotate`, or `--now` in an emergency)")
     _schedule_retirement(session, key, now, max_token_ttl, actor, "retired")

@@ -790,6 +790,8 @@ def register(app: Flask) -> None:
     for group in (users, workspaces, members, invitations_cli, keys_cli, tokens_cli, legacy_cli,
                   audit_cli, ratelimit_cli, serve, demo):
         app.cli.add_command(group)
+    from app.cli_signing_keys import signing_keys_cli  # its own module (issue #18)
+    app.cli.add_command(signing_keys_cli)
 
 
 def main() -> None:

@@ -44,6 +44,7 @@ class Secret:
 
 
 AUDIT_HMAC_KEY_MIN_BYTES = 32
+SIGNING_KEY_ENCRYPTION_KEY_BYTES = 32  # an AES-256-GCM key
 METRICS_TOKEN_MIN_CHARS = 32
 _URLSAFE_B64 = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 # RFC 6750 b64token: what an `Authorization: Bearer` header can carry.
@@ -237,6 +238,32 @@ def _audit_hmac_key(value: Any) -> Secret | None:
     return Secret(key)
 
 
+def _signing_key_encryption_key(value: Any) -> Secret | None:
+    """KEYMINT_SIGNING_KEY_ENCRYPTION_KEY: exactly 32 random bytes, URL-safe base64.
+
+    It encrypts the private parts of the JWT signing keys in the database (AES-256-GCM).
+    Error messages give the length, never the value.
+    """
+    if value is None or isinstance(value, Secret) or value == "":
+        return value or None
+    text = str(value).strip()
+    problem = (f"KEYMINT_SIGNING_KEY_ENCRYPTION_KEY must be {SIGNING_KEY_ENCRYPTION_KEY_BYTES} "
+               "random bytes in URL-safe base64, e.g. the output of `python -c \"import "
+               "secrets; print(secrets.token_urlsafe(32))\"`")
+    key = None
+    if _URLSAFE_B64.fullmatch(text):
+        try:
+            key = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        except (binascii.Error, ValueError):
+            key = None
+    if key is None:
+        raise ConfigError(f"{problem}; the value set ({len(text)} characters) is not URL-safe "
+                          "base64")
+    if len(key) != SIGNING_KEY_ENCRYPTION_KEY_BYTES:
+        raise ConfigError(f"{problem}; the value set decodes to {len(key)} bytes")
+    return Secret(key)
+
+
 def _metrics_token(value: Any) -> Secret | None:
     """KEYMINT_METRICS_TOKEN: a bearer token of at least 32 characters (RFC 6750 b64token)."""
     if value is None or isinstance(value, Secret) or value == "":
@@ -254,6 +281,8 @@ def _secret_settings(config: dict[str, Any]) -> None:
     """Validate secret settings given as strings (environment or overrides); mask them."""
     config["KEYMINT_AUDIT_HMAC_KEY"] = _audit_hmac_key(config.get("KEYMINT_AUDIT_HMAC_KEY"))
     config["KEYMINT_METRICS_TOKEN"] = _metrics_token(config.get("KEYMINT_METRICS_TOKEN"))
+    config["KEYMINT_SIGNING_KEY_ENCRYPTION_KEY"] = _signing_key_encryption_key(
+        config.get("KEYMINT_SIGNING_KEY_ENCRYPTION_KEY"))
 
 
 def load_from_environment() -> dict[str, Any]:
@@ -263,6 +292,9 @@ def load_from_environment() -> dict[str, Any]:
         "KEYMINT_ISSUER": normalise_issuer(os.environ.get("KEYMINT_ISSUER")),
         "KEYMINT_ACCESS_TOKEN_TTL": _int("KEYMINT_ACCESS_TOKEN_TTL", 900, minimum=1),
         "KEYMINT_MAX_ACCESS_TOKEN_TTL": _int("KEYMINT_MAX_ACCESS_TOKEN_TTL", 86400, minimum=1),
+        # JWT access tokens stay valid at resource servers that validate them locally even
+        # when revoked, so they live shorter than opaque ones (docs/jwt.md).
+        "KEYMINT_JWT_ACCESS_TOKEN_TTL": _int("KEYMINT_JWT_ACCESS_TOKEN_TTL", 300, minimum=1),
         "KEYMINT_LEGACY_SUNSET": _time("KEYMINT_LEGACY_SUNSET", DEFAULT_LEGACY_SUNSET),
         "KEYMINT_LEGACY_DEPRECATED_AT": _time(
             "KEYMINT_LEGACY_DEPRECATED_AT", DEFAULT_LEGACY_DEPRECATED_AT
@@ -312,6 +344,8 @@ def load_from_environment() -> dict[str, Any]:
         # Secrets: validated and wrapped in Secret by _secret_settings (build_config).
         "KEYMINT_AUDIT_HMAC_KEY": os.environ.get("KEYMINT_AUDIT_HMAC_KEY") or None,
         "KEYMINT_METRICS_TOKEN": os.environ.get("KEYMINT_METRICS_TOKEN") or None,
+        "KEYMINT_SIGNING_KEY_ENCRYPTION_KEY": (
+            os.environ.get("KEYMINT_SIGNING_KEY_ENCRYPTION_KEY") or None),
     }
 
 

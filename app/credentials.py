@@ -100,6 +100,18 @@ def is_access_token(value: str | None) -> bool:
     return isinstance(value, str) and _has_valid_shape(value, TOKEN_PREFIX)
 
 
+# A compact JWS whose header and payload are JSON objects ("eyJ" is base64url of '{"'). The
+# cap keeps a pasted blob from being hashed and looked up; keymint's tokens are far shorter.
+JWT_MAX_LEN = 4096
+_JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
+def looks_like_jwt(value: str | None) -> bool:
+    """Shaped like a compact JWS (structure only; nothing is decoded or verified here)."""
+    return (isinstance(value, str) and len(value) <= JWT_MAX_LEN
+            and _JWT_SHAPE.fullmatch(value) is not None)
+
+
 def digest(value: str) -> str:
     """SHA-256 hex digest: secrets and tokens are high-entropy, so no slow KDF is needed."""
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
@@ -127,6 +139,13 @@ CREDENTIAL_TEXT = re.compile(
     rf"(?<![0-9A-Za-z])(?:{SECRET_PREFIX}|{TOKEN_PREFIX})[0-9A-Za-z]{{8,}}")
 
 
+# A JWT (a JWT access token is a bearer credential like `at_…`): two base64url JSON segments
+# and whatever of the signature follows.
+JWT_TEXT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.?[A-Za-z0-9_-]*")
+
+
 def redact_credentials(text: str) -> str:
-    """`text` with everything shaped like a secret or access token replaced by REDACTED."""
-    return CREDENTIAL_TEXT.sub(REDACTED, text)
+    """`text` with everything shaped like a secret or access token (a JWT included) replaced
+    by REDACTED."""
+    text = CREDENTIAL_TEXT.sub(REDACTED, text)
+    return JWT_TEXT.sub(REDACTED, text) if "eyJ" in text else text

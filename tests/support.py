@@ -7,6 +7,7 @@ PostgreSQL-cluster machinery of the fault tests is in tests/faults/support.py.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -478,3 +479,22 @@ def forge_chain_plain(session: Any, event_id: int, *, keep_mode_marker: bool = F
         session.flush()
         prev_hash = seal.hash
     session.commit()
+
+
+# --- JWT access tokens ----------------------------------------------------------------------
+
+# KEYMINT_SIGNING_KEY_ENCRYPTION_KEY of the JWT tests: 32 bytes, URL-safe base64.
+SIGNING_KEK = "a2V5bWludC10ZXN0LXNpZ25pbmcta2V5LWVuY3J5cHQ"
+
+
+def jwt_config(url: str, **overrides: Any) -> dict[str, Any]:
+    """base_config with a signing-key encryption key, so JWTs can be issued."""
+    return base_config(url, KEYMINT_SIGNING_KEY_ENCRYPTION_KEY=SIGNING_KEK, **overrides)
+
+
+def first_signing_key(app: Any, alg: str = "ES256") -> str:
+    """`keymint signing-keys rotate --now`: a key that signs at once; its kid."""
+    result = app.test_cli_runner().invoke(
+        args=["signing-keys", "rotate", "--now", "--alg", alg, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)["kid"]

@@ -10,6 +10,7 @@ Every case also scans every column of every audit row for secrets, tokens and di
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -221,7 +222,43 @@ def _legacy_id(w: World) -> str:
     with w.app.app_context():
         return str(db.session.scalar(select(LegacyKey.id)))
 
+def _signing_kek(w: World) -> None:
+    from app.config import Secret
+
+    w.app.config["KEYMINT_SIGNING_KEY_ENCRYPTION_KEY"] = Secret(b"k" * 32)
+
+
+def _rotate_key(w: World, *flags: str) -> str:
+    _signing_kek(w)
+    return json.loads(w.cli("signing-keys", "rotate", "--json", *flags).output)["kid"]
+
+
+def _kids(w: World) -> list[str]:
+    from app.models import SigningKey
+
+    with w.app.app_context():
+        return list(db.session.scalars(select(SigningKey.kid).order_by(SigningKey.id)))
+
+
+def _signing_event(action: str, kid: str) -> Event:
+    return cli_event(action, "signing_key", kid, None)
+
+
 CASES: list[Case] = [
+    Case("cli: signing-keys rotate", "first key, --now",
+         lambda w: _rotate_key(w, "--now"),
+         lambda w, kid: [_signing_event("signing_key.created", kid)]),
+    Case("cli: signing-keys rotate", "the signing key retires when the new one signs",
+         lambda w: _rotate_key(w),
+         lambda w, kid: [_signing_event("signing_key.retired", _kids(w)[0]),
+                         _signing_event("signing_key.created", kid)],
+         prepare=lambda w: _rotate_key(w, "--now")),
+    Case("cli: signing-keys retire", "a pending key",
+         lambda w: w.cli("signing-keys", "retire", _kids(w)[1]),
+         lambda w, _: [_signing_event("signing_key.retired", _kids(w)[1])],
+         prepare=lambda w: (_rotate_key(w, "--now"), _rotate_key(w))),
+    Case("cli: signing-keys list", "read only",
+         lambda w: w.cli("signing-keys", "list"), lambda w, _: []),
     # CLI ------------------------------------------------------------------------------------
     Case("cli: users create", "new user",
          lambda w: w.cli("users", "create", "new@example.com"),

@@ -162,12 +162,24 @@ METADATA: Doc = {
                  "scopes_supported"],
     "properties": {name: {"type": "string"} for name in (
         "issuer", "token_endpoint", "introspection_endpoint", "revocation_endpoint",
-        "service_documentation")} | {
+        "jwks_uri", "service_documentation")} | {
         name: {"type": "array", "items": {"type": "string"}} for name in (
             "grant_types_supported",
             "token_endpoint_auth_methods_supported",
             "introspection_endpoint_auth_methods_supported",
             "revocation_endpoint_auth_methods_supported", "scopes_supported")}}
+
+JWKS: Doc = {
+    "type": "object", "required": ["keys"],
+    "description": "RFC 7517 JWK Set: the public keys of JWT access tokens (docs/jwt.md).",
+    "properties": {"keys": {"type": "array", "items": {
+        "type": "object", "required": ["kty", "kid", "alg", "use"],
+        "properties": {"kty": {"type": "string", "enum": ["EC", "OKP"]},
+                       "kid": {"type": "string"},
+                       "alg": {"type": "string", "enum": ["ES256", "EdDSA"]},
+                       "use": {"type": "string", "enum": ["sig"]},
+                       "crv": {"type": "string"}, "x": {"type": "string"},
+                       "y": {"type": "string"}}}}}}
 
 ME: Doc = {
     "type": "object", "required": ["credential", "user", "workspace", "scopes"],
@@ -199,6 +211,13 @@ def _paths() -> Doc:
             "tags": ["oauth"], "summary": "RFC 8414 authorization server metadata",
             "security": [],
             "responses": {"200": {"description": "Metadata.", "content": json_content(METADATA)}}}},
+        "/.well-known/jwks.json": {"get": {
+            "tags": ["oauth"], "summary": "Public keys of JWT access tokens (JWKS)",
+            "description": "A new key is listed here at least `max-age` before it signs; a "
+                           "retired one until every token it signed has expired.",
+            "security": [],
+            "responses": {"200": {"description": "The JWK Set.",
+                                  "content": json_content(JWKS)}}}},
         "/oauth/token": {"post": {
             "tags": ["oauth"], "summary": "Mint an access token (client_credentials grant)",
             "description": "RFC 6749 §4.4. `scope` must be a subset of the key's scopes "

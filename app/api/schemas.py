@@ -100,7 +100,12 @@ WORKSPACE_UPDATE = _object(
      "default_key_lifetime_days": POLICY_DAYS,
      "token_ttl_seconds": {"type": ["integer", "null"], "minimum": 1,
                            "description": "Default access-token lifetime; at most the "
-                                          "server's KEYMINT_MAX_ACCESS_TOKEN_TTL."}},
+                                          "server's KEYMINT_MAX_ACCESS_TOKEN_TTL."},
+     "token_format": {"type": "string", "enum": ["opaque", "jwt"],
+                      "description": "What /oauth/token issues: opaque `at_…` tokens, or "
+                                     "RFC 9068 JWTs resource servers can validate locally "
+                                     "(docs/jwt.md). jwt needs the server's "
+                                     "KEYMINT_SIGNING_KEY_ENCRYPTION_KEY."}},
     description="Owners only. null clears a policy; absent fields stay as they are.")
 
 # --- query strings -----------------------------------------------------------------------
@@ -268,7 +273,7 @@ WORKSPACE: Schema = {
     "type": "object",
     "required": ["id", "slug", "name", "created_at", "max_key_lifetime_days",
                  "default_key_lifetime_days", "token_ttl_seconds",
-                 "effective_token_ttl_seconds", "max_token_ttl_seconds"],
+                 "effective_token_ttl_seconds", "max_token_ttl_seconds", "token_format"],
     "properties": {
         "id": {"type": "string"}, "slug": {"type": "string"}, "name": {"type": "string"},
         "created_at": {"type": "string", "format": "date-time"},
@@ -279,6 +284,7 @@ WORKSPACE: Schema = {
                                         "description": "What /oauth/token issues now."},
         "max_token_ttl_seconds": {"type": "integer",
                                   "description": "The server-wide upper bound."},
+        "token_format": {"type": "string", "enum": ["opaque", "jwt"]},
     },
 }
 

@@ -5,6 +5,7 @@ from app.models.accounts import (
     InvitationStatus,
     Membership,
     Role,
+    TokenFormat,
     User,
     UserStatus,
     Workspace,
@@ -13,6 +14,7 @@ from app.models.audit import AuditEvent, AuditSeal
 from app.models.base import Base
 from app.models.keys import ApiKey, KeySecret
 from app.models.legacy import LegacyKey
+from app.models.signing_keys import SigningKey
 from app.models.tokens import AccessToken
 
 __all__ = [
@@ -27,6 +29,8 @@ __all__ = [
     "LegacyKey",
     "Membership",
     "Role",
+    "SigningKey",
+    "TokenFormat",
     "User",
     "UserStatus",
     "Workspace",

@@ -22,6 +22,11 @@ class UserStatus(enum.StrEnum):
     DISABLED = "disabled"
 
 
+class TokenFormat(enum.StrEnum):
+    OPAQUE = "opaque"  # at_… looked up by digest; resource servers introspect
+    JWT = "jwt"  # RFC 9068 JWT, also stored by digest; resource servers may validate locally
+
+
 class Role(enum.StrEnum):
     OWNER = "owner"
     ADMIN = "admin"
@@ -58,6 +63,9 @@ class Workspace(Base):
         default=DEFAULT_MAX_KEY_LIFETIME_DAYS)
     default_key_lifetime_days: Mapped[int | None]
     token_ttl_seconds: Mapped[int | None]
+    # TokenFormat: what /oauth/token issues for this workspace's keys.
+    token_format: Mapped[str] = mapped_column(String(8), default="opaque",
+                                              server_default="opaque")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="workspace")

@@ -16,6 +16,7 @@ from app.oauth.client import AUTH_METHODS, KeyClient
 from app.oauth.errors import InsufficientScope, safe_description
 from app.oauth.grants import requested_scopes, token_response
 from app.oauth.server import presented_token
+from app.services import signing_keys
 from app.services import tokens as token_service
 from app.services.errors import InvalidInput
 from app.services.keys import INTROSPECT_SCOPE
@@ -52,8 +53,9 @@ class KeyIntrospectionEndpoint(IntrospectionEndpoint):
         now = utcnow()
         if info is None:
             # keymint's own formats are never legacy keys: garbage `at_…` (a failed checksum)
-            # costs no query at all, as DESIGN.md promises.
-            if token.startswith(credentials.KEYMINT_PREFIXES):
+            # costs no query at all, as DESIGN.md promises; nor is a JWT access token.
+            if (token.startswith(credentials.KEYMINT_PREFIXES)
+                    or signing_keys.is_access_jwt(token)):
                 return dict(INACTIVE)
             legacy = current_app.extensions.get("keymint_legacy_introspect")
             return legacy(token, client) if legacy else dict(INACTIVE)
@@ -120,7 +122,8 @@ class TokenRotationEndpoint(Endpoint):
         actor = self.server.client_actor(client)
         try:
             issued = token_service.rotate(db.session, info, client.credential, client.secret,
-                                          scopes, self.server.token_ttl(client.credential), actor)
+                                          scopes, self.server.token_ttl(client.credential), actor,
+                                          jwt=self.server.jwt_signing(client.credential))
         except token_service.ReusedToken as exc:
             boundary.keep_changes_on_error()  # the lineage revocation and its audit event
             raise InvalidGrantError(safe_description(exc.message)) from None

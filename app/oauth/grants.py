@@ -53,5 +53,6 @@ class KeyClientCredentialsGrant(grants.ClientCredentialsGrant):
                                      self.request.keymint_scopes, ttl,
                                      self.server.client_actor(client),
                                      durable=not current_app.config[
-                                         "KEYMINT_ASYNC_ISSUANCE_COMMIT"])
+                                         "KEYMINT_ASYNC_ISSUANCE_COMMIT"],
+                                     jwt=self.server.jwt_signing(cred))
         return 200, token_response(issued), self.TOKEN_RESPONSE_HEADER

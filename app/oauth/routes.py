@@ -5,8 +5,11 @@ from __future__ import annotations
 from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, Response, current_app, jsonify
 
+from app.clock import utcnow
+from app.extensions import db
 from app.oauth.client import AUTH_METHODS
 from app.oauth.server import authorization, check_form_request
+from app.services import signing_keys
 from app.services.keys import INTROSPECT_SCOPE, MANAGEMENT_SCOPES
 from app.web.context import issuer
 from app.web.rate_limits import oauth_limits
@@ -56,6 +59,7 @@ def metadata() -> Response:
         "token_endpoint": f"{base}/oauth/token",
         "introspection_endpoint": f"{base}/oauth/introspect",
         "revocation_endpoint": f"{base}/oauth/revoke",
+        "jwks_uri": f"{base}/.well-known/jwks.json",
         # No response_types_supported: there is no authorization endpoint, and RFC 8414 §3.2
         # requires a claim with zero elements to be omitted (docs/decisions.md).
         "grant_types_supported": ["client_credentials"],
@@ -69,4 +73,15 @@ def metadata() -> Response:
     # be stored by a shared cache and served to others.
     configured = bool(current_app.config.get("KEYMINT_ISSUER"))
     response.headers["Cache-Control"] = "public, max-age=300" if configured else "no-store"
+    return response
+
+
+@bp.get("/.well-known/jwks.json")
+def jwks() -> Response:
+    """The public keys of JWT access tokens (RFC 7517): pending, active, and retired ones
+    whose tokens may still be live."""
+    response = jsonify({"keys": signing_keys.published(db.session, utcnow())})
+    # The same for every host, so shared caches may keep it. A new key is published
+    # JWKS_MAX_AGE before it signs: no cached copy lacks a key that signs (docs/jwt.md).
+    response.headers["Cache-Control"] = f"public, max-age={signing_keys.JWKS_MAX_AGE}"
     return response

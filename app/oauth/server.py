@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749.authenticate_client import ClientAuthentication
@@ -11,15 +13,18 @@ from sqlalchemy.orm import Session
 from app import credentials
 from app.clock import utcnow
 from app.extensions import db
+from app.models import TokenFormat
 from app.oauth.client import KeyClient
-from app.oauth.errors import ClientAuthFailed, safe_description
+from app.oauth.errors import ClientAuthFailed, TemporarilyUnavailable, safe_description
 from app.runtime import metrics
-from app.services import accounts, audit, reads
+from app.services import accounts, audit, reads, signing_keys
 from app.services import keys as key_service
 from app.services import tokens as token_service
 from app.web import basic_auth, boundary, rate_limits
-from app.web.context import client_ip, request_actor
+from app.web.context import client_ip, issuer, request_actor
 from app.web.validation import FORM_CONTENT_TYPE
+
+log = logging.getLogger("keymint.oauth")
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
@@ -149,10 +154,33 @@ class KeymintAuthorizationServer(AuthorizationServer):
         return request_actor("user", str(client.credential.user_id), client.client_id)
 
     def token_ttl(self, cred: key_service.KeyCredential) -> int:
-        """The workspace's token TTL policy, else the server default; never above the max."""
-        return accounts.effective_token_ttl(cred.token_ttl,
-                                            current_app.config["KEYMINT_ACCESS_TOKEN_TTL"],
-                                            current_app.config["KEYMINT_MAX_ACCESS_TOKEN_TTL"])
+        """The workspace's token TTL policy, else the server default; never above the max,
+        nor, for a JWT, above KEYMINT_JWT_ACCESS_TOKEN_TTL."""
+        config = current_app.config
+        jwt_ttl = (config["KEYMINT_JWT_ACCESS_TOKEN_TTL"]
+                   if cred.token_format == TokenFormat.JWT else None)
+        return accounts.effective_token_ttl(cred.token_ttl, config["KEYMINT_ACCESS_TOKEN_TTL"],
+                                            config["KEYMINT_MAX_ACCESS_TOKEN_TTL"], jwt_ttl)
+
+    def jwt_signing(self, cred: key_service.KeyCredential) -> token_service.JwtSigning | None:
+        """How to sign the key's next token: None for an opaque one (the workspace's format).
+
+        A workspace that wants JWTs never silently gets opaque tokens its resource servers
+        cannot validate: without a usable signing key the request is answered 503.
+        """
+        if cred.token_format != TokenFormat.JWT:
+            return None
+        kek = current_app.config.get("KEYMINT_SIGNING_KEY_ENCRYPTION_KEY")
+        try:
+            key = signing_keys.signer(db.session, kek.reveal() if kek else None, utcnow())
+        except signing_keys.SigningUnavailable as exc:
+            log.error("cannot issue a JWT access token: %s", exc.message)
+            raise TemporarilyUnavailable(
+                "JWT access tokens cannot be issued right now (no usable signing key).") \
+                from None
+        base = issuer()
+        return token_service.JwtSigning(key=key, issuer=base,
+                                        audience=token_service.jwt_audience(base))
 
 
 authorization = KeymintAuthorizationServer()

@@ -17,11 +17,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from app.credentials import CREDENTIAL_TEXT, REDACTED
+from app.credentials import CREDENTIAL_TEXT, JWT_TEXT, REDACTED
 
 _PATTERNS = [
     # keymint secrets and tokens (the definition the audit trail's User-Agent shares)
     CREDENTIAL_TEXT,
+    # JWT access tokens
+    JWT_TEXT,
     # SHA-256 digests (how secrets and tokens are stored) and any longer hex run
     re.compile(r"\b[0-9a-fA-F]{64,}\b"),
     # HTTP credentials however they are rendered: "Basic xxx", "Bearer xxx"
@@ -36,6 +38,7 @@ _PATTERNS = [
 # alternations cost ~20 µs per line to scan. None = always scan (hex runs have no literal).
 _MUST_CONTAIN: list[tuple[str, ...] | None] = [
     ("sk_", "at_"),
+    ("eyj",),
     None,
     ("basic", "bearer"),
     # x[-_]api[-_]key: "api-key" or "api_key" (plain "api" is in every /api/ path)

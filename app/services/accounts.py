@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
 from app.clock import utcnow
-from app.models import Membership, Role, User, UserStatus, Workspace
+from app.models import Membership, Role, TokenFormat, User, UserStatus, Workspace
 from app.models.accounts import DEFAULT_MAX_KEY_LIFETIME_DAYS
 from app.services import audit
 from app.services.audit import Actor
@@ -61,10 +61,13 @@ def list_members(session: Session, workspace_id: int) -> list[Membership]:
         .where(Membership.workspace_id == workspace_id).order_by(Membership.id)))
 
 
-def effective_token_ttl(workspace_ttl: int | None, server_default: int, server_max: int) -> int:
+def effective_token_ttl(workspace_ttl: int | None, server_default: int, server_max: int,
+                        jwt_ttl: int | None = None) -> int:
     """The lifetime a new token gets: the workspace's policy, else the server default;
-    never above the server's maximum."""
-    return min(workspace_ttl or server_default, server_max)
+    never above the server's maximum, nor, for a JWT (`jwt_ttl` given), above the JWT
+    lifetime: a resource server that validates it locally cannot see it revoked."""
+    ttl = min(workspace_ttl or server_default, server_max)
+    return ttl if jwt_ttl is None else min(ttl, jwt_ttl)
 
 
 def get_membership(session: Session, workspace: Workspace, user: User) -> Membership | None:
@@ -204,10 +207,24 @@ def update_policy(
     max_key_lifetime_days: int | type[Ellipsis] | None = ...,
     default_key_lifetime_days: int | type[Ellipsis] | None = ...,
     token_ttl_seconds: int | type[Ellipsis] | None = ...,
+    token_format: str | type[Ellipsis] = ...,
     max_token_ttl: int = 86400,
+    jwt_available: bool = False,
 ) -> Workspace:
-    """Change workspace policy; `...` leaves a field as it is, None clears it."""
+    """Change workspace policy; `...` leaves a field as it is, None clears it.
+
+    token_format "jwt" needs `jwt_available` (the server can sign: it has a signing-key
+    encryption key), so a workspace never asks for tokens nobody can issue.
+    """
     changes: dict[str, object] = {}
+    new_format = workspace.token_format if token_format is ... else token_format
+    if new_format not in tuple(TokenFormat):
+        raise InvalidInput(f"token_format must be one of {', '.join(TokenFormat)}",
+                           field="token_format")
+    if (new_format == TokenFormat.JWT and workspace.token_format != TokenFormat.JWT
+            and not jwt_available):
+        raise InvalidInput("this server cannot issue JWT access tokens: it has no "
+                           "KEYMINT_SIGNING_KEY_ENCRYPTION_KEY", field="token_format")
     new_max = (workspace.max_key_lifetime_days
                if max_key_lifetime_days is ... else max_key_lifetime_days)
     new_default = (workspace.default_key_lifetime_days
@@ -225,7 +242,7 @@ def update_policy(
                            field="default_key_lifetime_days")
     for field, value in (("max_key_lifetime_days", new_max),
                          ("default_key_lifetime_days", new_default),
-                         ("token_ttl_seconds", new_ttl)):
+                         ("token_ttl_seconds", new_ttl), ("token_format", new_format)):
         if getattr(workspace, field) != value:
             changes[field] = {"from": getattr(workspace, field), "to": value}
             setattr(workspace, field, value)

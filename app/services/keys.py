@@ -493,6 +493,7 @@ class KeyCredential:
     token_ttl: int | None
     secrets: list[SecretRow]
     rate_limit: str | None = None
+    token_format: str = "opaque"  # noqa: S105 (the workspace's TokenFormat policy)
 
 
 # Built once: the hot path binds parameters into a ready statement instead of rebuilding it.
@@ -501,7 +502,8 @@ CREDENTIAL_QUERY = (
            ApiKey.expires_at, ApiKey.last_used_at, ApiKey.rate_limit, User.email,
            Membership.role,
            KeySecret.id.label("secret_id"), KeySecret.digest,
-           KeySecret.expires_at.label("secret_expires_at"), Workspace.token_ttl_seconds)
+           KeySecret.expires_at.label("secret_expires_at"), Workspace.token_ttl_seconds,
+           Workspace.token_format)
     .join(User, User.id == ApiKey.user_id)
     .join(Workspace, Workspace.id == ApiKey.workspace_id)
     .join(Membership, and_(Membership.user_id == ApiKey.user_id,
@@ -543,7 +545,7 @@ def credential_from_rows(rows, now: datetime) -> KeyCredential | None:
                          expires_at=first.expires_at, last_used_at=first.last_used_at,
                          user_email=first.email, role=first.role,
                          token_ttl=first.token_ttl_seconds, secrets=live,
-                         rate_limit=first.rate_limit)
+                         rate_limit=first.rate_limit, token_format=first.token_format)
 
 
 def match_secret(cred: KeyCredential | None, presented: str) -> SecretRow | None:

@@ -9,10 +9,10 @@ from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, true,
 from sqlalchemy.orm import Session
 
 from app import credentials
-from app.clock import utcnow
+from app.clock import epoch, utcnow
 from app.durability import RELAX_IN_STATEMENT, relax_commit_durability
 from app.models import AccessToken, ApiKey, KeySecret, Membership, User, UserStatus, Workspace
-from app.services import audit, reads, token_counts
+from app.services import audit, reads, signing_keys, token_counts
 from app.services import keys as key_service
 from app.services.audit import Actor
 from app.services.errors import Conflict, InvalidInput
@@ -94,6 +94,27 @@ class TokenInfo:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class JwtSigning:
+    """How to mint a JWT access token (RFC 9068) instead of an opaque one."""
+
+    key: signing_keys.LoadedKey
+    issuer: str
+    audience: str | list[str]
+
+
+def jwt_audience(issuer: str) -> str | list[str]:
+    """The `aud` of a JWT access token: the issuer itself, until tokens name the resources
+    they are for (then: those resources, or the issuer when a token has none)."""
+    return issuer
+
+
+def is_presented_token(value: str | None) -> bool:
+    """Could be a keymint access token: an `at_…` with a good checksum, or a JWT access token
+    keymint could have signed. Anything else is answered without a query."""
+    return credentials.is_access_token(value) or signing_keys.is_access_jwt(value)
+
+
 class ReusedToken(Conflict):
     """An already rotated token came back: its whole lineage has been revoked."""
 
@@ -124,8 +145,10 @@ def issue(
     rotated_from_id: int | None = None,
     audit_action: str = "token.issued",
     durable: bool = True,
+    jwt: JwtSigning | None = None,
 ) -> IssuedToken:
-    """Add a token row and its audit event.
+    """Add a token row and its audit event; with `jwt`, the token is a signed JWT (stored by
+    its digest like any other, so it is listed, revoked and introspected the same way).
 
     durable=False lets a plain issuance commit without waiting for the WAL flush on
     PostgreSQL: losing it in a crash only loses a token that then never works. Anything that
@@ -133,10 +156,22 @@ def issue(
     """
     now = utcnow()
     relax_in_insert = not durable and relax_commit_durability(session, in_next_write=True)
-    plaintext = credentials.new_access_token()
     jti = credentials.new_token_id()
     secret_end = secret.expires_at if secret else None
     expires_at = token_lifetime_end(now, ttl, cred.expires_at, secret_end)
+    details: dict[str, object] = {}
+    if jwt is None:
+        plaintext = credentials.new_access_token()
+    else:
+        # Never past the instant its key is unpublished: no resource server could check it.
+        if jwt.key.published_until is not None and jwt.key.published_until < expires_at:
+            expires_at = jwt.key.published_until
+        plaintext = signing_keys.sign(jwt.key, {
+            "iss": jwt.issuer, "sub": str(cred.user_id), "aud": jwt.audience,
+            "client_id": cred.client_id, "scope": " ".join(scopes), "jti": jti,
+            "iat": epoch(now), "exp": epoch(expires_at),
+            "workspace_id": str(cred.workspace_id)})
+        details = {"format": "jwt", "kid": jwt.key.kid}
     statement = _INSERT_TOKEN_RELAXED if relax_in_insert else _INSERT_TOKEN
     row_id = session.connection().execute(statement, {
         "digest": credentials.digest(plaintext), "jti": jti, "key_id": cred.id,
@@ -149,7 +184,8 @@ def issue(
     audit.append(session, audit_action, actor, workspace_id=cred.workspace_id,
                  target_type="token", target_id=jti,
                  details={"scopes": scopes, "expires_at": expires_at.isoformat(),
-                          **({"rotated_from": rotated_from_id} if rotated_from_id else {})})
+                          **({"rotated_from": rotated_from_id} if rotated_from_id else {}),
+                          **details})
     return IssuedToken(access_token=plaintext, jti=jti, scopes=scopes, issued_at=now,
                        expires_at=expires_at, row_id=row_id)
 
@@ -214,11 +250,12 @@ def _token_info(row) -> TokenInfo:
 def lookup(session: Session, token: str, *, with_workspace: bool = False) -> TokenInfo | None:
     """The token's row with its key, owner and membership; None for garbage or unknown.
 
-    A value whose checksum fails is rejected here without a database query. One statement,
+    A value that cannot be a keymint token (is_presented_token: a failed checksum, a JWT
+    keymint could not have signed) is rejected here without a database query. One statement,
     outside any transaction unless the session has one (services.reads). with_workspace also
     fills in the workspace's slug and name (the Bearer check).
     """
-    if not credentials.is_access_token(token):
+    if not is_presented_token(token):
         return None
     row = (_BEARER if with_workspace else _LOOKUP).first(
         session, {"digest": credentials.digest(token)})
@@ -243,7 +280,7 @@ def load_caller_and_token(
     """
     if not credentials.is_client_id(client_id):
         return None, None
-    if token is None or not credentials.is_access_token(token):
+    if token is None or not is_presented_token(token):
         return key_service.load_credential(session, client_id, now), None
     rows = _CALLER_AND_TOKEN.rows(session, {"client_id": client_id,
                                             "digest": credentials.digest(token)})
@@ -306,8 +343,10 @@ def rotate(
     scopes: list[str] | None,
     ttl: int,
     actor: Actor,
+    jwt: JwtSigning | None = None,
 ) -> IssuedToken:
-    """Atomically retire `info` and issue its replacement; a second rotation is reuse."""
+    """Atomically retire `info` and issue its replacement (a JWT with `jwt`, whatever the old
+    token was: the workspace's format now decides); a second rotation is reuse."""
     now = utcnow()
     if info.replaced_by_id is not None:
         descendants = _revoke_lineage(session, info.id, now)
@@ -327,7 +366,7 @@ def rotate(
     if not claimed.rowcount:
         raise ReusedToken("this token was already rotated or revoked")
     issued = issue(session, cred, secret, new_scopes, ttl, actor, rotated_from_id=info.id,
-                   audit_action="token.rotated")
+                   audit_action="token.rotated", jwt=jwt)
     session.connection().execute(_LINK_REPLACEMENT, {"token_id": info.id,
                                                      "replaced_by_id": issued.row_id})
     token_counts.note(session, token_counts.ROTATED)

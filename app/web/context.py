@@ -34,7 +34,8 @@ def request_actor(actor_type: str, actor_id: str | None = None,
 
 
 # Paths whose answers never carry credentials and may be cached by intermediaries.
-CACHEABLE_PATHS = frozenset({"/.well-known/oauth-authorization-server", "/openapi.json"})
+CACHEABLE_PATHS = frozenset({"/.well-known/oauth-authorization-server", "/.well-known/jwks.json",
+                             "/openapi.json"})
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",

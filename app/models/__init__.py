@@ -13,6 +13,7 @@ from app.models.audit import AuditEvent, AuditSeal
 from app.models.base import Base
 from app.models.keys import ApiKey, KeySecret
 from app.models.legacy import LegacyKey
+from app.models.resources import Resource, ResourceCatalog
 from app.models.tokens import AccessToken
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "KeySecret",
     "LegacyKey",
     "Membership",
+    "Resource",
+    "ResourceCatalog",
     "Role",
     "User",
     "UserStatus",

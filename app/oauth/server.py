@@ -33,6 +33,10 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
         raise ClientAuthFailed() from None
 
 
+# RFC 8707 §2: a token request may name several resources.
+REPEATABLE = frozenset({"resource"})
+
+
 def check_form_request() -> None:
     """Guards Authlib leaves to us: form body only, no query string, no repeated parameter."""
     if request.args:
@@ -44,7 +48,7 @@ def check_form_request() -> None:
     if fields > current_app.config["MAX_FORM_PARTS"]:
         raise InvalidRequestError("Too many parameters.")
     for name in request.form:
-        if len(request.form.getlist(name)) > 1:
+        if name not in REPEATABLE and len(request.form.getlist(name)) > 1:
             raise InvalidRequestError(
                 safe_description(f"Parameter '{name}' was sent more than once."))
 

@@ -790,6 +790,9 @@ def register(app: Flask) -> None:
     for group in (users, workspaces, members, invitations_cli, keys_cli, tokens_cli, legacy_cli,
                   audit_cli, ratelimit_cli, serve, demo):
         app.cli.add_command(group)
+    from app.cli_resources import resources_cli  # imports this module: registered late
+
+    app.cli.add_command(resources_cli)
 
 
 def main() -> None:

@@ -356,7 +356,8 @@ def create_resource(session: Session, actor: Actor, *, uri: str, name: str,
     session.add(row)
     session.flush()
     _bump(session)
-    audit.record(session, "resource.created", actor, target_type="resource", target_id=uri,
+    audit.record(session, "resource.created", actor, workspace_id=None,
+                 target_type="resource", target_id=uri,
                  details={"name": name, "scopes": scope_list,
                           "routes": len(policy.routes) if policy else None,
                           "default": policy.default if policy else None})
@@ -419,8 +420,8 @@ def update_resource(session: Session, row: Resource, actor: Actor, *, name: str 
     if changes:
         row.updated_at = utcnow()
         _bump(session)
-        audit.record(session, "resource.updated", actor, target_type="resource",
-                     target_id=row.uri, details=changes)
+        audit.record(session, "resource.updated", actor, workspace_id=None,
+                     target_type="resource", target_id=row.uri, details=changes)
         session.flush()
     return row
 
@@ -449,7 +450,8 @@ def delete_resource(session: Session, row: Resource, actor: Actor) -> None:
     session.delete(row)
     session.flush()
     _bump(session)
-    audit.record(session, "resource.deleted", actor, target_type="resource", target_id=uri)
+    audit.record(session, "resource.deleted", actor, workspace_id=None,
+                 target_type="resource", target_id=uri)
     session.flush()
 
 

@@ -143,3 +143,19 @@ def test_resources_are_readable_by_members(client, team):
     missing = client.get("/api/v1/resources/999999", headers=team["member"].headers)
     assert missing.status_code == 404
     assert client.get("/api/v1/resources").status_code == 401
+
+
+def test_a_token_for_other_resources_is_refused_by_keymint_own_api(app, client, factory):
+    # A resource may define a scope named like keymint's: its tokens still are not for /api/v1.
+    add_resource(app, "https://lookalike.example.com", "keys:read")
+    key = factory.key(scopes="keys:read")
+    for_lookalike = post(client, "/oauth/token",
+                         {**GRANT, "resource": "https://lookalike.example.com"}, key).json
+    assert for_lookalike["scope"] == "keys:read"
+    response = client.get("/api/v1/me",
+                          headers={"Authorization": f"Bearer {for_lookalike['access_token']}"})
+    assert response.status_code == 401
+    assert response.json["error"] == "invalid_token"
+    everything = post(client, "/oauth/token", GRANT, key).json["access_token"]
+    assert client.get("/api/v1/me",
+                      headers={"Authorization": f"Bearer {everything}"}).status_code == 200

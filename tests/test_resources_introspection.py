@@ -168,3 +168,40 @@ def test_keymint_own_api_is_a_resource(client, factory):
     rs = factory.key(slug, slug_owner, scopes="introspect")
     token = _mint(client, key, resource=own)
     assert introspect(client, rs, token)["aud"] == [own]
+
+
+def test_a_token_whose_key_lost_the_resource_meanwhile_is_inactive(app, client, world):
+    """A key narrowed while one of its tokens was being minted: the token is inactive as a
+    whole (as with scopes), read in the same statement."""
+    from sqlalchemy import update
+
+    from app.extensions import db
+    from app.models import ApiKey
+
+    client_key, orders_rs, _ = world
+    token = _mint(client, client_key)  # audience: both resources (and keymint's API)
+    with app.app_context():
+        db.session.execute(update(ApiKey).where(ApiKey.client_id == client_key.client_id)
+                           .values(resources=ORDERS))
+        db.session.commit()
+    assert introspect(client, orders_rs, token) == {"active": False}
+
+
+def test_route_decisions_on_keymint_own_api(client, factory):
+    own = "http://localhost/api/v1"
+    owner = factory.user()
+    slug = factory.workspace(owner=owner)
+    admin_key = factory.key(slug, owner, scopes="keys:read keys:write introspect")
+    admin = _mint(client, admin_key)
+    created = client.post("/api/v1/keys", headers={"Authorization": f"Bearer {admin}"},
+                          json={"name": "gw", "scopes": ["introspect"],
+                                "introspects_for": own})
+    assert created.status_code == 201, created.json
+    gateway = (created.json["client_id"], created.json["client_secret"])
+    reader = _mint(client, admin_key, resource=own, scope="keys:read")
+    body = _ask(client, gateway, reader, method="GET", path="/api/v1/keys/key_abc").json
+    assert body["allowed"] is True and body["aud"] == [own]
+    denied = _ask(client, gateway, reader, method="DELETE", path="/api/v1/keys/key_abc").json
+    assert denied["allowed"] is False and denied["missing_scope"] == "keys:write"
+    unlisted = _ask(client, gateway, reader, method="GET", path="/api/v1/nothing").json
+    assert unlisted == {**unlisted, "allowed": False} and "missing_scope" not in unlisted

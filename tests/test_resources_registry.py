@@ -151,3 +151,25 @@ def test_audit_details_of_a_registration(app):
     assert event.details == {"name": "an API", "scopes": ["orders:read", "orders:write",
                                                           "orders:items"],
                              "routes": 4, "default": "deny"}
+
+
+def test_an_expired_key_no_longer_holds_a_resource_exactly_at_its_expiry(app, factory):
+    from datetime import UTC, datetime, timedelta
+
+    from freezegun import freeze_time
+
+    add_resource(app, ORDERS, "orders:read")
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    with freeze_time(start):
+        key = factory.key(scopes="orders:read", resources=[ORDERS], expires_in_days=1)
+    end = start + timedelta(days=1)
+    with app.app_context():
+        row = resources.get_resource(db.session, ORDERS)
+        with freeze_time(end - timedelta(microseconds=1)):
+            with pytest.raises(Conflict, match=key.client_id):
+                resources.delete_resource(db.session, row, Actor.cli())
+            db.session.rollback()
+        row = resources.get_resource(db.session, ORDERS)
+        with freeze_time(end):
+            resources.delete_resource(db.session, row, Actor.cli())
+            db.session.commit()

@@ -61,7 +61,7 @@ def resources_create(uri: str, name: str, scopes: tuple[str, ...], routes_file: 
     """Register a resource (an absolute URI, the tokens' audience)."""
     row = resource_service.create_resource(
         db.session, Actor.cli(), uri=uri, name=name, scopes=" ".join(scopes),
-        routes=_routes(routes_file))
+        routes=_routes(routes_file), issuer=current_app.config.get("KEYMINT_ISSUER") or None)
     data = resource_json(row)
     _emit(as_json, data, "registered " + _describe(data))
 

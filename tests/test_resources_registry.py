@@ -173,3 +173,11 @@ def test_an_expired_key_no_longer_holds_a_resource_exactly_at_its_expiry(app, fa
         with freeze_time(end):
             resources.delete_resource(db.session, row, Actor.cli())
             db.session.commit()
+
+
+def test_keymint_own_api_cannot_be_registered_again(app, app_factory, database_url):
+    app, _ = app_factory(database_url, KEYMINT_ISSUER="https://auth.example.com")
+    result = app.test_cli_runner().invoke(args=["resources", "create",
+                                                "https://auth.example.com/api/v1",
+                                                "--name", "mine", "--scope", "keys:read"])
+    assert result.exit_code == 1 and "keymint's own API" in result.output

@@ -61,7 +61,7 @@ def clean_uri(uri: object, field: str = "uri") -> str:
 class Route:
     method: str
     path: str
-    segments: tuple[str, ...]  # literal segments as written, parameters as None-like "{...}"
+    segments: tuple[str, ...]  # as written: literal text, or "{name}" for a parameter
     scopes: tuple[str, ...]
 
     @property
@@ -233,10 +233,13 @@ class ResourceSpec:
     builtin: bool = False
 
 
-# Routes of keymint's own /api/v1 and the scopes they need (any one of them).
+# Routes of keymint's own /api/v1 and the scopes they need (any one of them). Routes open to
+# any token are listed with every management scope.
+_ANY = ["keys:read", "keys:write", "members:read", "members:write", "audit:read"]
 _BUILTIN_ROUTES = [
-    ("GET", "/api/v1/me", ["keys:read", "keys:write", "members:read", "members:write",
-                           "audit:read"]),
+    ("GET", "/api/v1/me", _ANY),
+    ("GET", "/api/v1/invitations/{invitation_id}", _ANY),
+    ("POST", "/api/v1/invitations/{invitation_id}/accept", _ANY),
     ("GET", "/api/v1/workspace", ["keys:read", "members:read"]),
     ("PATCH", "/api/v1/workspace", ["members:write"]),
     ("GET", "/api/v1/keys", ["keys:read"]),
@@ -278,8 +281,9 @@ class Catalog:
     registered: dict[str, ResourceSpec]
 
     def with_builtin(self, issuer: str) -> dict[str, ResourceSpec]:
+        """keymint's own API first; it wins over a registered resource of the same URI."""
         own = builtin(issuer)
-        return {own.uri: own, **self.registered}
+        return {own.uri: own, **{u: r for u, r in self.registered.items() if u != own.uri}}
 
 
 def spec_of(row: Any) -> ResourceSpec:
@@ -341,9 +345,13 @@ def _policy_text(policy: Policy | None) -> str | None:
 
 
 def create_resource(session: Session, actor: Actor, *, uri: str, name: str,
-                    scopes: object, routes: object | None = None) -> Resource:
-    """Register a resource; `routes` is a route file's decoded JSON (None: no policy)."""
+                    scopes: object, routes: object | None = None,
+                    issuer: str | None = None) -> Resource:
+    """Register a resource; `routes` is a route file's decoded JSON (None: no policy).
+    `issuer` (when known) keeps keymint's own `<issuer>/api/v1` from being registered."""
     uri = clean_uri(uri)
+    if issuer and uri == builtin(issuer).uri:
+        raise Conflict(f"{uri!r} is keymint's own API, a resource already", field="uri")
     name = clean_name(name)
     scope_list = resource_scopes(scopes)
     policy = parse_policy(routes, scope_list) if routes is not None else None

@@ -159,3 +159,25 @@ def test_a_token_for_other_resources_is_refused_by_keymint_own_api(app, client, 
     everything = post(client, "/oauth/token", GRANT, key).json["access_token"]
     assert client.get("/api/v1/me",
                       headers={"Authorization": f"Bearer {everything}"}).status_code == 200
+
+
+def test_restricting_a_key_ends_its_tokens_from_before_resources(app, client, team):
+    """Tokens minted before resources existed have no audience: they were good everywhere,
+    so restricting their key revokes them."""
+    from sqlalchemy import update
+
+    from app.extensions import db
+    from app.models import AccessToken
+
+    created = _create(client, team["owner"]).json
+    key = _handle(created, team)
+    rs = KeyHandle(*_rs(client, team), team.slug, "")
+    old = post(client, "/oauth/token", GRANT, key).json["access_token"]
+    with app.app_context():
+        db.session.execute(update(AccessToken).values(audience=None))  # as before 0007
+        db.session.commit()
+    assert "aud" not in introspect(client, rs, old)
+    response = client.patch(f"/api/v1/keys/{key.client_id}", headers=team["owner"].headers,
+                            json={"resources": [ORDERS, REPORTS]})
+    assert response.status_code == 200, response.json
+    assert introspect(client, rs, old) == {"active": False}

@@ -436,7 +436,8 @@ def _narrow_resources(session: Session, key: ApiKey, resources: list[str], issue
         AccessToken.key_id == key.id, AccessToken.revoked_at.is_(None),
         AccessToken.expires_at > now)).all()
     for token in live:
-        if not set((token.audience or "").split()) <= kept:
+        # A token without an audience predates resources and was good everywhere.
+        if not token.audience or not set(token.audience.split()) <= kept:
             token.revoked_at = now
             token.revoked_reason = "resources_narrowed"
 

@@ -85,8 +85,12 @@ class TokenInfo:
 
     def resources_held(self) -> bool:
         """Every resource of the token's audience is still one its key may use (a key
-        narrowed while the token was minted, as with scopes)."""
-        return self.key_resources is None or self.key_resources.issuperset(self.audience)
+        narrowed while the token was minted, as with scopes). A token without an audience
+        (minted before resources) was good everywhere: once its key is restricted, it is not
+        one the key could mint any more."""
+        if self.key_resources is None:
+            return True
+        return bool(self.audience) and self.key_resources.issuperset(self.audience)
 
     def is_for(self, resource: str) -> bool:
         return resource in self.audience

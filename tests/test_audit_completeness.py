@@ -161,7 +161,7 @@ RESOURCE = "https://r.example.com"
 
 
 def _prepare_resource(w: World) -> None:
-    w.cli("resources", "create", RESOURCE, "--name", "R", "--scope", "keys:read")
+    w.cli("resources", "create", RESOURCE, "--name", "R", "--scope", "r:read")
 
 
 def _owner_bearer(w: World) -> dict[str, str]:
@@ -282,7 +282,7 @@ CASES: list[Case] = [
          lambda w: w.cli("ratelimit", "clear", "--ip", "192.0.2.1"),
          lambda w, _: [cli_event("ratelimit.cleared", "ip", "192.0.2.1", None)]),
     Case("cli: resources create", "new resource",
-         lambda w: w.cli("resources", "create", RESOURCE, "--name", "R", "--scope", "keys:read"),
+         lambda w: w.cli("resources", "create", RESOURCE, "--name", "R", "--scope", "r:read"),
          lambda w, _: [cli_event("resource.created", "resource", RESOURCE, None)]),
     Case("cli: resources update", "rename",
          lambda w: w.cli("resources", "update", RESOURCE, "--name", "R2"),
@@ -295,8 +295,9 @@ CASES: list[Case] = [
          lambda w: w.cli("resources", "delete", RESOURCE),
          lambda w, _: [cli_event("resource.deleted", "resource", RESOURCE, None)],
          prepare=_prepare_resource),
-    Case("cli: resources restrict-key", "restrict a key",
-         lambda w: w.cli("resources", "restrict-key", w.key.client_id, "--resource", RESOURCE),
+    Case("cli: resources restrict-key", "bind an introspecting key to its resource",
+         lambda w: w.cli("resources", "restrict-key", w.key.client_id, "--introspects-for",
+                         RESOURCE),
          lambda w, _: [cli_event("key.updated", "key", w.key.client_id, w.ws())],
          prepare=_prepare_resource),
     Case("cli: resources list", "read only",

@@ -145,20 +145,20 @@ def test_resources_are_readable_by_members(client, team):
     assert client.get("/api/v1/resources").status_code == 401
 
 
-def test_a_token_for_other_resources_is_refused_by_keymint_own_api(app, client, factory):
-    # A resource may define a scope named like keymint's: its tokens still are not for /api/v1.
-    add_resource(app, "https://lookalike.example.com", "keys:read")
-    key = factory.key(scopes="keys:read")
-    for_lookalike = post(client, "/oauth/token",
-                         {**GRANT, "resource": "https://lookalike.example.com"}, key).json
-    assert for_lookalike["scope"] == "keys:read"
-    response = client.get("/api/v1/me",
-                          headers={"Authorization": f"Bearer {for_lookalike['access_token']}"})
-    assert response.status_code == 401
-    assert response.json["error"] == "invalid_token"
-    everything = post(client, "/oauth/token", GRANT, key).json["access_token"]
-    assert client.get("/api/v1/me",
-                      headers={"Authorization": f"Bearer {everything}"}).status_code == 200
+def test_a_token_for_other_resources_gets_nothing_from_keymint_own_api(app, client, factory):
+    # A resource cannot define keymint's scopes, so a token minted for it holds none.
+    from app.services.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="'keys:read' is keymint's own scope"):
+        add_resource(app, "https://lookalike.example.com", "keys:read")
+    add_resource(app, ORDERS, "orders:read")
+    key = factory.key(scopes="keys:read orders:read")
+    for_orders = post(client, "/oauth/token", {**GRANT, "resource": ORDERS}, key).json
+    assert for_orders["scope"] == "orders:read"
+    response = client.get("/api/v1/keys",
+                          headers={"Authorization": f"Bearer {for_orders['access_token']}"})
+    assert response.status_code == 403
+    assert response.json["error"] == "insufficient_scope"
 
 
 def test_restricting_a_key_ends_its_tokens_from_before_resources(app, client, team):

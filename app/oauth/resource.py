@@ -14,8 +14,6 @@ from app.clock import utcnow
 from app.extensions import db
 from app.oauth.errors import REALM
 from app.services import tokens as token_service
-from app.services.resources import builtin
-from app.web.context import issuer
 
 
 class KeymintBearerValidator(BearerTokenValidator):
@@ -29,10 +27,6 @@ class KeymintBearerValidator(BearerTokenValidator):
         # Authlib would ask is_expired() and is_revoked() separately and answer both with
         # the same error; one is_active() keeps the rule in one place.
         if token is None or not token.is_active(utcnow()):
-            raise InvalidTokenError(realm=self.realm, extra_attributes=self.extra_attributes)
-        # A token for other resources only (RFC 8707) is not one for keymint's own API, even
-        # if one of those resources happens to define a scope named like keymint's.
-        if token.audience and not token.is_for(builtin(issuer()).uri):
             raise InvalidTokenError(realm=self.realm, extra_attributes=self.extra_attributes)
         if self.scope_insufficient(token.scopes, scopes):
             raise InsufficientScopeError()

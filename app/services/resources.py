@@ -19,7 +19,7 @@ from app.models.resources import MAX_URI_LEN
 from app.services import audit, reads
 from app.services.audit import Actor
 from app.services.errors import Conflict, InvalidInput, NotFound
-from app.services.keys import INTROSPECT_SCOPE, clean_name, parse_scopes
+from app.services.keys import INTROSPECT_SCOPE, MANAGEMENT_SCOPES, clean_name, parse_scopes
 from app.transactions import begin_write
 
 # keymint's own management API, a resource of every keymint server at <issuer>/api/v1.
@@ -334,8 +334,11 @@ def resource_scopes(scopes: object) -> list[str]:
     parsed = parse_scopes(scopes)  # type: ignore[arg-type]
     if not parsed:
         raise InvalidInput("a resource needs at least one scope", field="scopes")
-    if INTROSPECT_SCOPE in parsed:
-        raise InvalidInput(f"'{INTROSPECT_SCOPE}' is keymint's own scope, not a resource's",
+    # keymint's own scopes stay keymint's: a token minted for other resources then never
+    # holds one, so keymint's API refuses it (403) whatever host name it was minted through.
+    own = [x for x in parsed if x == INTROSPECT_SCOPE or x in MANAGEMENT_SCOPES]
+    if own:
+        raise InvalidInput(f"'{own[0]}' is keymint's own scope, not a resource's",
                            field="scopes")
     return parsed
 

@@ -793,6 +793,10 @@ def register(app: Flask) -> None:
     from app.cli_signing_keys import signing_keys_cli  # its own module (issue #18)
     app.cli.add_command(signing_keys_cli)
 
+    from app.cli_resources import resources_cli  # imports this module: registered late
+
+    app.cli.add_command(resources_cli)
+
 
 def main() -> None:
     from app import create_app

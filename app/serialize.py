@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from app.clock import isoformat, isoformat_us, utcnow
-from app.models import AccessToken, ApiKey, Invitation, LegacyKey
+from app.models import AccessToken, ApiKey, Invitation, LegacyKey, Resource
 from app.models.audit import EVENT_FIELDS
 
 
@@ -32,6 +33,21 @@ def key_json(key: ApiKey) -> dict[str, Any]:
         "last_used_ip": key.last_used_ip,
         "secret_hint": current_secret_hint(key),
         "rate_limit": key.rate_limit,
+        "resources": key.resource_list,
+        "introspects_for": key.introspects_for,
+    }
+
+
+def resource_json(resource: Resource) -> dict[str, Any]:
+    """A registered resource with its route policy (null: none); the same for API and CLI."""
+    return {
+        "id": str(resource.id),
+        "uri": resource.uri,
+        "name": resource.name,
+        "scopes": resource.scopes.split(),
+        "routes": json.loads(resource.policy) if resource.policy else None,
+        "created_at": isoformat(resource.created_at),
+        "updated_at": isoformat(resource.updated_at),
     }
 
 

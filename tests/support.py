@@ -161,6 +161,30 @@ class Factory:
             return KeyHandle(created.key.client_id, created.client_secret, slug, email)
 
 
+ORDERS = "https://orders.example.com"
+REPORTS = "https://reports.example.com"
+ORDER_ROUTES = {"default": "deny", "routes": [
+    {"method": "GET", "path": "/v1/orders", "scopes": ["orders:read"]},
+    {"method": "GET", "path": "/v1/orders/{id}", "scopes": ["orders:read"]},
+    {"method": "GET", "path": "/v1/orders/{id}/items", "scopes": ["orders:items"]},
+    {"method": "POST", "path": "/v1/orders", "scopes": ["orders:write"]},
+]}
+
+
+def add_resource(app: Any, uri: str, scopes: str, routes: dict[str, Any] | None = None,
+                 name: str = "an API") -> str:
+    """Register a resource through the service (as `keymint resources create` does)."""
+    from app.extensions import db
+    from app.services import resources
+    from app.services.audit import Actor
+
+    with app.app_context():
+        resources.create_resource(db.session, Actor.cli(), uri=uri, name=name, scopes=scopes,
+                                  routes=routes)
+        db.session.commit()
+    return uri
+
+
 def user_id(app: Any, email: str) -> str:
     """The id of the user `email`, as the API shows it (a string)."""
     from app.extensions import db

@@ -368,7 +368,8 @@ def test_key_json_shape_has_no_digest(client, factory):
     body = client.get(f"/api/v1/keys/{owner.key.client_id}", headers=owner.headers).get_json()
     assert set(body) == {"client_id", "name", "workspace", "owner", "scopes", "state",
                          "created_at", "expires_at", "revoked_at", "last_used_at",
-                         "last_used_ip", "secret_hint", "rate_limit"}
+                         "last_used_ip", "secret_hint", "rate_limit", "resources",
+                         "introspects_for"}
     assert body["last_used_at"].endswith("Z") and body["last_used_ip"]
     assert body["secret_hint"] == owner.key.secret[:8]
 

@@ -158,6 +158,13 @@ UNKNOWN_CLIENT_ID = credentials.new_client_id()
 ADMIN_SCOPES = "keys:read keys:write members:read members:write"
 
 
+RESOURCE = "https://r.example.com"
+
+
+def _prepare_resource(w: World) -> None:
+    w.cli("resources", "create", RESOURCE, "--name", "R", "--scope", "r:read")
+
+
 def _owner_bearer(w: World) -> dict[str, str]:
     """A management token of the workspace owner (setup: its events are not checked)."""
     key = w.new_key(w.owner, scopes=ADMIN_SCOPES)
@@ -311,6 +318,30 @@ CASES: list[Case] = [
     Case("cli: ratelimit clear", "an address's counters",
          lambda w: w.cli("ratelimit", "clear", "--ip", "192.0.2.1"),
          lambda w, _: [cli_event("ratelimit.cleared", "ip", "192.0.2.1", None)]),
+    Case("cli: resources create", "new resource",
+         lambda w: w.cli("resources", "create", RESOURCE, "--name", "R", "--scope", "r:read"),
+         lambda w, _: [cli_event("resource.created", "resource", RESOURCE, None)]),
+    Case("cli: resources update", "rename",
+         lambda w: w.cli("resources", "update", RESOURCE, "--name", "R2"),
+         lambda w, _: [cli_event("resource.updated", "resource", RESOURCE, None)],
+         prepare=_prepare_resource),
+    Case("cli: resources update", "same name again: nothing changes",
+         lambda w: w.cli("resources", "update", RESOURCE, "--name", "R"),
+         lambda w, _: [], prepare=_prepare_resource),
+    Case("cli: resources delete", "unused resource",
+         lambda w: w.cli("resources", "delete", RESOURCE),
+         lambda w, _: [cli_event("resource.deleted", "resource", RESOURCE, None)],
+         prepare=_prepare_resource),
+    Case("cli: resources restrict-key", "bind an introspecting key to its resource",
+         lambda w: w.cli("resources", "restrict-key", w.key.client_id, "--introspects-for",
+                         RESOURCE),
+         lambda w, _: [cli_event("key.updated", "key", w.key.client_id, w.ws())],
+         prepare=_prepare_resource),
+    Case("cli: resources list", "read only",
+         lambda w: w.cli("resources", "list"), lambda w, _: []),
+    Case("cli: resources show", "read only",
+         lambda w: w.cli("resources", "show", RESOURCE), lambda w, _: [],
+         prepare=_prepare_resource),
     Case("cli: keys list", "read only",
          lambda w: w.cli("keys", "list"), lambda w, _: []),
     Case("cli: keys expiring", "read only",

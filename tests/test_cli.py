@@ -8,7 +8,7 @@ from tests.support import all_rows, token_response
 
 KEY_FIELDS = {"client_id", "name", "workspace", "owner", "scopes", "state", "created_at",
               "expires_at", "revoked_at", "last_used_at", "last_used_ip", "secret_hint",
-              "rate_limit"}
+              "rate_limit", "resources", "introspects_for"}
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from tests.support import (
 )
 
 ISSUER = "http://localhost"
+API = ISSUER + "/api/v1"  # keymint's own API: the audience of a token of an unrestricted key
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
 
@@ -40,7 +41,7 @@ def verify(client, token: str, now: datetime | None = None) -> jwt.Token:
     assert decoded.header["typ"] == "at+jwt"
     registry = jwt.JWTClaimsRegistry(
         now=int((now or datetime.now(UTC)).timestamp()),
-        iss={"essential": True, "value": ISSUER}, aud={"essential": True, "value": ISSUER},
+        iss={"essential": True, "value": ISSUER}, aud={"essential": True, "value": API},
         exp={"essential": True}, sub={"essential": True}, client_id={"essential": True},
         jti={"essential": True}, iat={"essential": True})
     registry.validate(decoded.claims)
@@ -75,7 +76,7 @@ def test_the_token_is_an_rfc9068_jwt_with_every_claim(app, client, jwt_key):
     listed = client.get(f"/api/v1/keys/{jwt_key.client_id}/tokens",
                         headers={"Authorization": f"Bearer {token}"}).get_json()["tokens"]
     assert claims == {
-        "iss": ISSUER, "sub": user_id(app, jwt_key.email), "aud": ISSUER,
+        "iss": ISSUER, "sub": user_id(app, jwt_key.email), "aud": API,
         "client_id": jwt_key.client_id, "scope": "keys:read",
         "jti": listed[0]["jti"], "iat": int(T0.timestamp()),
         "exp": int(T0.timestamp()) + 300, "workspace_id": claims["workspace_id"]}

@@ -31,7 +31,7 @@ def test_a_live_server_issues_jwts_its_jwks_verifies(servers, database_url, fact
     decoded = jwt.decode(token, KeySet.import_key_set(jwks.json()), algorithms=["ES256"])
     assert decoded.header == {"typ": "at+jwt", "alg": "ES256", "kid": kid}
     jwt.JWTClaimsRegistry(iss={"essential": True, "value": metadata["issuer"]},
-                          aud={"essential": True, "value": metadata["issuer"]}
+                          aud={"essential": True, "value": metadata["issuer"] + "/api/v1"}
                           ).validate(decoded.claims)
     assert SIGNING_KEK not in server.output() and token not in server.output()
 

@@ -74,6 +74,7 @@ _PREFIXES = (
     ("app.transactions", "foundation"),
     ("app.cli", "top"),
     ("app.cli_signing_keys", "top"),
+    ("app.cli_resources", "top"),
     ("wsgi", "top"),
 )
 

@@ -15,6 +15,7 @@ from app.serialize import key_json, token_json
 from app.services import access
 from app.services import keys as key_service
 from app.services import tokens as token_service
+from app.web.context import issuer
 from app.web.validation import json_body, query_args, timestamp
 
 bp = Blueprint("keys", __name__, url_prefix="/api/v1")
@@ -48,7 +49,9 @@ def create_key() -> tuple[Response, int, dict[str, str]]:
     created = access.create_own_key(
         db.session, caller, actor(), name=body["name"], scopes=scopes,
         expires_at=timestamp(body.get("expires_at"), "expires_at"),
-        expires_in_days=body.get("expires_in_days"), rate_limit=body.get("rate_limit"))
+        expires_in_days=body.get("expires_in_days"), rate_limit=body.get("rate_limit"),
+        resources=body.get("resources"), introspects_for=body.get("introspects_for"),
+        issuer=issuer())
     payload = {**key_json(created.key), "client_secret": created.client_secret}
     return jsonify(payload), 201, {"Location": f"/api/v1/keys/{created.key.client_id}"}
 
@@ -70,6 +73,9 @@ def update_key(client_id: str) -> Response:
         changes["expires_at"] = timestamp(body["expires_at"], "expires_at")
     if "rate_limit" in body:
         changes["rate_limit"] = body["rate_limit"]
+    if "resources" in body or "introspects_for" in body:
+        changes.update(resources=body.get("resources"),
+                       introspects_for=body.get("introspects_for"), issuer=issuer())
     access.update_key(db.session, caller, key, actor(), name=body.get("name"),
                       scopes=body.get("scopes"), expires_in_days=body.get("expires_in_days"),
                       **changes)

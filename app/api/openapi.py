@@ -98,6 +98,9 @@ USER_ID_PARAM: Doc = {"name": "user_id", "in": "path", "required": True,
                       "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}
 KEY_NOT_FOUND = error("No such key in the caller's workspace, or (for members) not one of "
                       "their own keys.")
+RESOURCE_ID_PARAM: Doc = {"name": "id", "in": "path", "required": True,
+                          "schema": {"type": "string", "pattern": "^(keymint|[0-9]{1,18})$"},
+                          "description": "A resource's id (`keymint`: keymint's own API)."}
 MEMBER_NOT_FOUND = error("No such member in the caller's workspace.")
 INVITATION_ID_PARAM: Doc = {"name": "invitation_id", "in": "path", "required": True,
                             "schema": {"type": "string",
@@ -128,7 +131,7 @@ def _oauth_form(properties: Doc, required: tuple[str, ...]) -> Doc:
 
 OAUTH_ERRORS = {
     "400": error("RFC 6749 §5.2 error: invalid_request, invalid_scope, invalid_grant, "
-                 "unsupported_grant_type ..."),
+                 "unsupported_grant_type, invalid_target (RFC 8707) ..."),
     "401": error("invalid_client: client authentication failed "
                  "(`WWW-Authenticate: Basic realm=\"keymint\"`).", challenge=True),
     "503": UNAVAILABLE,
@@ -152,6 +155,16 @@ INTROSPECTION: Doc = {
         "username": {"type": "string"}, "token_type": {"type": "string"},
         "exp": {"type": "integer"}, "iat": {"type": "integer"}, "jti": {"type": "string"},
         "iss": {"type": "string"}, "workspace_id": {"type": "string"},
+        "aud": {"type": "array", "items": {"type": "string"},
+                "description": "The resources the token is for (RFC 8707); absent for tokens "
+                               "minted before resources existed."},
+        "allowed": {"type": "boolean",
+                    "description": "With `method` and `path`: may the token call that route "
+                                   "of the caller's resource."},
+        "missing_scope": {"type": "string",
+                          "description": "When `allowed` is false for want of a scope: the "
+                                         "scopes (space-separated) any one of which would "
+                                         "allow it."},
         "deprecated": {"type": "boolean", "description": "Legacy keys only."},
         "sunset_at": {"type": "string", "description": "Legacy keys only."}}}
 
@@ -221,20 +234,41 @@ def _paths() -> Doc:
         "/oauth/token": {"post": {
             "tags": ["oauth"], "summary": "Mint an access token (client_credentials grant)",
             "description": "RFC 6749 §4.4. `scope` must be a subset of the key's scopes "
-                           "(default: all of them). No refresh token.",
+                           "(default: all of them). No refresh token. `resource` (RFC 8707, "
+                           "repeatable) names the resources the token is for: its audience, "
+                           "and its scopes are limited to the ones they define (default: "
+                           "every held scope they define). Without `resource` the audience is "
+                           "every resource the key may use. An unknown, malformed or "
+                           "disallowed resource is 400 `invalid_target`; a scope no named "
+                           "resource defines is 400 `invalid_scope`.",
             "security": CLIENT_AUTH,
             "requestBody": _oauth_form({
                 "grant_type": {"type": "string", "enum": ["client_credentials"]},
-                "scope": {"type": "string", "description": "Space-separated."}},
+                "scope": {"type": "string", "description": "Space-separated."},
+                "resource": {"type": "array", "items": {"type": "string"},
+                             "description": "Absolute URI of a registered resource; send the "
+                                            "parameter once per resource.",
+                             "examples": [["https://orders.example.com"]]}},
                 ("grant_type",)),
             "responses": {"200": {"description": "A new access token.",
                                   "content": json_content(TOKEN_RESPONSE)}, **OAUTH_ERRORS}}},
         "/oauth/introspect": {"post": {
             "tags": ["oauth"], "summary": "Token introspection (RFC 7662)",
-            "description": f"The caller's key needs the `{INTROSPECT_SCOPE}` scope.",
+            "description": f"The caller's key needs the `{INTROSPECT_SCOPE}` scope. A key "
+                           "with `introspects_for` (a resource server's key) sees only tokens "
+                           "whose audience includes its resource; any other is "
+                           "{\"active\": false}. Such a key may also send `method` and `path` "
+                           "(both): the answer for an active token then adds `allowed` from "
+                           "the resource's route policy, and `missing_scope` when denied for "
+                           "want of a scope.",
             "security": CLIENT_AUTH,
             "requestBody": _oauth_form({"token": {"type": "string"},
-                                        "token_type_hint": {"type": "string"}}, ("token",)),
+                                        "token_type_hint": {"type": "string"},
+                                        "method": {"type": "string",
+                                                   "examples": ["GET"]},
+                                        "path": {"type": "string",
+                                                 "examples": ["/v1/orders/42"]}},
+                                       ("token",)),
             "responses": {"200": {"description": "The token's state.",
                                   "content": json_content(INTROSPECTION)},
                           "403": error("The key lacks the introspect scope."),
@@ -318,6 +352,19 @@ def _paths() -> Doc:
                 {"200": {"description": "How many tokens were revoked.",
                          "content": json_content(ref("TokensRevoked"))},
                  "404": KEY_NOT_FOUND}, path_param=CLIENT_ID_PARAM)}},
+        "/api/v1/resources": {"get": {"tags": ["resources"], **management(
+            "The registered resources (RFC 8707) with their route policies", ("keys:read",),
+            {"200": {"description": "keymint's own API (id `keymint`) first, then every "
+                                    "registered resource by URI.",
+                     "content": json_content(ref("ResourceList"))}},
+            description="Resources are registered by the operator (`keymint resources "
+                        "create`); a resource server may read its route policy here to "
+                        "decide locally.")}},
+        "/api/v1/resources/{id}": {"get": {"tags": ["resources"], **management(
+            "Read one resource and its route policy", ("keys:read",),
+            {"200": {"description": "The resource.", "content": json_content(ref("Resource"))},
+             "404": error("No such resource.")},
+            path_param=RESOURCE_ID_PARAM)}},
         "/api/v1/members": {
             "get": {"tags": ["members"], **management(
                 "List the workspace's members", ("members:read",),
@@ -447,7 +494,8 @@ def build_document() -> Doc:
                                 "management API (/api/v1) takes Bearer tokens from "
                                 "/oauth/token; the token's workspace is the context."},
         "tags": [{"name": name} for name in (
-            "oauth", "management", "keys", "members", "workspace", "legacy", "audit", "ops")],
+            "oauth", "management", "keys", "resources", "members", "workspace", "legacy",
+            "audit", "ops")],
         "paths": _paths(),
         "components": {
             "schemas": schemas.COMPONENTS,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.models import Role
+from app.models.resources import MAX_URI_LEN
 from app.services.accounts import EMAIL_PATTERN, MAX_POLICY_DAYS
 from app.services.audit_query import DEFAULT_PAGE_SIZE as AUDIT_DEFAULT_PAGE_SIZE
 from app.services.audit_query import MAX_PAGE_SIZE as AUDIT_MAX_PAGE_SIZE
@@ -41,6 +42,19 @@ RATE_LIMIT: Schema = {
                    "notation: '1000 per minute', '50/second'. Replaces the server's per-key "
                    "defaults for this key; null: the defaults. Admins and owners only.",
     "examples": ["1000 per minute"]}
+RESOURCE_URI: Schema = {"type": "string", "minLength": 1, "maxLength": MAX_URI_LEN,
+                        "description": "A registered resource's absolute URI (RFC 8707), "
+                                       "e.g. https://orders.example.com."}
+KEY_RESOURCES: Schema = {
+    "type": "array", "items": RESOURCE_URI, "minItems": 1, "maxItems": MAX_SCOPES,
+    "description": "Restrict the key to these resources: its tokens are only for them and "
+                   "its scopes must be ones they define (or `introspect`). Absent: "
+                   "unrestricted."}
+INTROSPECTS_FOR: Schema = {
+    **RESOURCE_URI,
+    "description": "Make the key that resource's server: its introspection answers "
+                   "{\"active\": false} for any token whose audience lacks the resource, and "
+                   "it may ask route decisions (`method`, `path`)."}
 ROLE: Schema = {"type": "string", "enum": [r.value for r in Role]}
 POLICY_DAYS: Schema = {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_POLICY_DAYS}
 
@@ -62,7 +76,8 @@ def _object(properties: dict[str, Schema], required: tuple[str, ...] = (),
 
 KEY_CREATE = _object(
     {"name": KEY_NAME, "scopes": SCOPES,
-     "expires_at": TIMESTAMP, "expires_in_days": EXPIRES_IN_DAYS, "rate_limit": RATE_LIMIT},
+     "expires_at": TIMESTAMP, "expires_in_days": EXPIRES_IN_DAYS, "rate_limit": RATE_LIMIT,
+     "resources": KEY_RESOURCES, "introspects_for": INTROSPECTS_FOR},
     required=("name", "scopes"), exclusive=("expires_at", "expires_in_days"),
     description="Give expires_at or expires_in_days, not both. Without either, the key "
                 "gets the workspace's default lifetime (if any). Scopes: only those the "
@@ -74,7 +89,12 @@ KEY_UPDATE = _object(
      "expires_at": {**TIMESTAMP, "type": ["string", "null"],
                     "description": "RFC 3339; null removes the expiry (only without a "
                                    "workspace maximum lifetime)."},
-     "expires_in_days": EXPIRES_IN_DAYS, "rate_limit": RATE_LIMIT},
+     "expires_in_days": EXPIRES_IN_DAYS, "rate_limit": RATE_LIMIT,
+     "resources": {**KEY_RESOURCES, "description": "Only narrows: an unrestricted key may be "
+                   "restricted, a restricted one only to fewer resources. Live tokens whose "
+                   "audience holds a dropped resource are revoked."},
+     "introspects_for": {**INTROSPECTS_FOR, "description": "Bind the key to its resource "
+                         "once; it cannot be moved or cleared afterwards."}},
     exclusive=("expires_at", "expires_in_days"),
     description="Every field is optional; absent fields stay as they are.")
 
@@ -156,7 +176,7 @@ KEY: Schema = {
     "type": "object",
     "required": ["client_id", "name", "workspace", "owner", "scopes", "state", "created_at",
                  "expires_at", "revoked_at", "last_used_at", "last_used_ip", "secret_hint",
-                 "rate_limit"],
+                 "rate_limit", "resources", "introspects_for"],
     "properties": {
         "client_id": {"type": "string", "pattern": "^key_[0-9A-Za-z]{24}$"},
         "name": {"type": "string"},
@@ -177,8 +197,48 @@ KEY: Schema = {
                         "description": "The first characters of the current secret."},
         "rate_limit": {"type": ["string", "null"],
                        "description": "The key's own request limit; null: server defaults."},
+        "resources": {"type": ["array", "null"], "items": {"type": "string"},
+                      "description": "The resources the key is restricted to; null: "
+                                     "unrestricted."},
+        "introspects_for": {"type": ["string", "null"],
+                            "description": "The resource this key serves as introspecting "
+                                           "resource server; null: none."},
     },
 }
+
+ROUTE_POLICY: Schema = {
+    "type": ["object", "null"],
+    "description": "The route policy (the route file): a token may call a listed route when "
+                   "it holds any one of the rule's scopes; the most literal matching template "
+                   "wins; unlisted routes need `default` (a scope) or are denied. null: no "
+                   "policy (the audience alone decides).",
+    "required": ["default", "routes"],
+    "properties": {
+        "default": {"type": "string", "description": "`deny` or one of the scopes."},
+        "routes": {"type": "array", "items": {
+            "type": "object", "required": ["method", "path", "scopes"],
+            "properties": {"method": {"type": "string"},
+                           "path": {"type": "string", "examples": ["/v1/orders/{id}"]},
+                           "scopes": {"type": "array", "items": {"type": "string"}}}}}}}
+
+RESOURCE: Schema = {
+    "type": "object",
+    "required": ["id", "uri", "name", "scopes", "routes", "created_at", "updated_at"],
+    "properties": {
+        "id": {"type": "string", "description": "`keymint` for keymint's own API."},
+        "uri": {"type": "string", "description": "The RFC 8707 identifier; a token's `aud`."},
+        "name": {"type": "string"},
+        "scopes": {"type": "array", "items": {"type": "string"}},
+        "routes": ROUTE_POLICY,
+        "created_at": NULLABLE_TIME,
+        "updated_at": NULLABLE_TIME,
+    },
+}
+
+RESOURCE_LIST: Schema = {
+    "type": "object", "required": ["resources"],
+    "properties": {"resources": {"type": "array",
+                                 "items": {"$ref": "#/components/schemas/Resource"}}}}
 
 KEY_WITH_SECRET: Schema = {
     "allOf": [{"$ref": "#/components/schemas/Key"}],
@@ -293,7 +353,7 @@ COMPONENTS: dict[str, Schema] = {
     "KeyPage": KEY_PAGE, "Token": TOKEN, "TokenList": TOKEN_LIST,
     "TokensRevoked": TOKENS_REVOKED, "Member": MEMBER, "MemberList": MEMBER_LIST,
     "Invitation": INVITATION, "InvitationList": INVITATION_LIST,
-    "Workspace": WORKSPACE,
+    "Workspace": WORKSPACE, "Resource": RESOURCE, "ResourceList": RESOURCE_LIST,
     "KeyCreate": KEY_CREATE, "KeyUpdate": KEY_UPDATE, "KeyRotate": KEY_ROTATE,
     "MemberAdd": MEMBER_ADD, "MemberUpdate": MEMBER_UPDATE, "WorkspaceUpdate": WORKSPACE_UPDATE,
 }

@@ -14,6 +14,7 @@ from app.models.audit import AuditEvent, AuditSeal
 from app.models.base import Base
 from app.models.keys import ApiKey, KeySecret
 from app.models.legacy import LegacyKey
+from app.models.resources import Resource, ResourceCatalog
 from app.models.signing_keys import SigningKey
 from app.models.tokens import AccessToken
 
@@ -28,6 +29,8 @@ __all__ = [
     "KeySecret",
     "LegacyKey",
     "Membership",
+    "Resource",
+    "ResourceCatalog",
     "Role",
     "SigningKey",
     "TokenFormat",

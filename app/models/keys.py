@@ -32,6 +32,12 @@ class ApiKey(Base):
     # The key's own request limit, e.g. "1000 per minute" (limits' notation); NULL: the
     # server's per-key defaults (KEYMINT_RATELIMIT_CLIENT and friends).
     rate_limit: Mapped[str | None] = mapped_column(String(64))
+    # The resource URIs the key is restricted to, space-separated like scopes (read with the
+    # credential in one row); NULL: unrestricted.
+    resources: Mapped[str | None] = mapped_column(Text)
+    # A resource URI: the key is that resource's server, and introspection by it answers
+    # inactive for any token whose audience lacks it.
+    introspects_for: Mapped[str | None] = mapped_column(String(400))
 
     user: Mapped[User] = relationship()
     workspace: Mapped[Workspace] = relationship()
@@ -42,6 +48,11 @@ class ApiKey(Base):
     @property
     def scope_list(self) -> list[str]:
         return self.scopes.split()
+
+    @property
+    def resource_list(self) -> list[str] | None:
+        """The resources the key is restricted to; None: unrestricted."""
+        return None if self.resources is None else self.resources.split()
 
     def is_expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at

@@ -22,6 +22,9 @@ class AccessToken(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id"))
     scopes: Mapped[str] = mapped_column(Text, default="")
+    # The token's audience: resource URIs, space-separated; NULL for tokens minted before
+    # resources existed (they have no `aud`).
+    audience: Mapped[str | None] = mapped_column(Text)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

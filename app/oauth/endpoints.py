@@ -16,6 +16,7 @@ from app.oauth.client import AUTH_METHODS, KeyClient
 from app.oauth.errors import InsufficientScope, safe_description
 from app.oauth.grants import requested_scopes, token_response
 from app.oauth.server import presented_token
+from app.services import resources as resource_service
 from app.services import signing_keys
 from app.services import tokens as token_service
 from app.services.errors import InvalidInput
@@ -24,6 +25,24 @@ from app.web import boundary
 from app.web.context import issuer
 
 INACTIVE = {"active": False}
+
+
+def _route_params(request, client: KeyClient) -> tuple[str, str] | None:
+    """The `method` and `path` extension parameters (route decisions), if sent.
+
+    A key bound to no resource has no route policy to apply: the parameters are ignored, as
+    RFC 7662 §2.1 lets a server ignore extensions, so a resource-server library can always
+    send them and fall back to scopes when no `allowed` comes back.
+    """
+    method, path = request.form.get("method"), request.form.get("path")
+    if (method is None and path is None) or client.credential.introspects_for is None:
+        return None
+    if method is None or path is None:
+        raise InvalidRequestError("'method' and 'path' go together.")
+    try:
+        return resource_service.route_params(method, path)
+    except InvalidInput as exc:
+        raise InvalidRequestError(safe_description(exc.message)) from None
 
 
 def _token_param(request) -> str:
@@ -42,7 +61,14 @@ class KeyIntrospectionEndpoint(IntrospectionEndpoint):
             raise InsufficientScope(
                 f"Introspection needs a key with the '{INTROSPECT_SCOPE}' scope.")
         token = _token_param(request)
-        return 200, self.introspect(token, client, presented_token(request)), default_json_headers
+        route = _route_params(request, client)
+        info = presented_token(request)
+        body = self.introspect(token, client, info)
+        if route is not None and body["active"] and info is not None:
+            body.update(resource_service.route_answer(
+                resource_service.catalog(db.session, client.credential.catalog_version),
+                issuer(), client.credential.introspects_for, *route, info.scopes))
+        return 200, body, default_json_headers
 
     def introspect(self, token: str, client: KeyClient,
                    info: token_service.TokenInfo | None) -> dict:
@@ -61,6 +87,9 @@ class KeyIntrospectionEndpoint(IntrospectionEndpoint):
             return legacy(token, client) if legacy else dict(INACTIVE)
         if info.workspace_id != client.credential.workspace_id or not info.is_active(now):
             return dict(INACTIVE)
+        bound = client.credential.introspects_for
+        if bound is not None and not info.is_for(bound):
+            return dict(INACTIVE)  # RFC 8707 §2: not a token for this resource server
         return {
             "active": True,
             "scope": " ".join(info.scopes),
@@ -73,6 +102,7 @@ class KeyIntrospectionEndpoint(IntrospectionEndpoint):
             "jti": info.jti,
             "iss": issuer(),
             "workspace_id": str(info.workspace_id),
+            **({"aud": info.audience} if info.audience else {}),
         }
 
 

@@ -45,3 +45,10 @@ class TemporarilyUnavailable(OAuth2Error):
 
     def get_headers(self):
         return [*super().get_headers(), ("Retry-After", "5")]
+
+
+class InvalidTarget(OAuth2Error):
+    """RFC 8707 §2: a `resource` that is malformed, unknown or not allowed for this key."""
+
+    error = "invalid_target"
+    status_code = 400

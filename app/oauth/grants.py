@@ -7,10 +7,12 @@ from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from flask import current_app
 
 from app.extensions import db
-from app.oauth.errors import safe_description
+from app.oauth.errors import InvalidTarget, safe_description
 from app.services import keys as key_service
+from app.services import resources as resource_service
 from app.services import tokens as token_service
 from app.services.errors import InvalidInput
+from app.web.context import issuer
 
 
 def token_response(issued: token_service.IssuedToken) -> dict[str, object]:
@@ -42,8 +44,24 @@ class KeyClientCredentialsGrant(grants.ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
     def validate_requested_scope(self) -> None:
-        self.request.keymint_scopes = requested_scopes(
-            self.request.payload.scope, self.request.client.credential.scopes)
+        cred = self.request.client.credential
+        scopes = requested_scopes(self.request.payload.scope, cred.scopes)
+        named = [v for v in self.request.payload.datalist.get("resource", []) if v is not None]
+        # Resources and their scopes come from this process's copy of the catalog at the
+        # version the credential's own statement read: no extra round trip.
+        cat = resource_service.catalog(db.session, cred.catalog_version)
+        try:
+            audience = resource_service.token_audience(cat, issuer(), cred.resources, named)
+            if named:
+                explicit = self.request.payload.scope
+                scopes = resource_service.scopes_for_audience(
+                    cat, issuer(), audience,
+                    scopes if explicit is not None and explicit.strip() else None, cred.scopes)
+        except InvalidInput as exc:
+            error = InvalidTarget if exc.field == "resource" else InvalidScopeError
+            raise error(description=safe_description(exc.message)) from None
+        self.request.keymint_scopes = scopes
+        self.request.keymint_audience = audience
 
     def create_token_response(self):
         client = self.request.client
@@ -52,6 +70,7 @@ class KeyClientCredentialsGrant(grants.ClientCredentialsGrant):
         issued = token_service.issue(db.session, cred, client.secret,
                                      self.request.keymint_scopes, ttl,
                                      self.server.client_actor(client),
+                                     audience=self.request.keymint_audience,
                                      durable=not current_app.config[
                                          "KEYMINT_ASYNC_ISSUANCE_COMMIT"],
                                      jwt=self.server.jwt_signing(cred))

@@ -38,6 +38,10 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
         raise ClientAuthFailed() from None
 
 
+# RFC 8707 §2: a token request may name several resources.
+REPEATABLE = frozenset({"resource"})
+
+
 def check_form_request() -> None:
     """Guards Authlib leaves to us: form body only, no query string, no repeated parameter."""
     if request.query_string and request.args:  # the raw bytes first: no parsing when empty
@@ -49,7 +53,7 @@ def check_form_request() -> None:
     if sum(len(values) for _, values in lists) > current_app.config["MAX_FORM_PARTS"]:
         raise InvalidRequestError("Too many parameters.")
     for name, values in lists:
-        if len(values) > 1:
+        if len(values) > 1 and name not in REPEATABLE:
             raise InvalidRequestError(
                 safe_description(f"Parameter '{name}' was sent more than once."))
 

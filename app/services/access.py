@@ -59,14 +59,17 @@ def caller_workspace(session: Session, principal: Principal) -> Workspace:
 def create_own_key(session: Session, principal: Principal, actor: Actor, *, name: str,
                    scopes: list[str], expires_at: datetime | None = None,
                    expires_in_days: int | None = None,
-                   rate_limit: str | None = None) -> key_service.CreatedKey:
+                   rate_limit: str | None = None, resources: list[str] | None = None,
+                   introspects_for: str | None = None,
+                   issuer: str | None = None) -> key_service.CreatedKey:
     """A new key for the caller itself, in its workspace (check_grantable_scopes first)."""
     if rate_limit is not None:
         check_can_set_rate_limit(principal)
     return key_service.create_key(
         session, caller_workspace(session, principal), session.get_one(User, principal.user_id),
         actor, name=name, scopes=scopes, expires_at=expires_at,
-        expires_in_days=expires_in_days, rate_limit=rate_limit)
+        expires_in_days=expires_in_days, rate_limit=rate_limit, resources=resources,
+        introspects_for=introspects_for, issuer=issuer)
 
 
 def update_key(session: Session, principal: Principal, key: ApiKey, actor: Actor,

@@ -13,7 +13,16 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 
 from app import credentials
 from app.clock import utcnow
-from app.models import AccessToken, ApiKey, KeySecret, Membership, User, UserStatus, Workspace
+from app.models import (
+    AccessToken,
+    ApiKey,
+    KeySecret,
+    Membership,
+    ResourceCatalog,
+    User,
+    UserStatus,
+    Workspace,
+)
 from app.services import audit, pagination, reads, token_counts
 from app.services.audit import Actor
 from app.services.errors import Conflict, InvalidInput, NotFound
@@ -166,10 +175,24 @@ def create_key(
     expires_at: datetime | None = None,
     expires_in_days: int | None = None,
     rate_limit: str | None = None,
+    resources: list[str] | None = None,
+    introspects_for: str | None = None,
+    issuer: str | None = None,
 ) -> CreatedKey:
+    """A new key; `resources` restricts it (its scopes must be theirs), `introspects_for`
+    makes it that resource's server. `issuer` names keymint's own API resource."""
     now = utcnow()
     name = clean_name(name)
     scope_list = parse_scopes(scopes)
+    if resources is not None or introspects_for is not None:
+        from app.services import resources as resource_service
+
+        cat = resource_service.current_catalog(session)
+        if resources is not None:
+            resources = resource_service.check_key_resources(cat, issuer, resources, scope_list)
+        if introspects_for is not None:
+            introspects_for = resource_service.check_introspects_for(cat, issuer,
+                                                                     introspects_for)
     rate_limit = clean_rate_limit(rate_limit)
     if not user.is_active:
         raise InvalidInput(f"user {user.email} is disabled", field="user")
@@ -182,7 +205,9 @@ def create_key(
                             expires_in_days=expires_in_days)
     key = ApiKey(client_id=credentials.new_client_id(), user_id=user.id,
                  workspace_id=workspace.id, name=name, scopes=" ".join(scope_list),
-                 created_at=now, expires_at=expiry, rate_limit=rate_limit)
+                 created_at=now, expires_at=expiry, rate_limit=rate_limit,
+                 resources=" ".join(resources) if resources is not None else None,
+                 introspects_for=introspects_for)
     session.add(key)
     session.flush()
     secret = _add_secret(session, key, now)
@@ -190,7 +215,10 @@ def create_key(
                  target_type="key", target_id=key.client_id,
                  details={"name": name, "scopes": scope_list, "user": user.id,
                           "expires_at": expiry.isoformat() if expiry else None,
-                          "rate_limit": rate_limit})
+                          "rate_limit": rate_limit,
+                          **({"resources": resources} if resources is not None else {}),
+                          **({"introspects_for": introspects_for} if introspects_for
+                             else {})})
     session.flush()
     return CreatedKey(key=key, client_secret=secret)
 
@@ -320,6 +348,9 @@ def update_key(
     expires_at: datetime | type[Ellipsis] | None = ...,
     expires_in_days: int | None = None,
     rate_limit: str | type[Ellipsis] | None = ...,
+    resources: list[str] | None = None,
+    introspects_for: str | None = None,
+    issuer: str | None = None,
 ) -> ApiKey:
     """Rename, narrow scopes (never widen), move the expiry within policy, set the rate limit.
 
@@ -355,6 +386,10 @@ def update_key(
             changes["scopes"] = {"from": key.scope_list, "to": new_scopes}
             key.scopes = " ".join(new_scopes)
             _narrow_live_tokens(session, key, set(new_scopes), now)
+    if resources is not None:
+        _narrow_resources(session, key, resources, issuer, changes, now)
+    if introspects_for is not None:
+        _bind_introspection(session, key, introspects_for, issuer, changes)
     if rate_limit is not ...:
         new_limit = clean_rate_limit(rate_limit)  # type: ignore[arg-type]
         if new_limit != key.rate_limit:
@@ -377,6 +412,50 @@ def update_key(
                      target_type="key", target_id=key.client_id, details=changes)
         session.flush()
     return key
+
+
+def _narrow_resources(session: Session, key: ApiKey, resources: list[str], issuer: str | None,
+                      changes: dict[str, object], now: datetime) -> None:
+    """Restrict a key to fewer resources (never more); tokens for a dropped one end."""
+    from app.services import resources as resource_service
+
+    cat = resource_service.current_catalog(session)
+    new = resource_service.check_key_resources(cat, issuer, resources, key.scope_list)
+    old = key.resource_list
+    if old is not None:
+        widened = [u for u in new if u not in old]
+        if widened:
+            raise InvalidInput(f"resources can only be narrowed; not held: {widened[0]}",
+                               field="resources")
+    if old is not None and new == old:
+        return
+    changes["resources"] = {"from": old, "to": new}
+    key.resources = " ".join(new)
+    kept = set(new)
+    live = session.scalars(select(AccessToken).where(
+        AccessToken.key_id == key.id, AccessToken.revoked_at.is_(None),
+        AccessToken.expires_at > now)).all()
+    for token in live:
+        # A token without an audience predates resources and was good everywhere.
+        if not token.audience or not set(token.audience.split()) <= kept:
+            token.revoked_at = now
+            token.revoked_reason = "resources_narrowed"
+
+
+def _bind_introspection(session: Session, key: ApiKey, uri: str, issuer: str | None,
+                        changes: dict[str, object]) -> None:
+    """Bind an introspecting key to its resource; unbinding or moving it would widen it."""
+    from app.services import resources as resource_service
+
+    uri = resource_service.check_introspects_for(resource_service.current_catalog(session),
+                                                 issuer, uri)
+    if key.introspects_for == uri:
+        return
+    if key.introspects_for is not None:
+        raise InvalidInput("introspects_for is already set; it cannot be moved or cleared "
+                           "(create a new key)", field="introspects_for")
+    changes["introspects_for"] = {"from": None, "to": uri}
+    key.introspects_for = uri
 
 
 def _narrow_live_tokens(session: Session, key: ApiKey, allowed: set[str], now: datetime) -> None:
@@ -494,13 +573,18 @@ class KeyCredential:
     secrets: list[SecretRow]
     rate_limit: str | None = None
     token_format: str = "opaque"  # noqa: S105 (the workspace's TokenFormat policy)
+    resources: list[str] | None = None  # None: unrestricted
+    introspects_for: str | None = None
+    catalog_version: str | None = None  # the resource catalog's version, read in the same row
 
 
 # Built once: the hot path binds parameters into a ready statement instead of rebuilding it.
 CREDENTIAL_QUERY = (
     select(ApiKey.id, ApiKey.client_id, ApiKey.user_id, ApiKey.workspace_id, ApiKey.scopes,
            ApiKey.expires_at, ApiKey.last_used_at, ApiKey.rate_limit, User.email,
-           Membership.role,
+           Membership.role, ApiKey.resources, ApiKey.introspects_for,
+           select(ResourceCatalog.version).where(ResourceCatalog.id == 1)
+           .scalar_subquery().label("catalog_version"),
            KeySecret.id.label("secret_id"), KeySecret.digest,
            KeySecret.expires_at.label("secret_expires_at"), Workspace.token_ttl_seconds,
            Workspace.token_format)
@@ -545,7 +629,10 @@ def credential_from_rows(rows, now: datetime) -> KeyCredential | None:
                          expires_at=first.expires_at, last_used_at=first.last_used_at,
                          user_email=first.email, role=first.role,
                          token_ttl=first.token_ttl_seconds, secrets=live,
-                         rate_limit=first.rate_limit, token_format=first.token_format)
+                         rate_limit=first.rate_limit, token_format=first.token_format,
+                         resources=None if first.resources is None else first.resources.split(),
+                         introspects_for=first.introspects_for,
+                         catalog_version=first.catalog_version)
 
 
 def match_secret(cred: KeyCredential | None, presented: str) -> SecretRow | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, true, update
@@ -29,6 +29,7 @@ class IssuedToken:
     issued_at: datetime
     expires_at: datetime
     row_id: int
+    audience: list[str] | None = None
 
 
 @dataclass(slots=True)
@@ -60,6 +61,10 @@ class TokenInfo:
     # The scopes the token's key holds now (an empty set, the default, makes it inactive).
     key_scopes: frozenset[str] = frozenset()
     role: str | None = None  # the owner's role in the workspace now (None: not a member)
+    # The resource URIs the token is for (RFC 8707); empty for tokens minted before resources.
+    audience: list[str] = field(default_factory=list)
+    # The resources its key is restricted to now (None: unrestricted).
+    key_resources: frozenset[str] | None = None
     # Filled in by lookup(with_workspace=True) only:
     workspace_slug: str = ""
     workspace_name: str = ""
@@ -78,6 +83,18 @@ class TokenInfo:
         """
         return self.key_scopes.issuperset(self.scopes)
 
+    def resources_held(self) -> bool:
+        """Every resource of the token's audience is still one its key may use (a key
+        narrowed while the token was minted, as with scopes). A token without an audience
+        (minted before resources) was good everywhere: once its key is restricted, it is not
+        one the key could mint any more."""
+        if self.key_resources is None:
+            return True
+        return bool(self.audience) and self.key_resources.issuperset(self.audience)
+
+    def is_for(self, resource: str) -> bool:
+        return resource in self.audience
+
     def is_active(self, now: datetime) -> bool:
         """Unrevoked, unexpired, and so is everything it stands on now: its key (and the key
         still holds every scope of the token), the secret that minted it, its owner and the
@@ -91,6 +108,7 @@ class TokenInfo:
             and self.user_active
             and self.is_member
             and self.scopes_held()
+            and self.resources_held()
         )
 
 
@@ -104,9 +122,14 @@ class JwtSigning:
 
 
 def jwt_audience(issuer: str) -> str | list[str]:
-    """The `aud` of a JWT access token: the issuer itself, until tokens name the resources
-    they are for (then: those resources, or the issuer when a token has none)."""
+    """The `aud` of a JWT access token that names no resource: the issuer itself (a token
+    with an audience carries its resources instead; see issue())."""
     return issuer
+
+
+def _jwt_aud(audience: list[str]) -> str | list[str]:
+    # RFC 7519 §4.1.3: one audience may be a plain string, which every JWT library accepts.
+    return audience[0] if len(audience) == 1 else list(audience)
 
 
 def is_presented_token(value: str | None) -> bool:
@@ -146,6 +169,7 @@ def issue(
     audit_action: str = "token.issued",
     durable: bool = True,
     jwt: JwtSigning | None = None,
+    audience: list[str] | None = None,
 ) -> IssuedToken:
     """Add a token row and its audit event; with `jwt`, the token is a signed JWT (stored by
     its digest like any other, so it is listed, revoked and introspected the same way).
@@ -167,7 +191,8 @@ def issue(
         if jwt.key.published_until is not None and jwt.key.published_until < expires_at:
             expires_at = jwt.key.published_until
         plaintext = signing_keys.sign(jwt.key, {
-            "iss": jwt.issuer, "sub": str(cred.user_id), "aud": jwt.audience,
+            "iss": jwt.issuer, "sub": str(cred.user_id),
+            "aud": _jwt_aud(audience) if audience else jwt.audience,
             "client_id": cred.client_id, "scope": " ".join(scopes), "jti": jti,
             "iat": epoch(now), "exp": epoch(expires_at),
             "workspace_id": str(cred.workspace_id)})
@@ -178,16 +203,18 @@ def issue(
         "secret_id": secret.id if secret else None, "user_id": cred.user_id,
         "workspace_id": cred.workspace_id, "scopes": " ".join(scopes), "issued_at": now,
         "expires_at": expires_at, "rotated_from_id": rotated_from_id,
+        "audience": " ".join(audience) if audience else None,
     }).scalar_one()
     token_counts.note(session, token_counts.ISSUED,
                       "client_credentials" if rotated_from_id is None else "rotation")
     audit.append(session, audit_action, actor, workspace_id=cred.workspace_id,
                  target_type="token", target_id=jti,
                  details={"scopes": scopes, "expires_at": expires_at.isoformat(),
+                          **({"audience": audience} if audience else {}),
                           **({"rotated_from": rotated_from_id} if rotated_from_id else {}),
                           **details})
     return IssuedToken(access_token=plaintext, jti=jti, scopes=scopes, issued_at=now,
-                       expires_at=expires_at, row_id=row_id)
+                       expires_at=expires_at, row_id=row_id, audience=audience)
 
 
 # The token's columns, labelled tok_*: the same names read a token row alone (the Bearer
@@ -205,6 +232,7 @@ _TOKEN_COLUMNS = (
     Membership.id.label("tok_membership_id"), Membership.role.label("tok_role"),
     KeySecret.revoked_at.label("tok_secret_revoked_at"),
     KeySecret.expires_at.label("tok_secret_expires_at"),
+    AccessToken.audience.label("tok_audience"), ApiKey.resources.label("tok_key_resources"),
 )
 _LOOKUP_QUERY = (
     select(*_TOKEN_COLUMNS)
@@ -244,7 +272,10 @@ def _token_info(row) -> TokenInfo:
         is_member=row.tok_membership_id is not None,
         secret_revoked=row.tok_secret_revoked_at is not None,
         secret_expires_at=row.tok_secret_expires_at,
-        key_scopes=frozenset(row.tok_key_scopes.split()), role=row.tok_role)
+        key_scopes=frozenset(row.tok_key_scopes.split()), role=row.tok_role,
+        audience=(row.tok_audience or "").split(),
+        key_resources=(None if row.tok_key_resources is None
+                       else frozenset(row.tok_key_resources.split())))
 
 
 def lookup(session: Session, token: str, *, with_workspace: bool = False) -> TokenInfo | None:
@@ -366,7 +397,8 @@ def rotate(
     if not claimed.rowcount:
         raise ReusedToken("this token was already rotated or revoked")
     issued = issue(session, cred, secret, new_scopes, ttl, actor, rotated_from_id=info.id,
-                   audit_action="token.rotated", jwt=jwt)
+                   audit_action="token.rotated", jwt=jwt,
+                   audience=info.audience or None)
     session.connection().execute(_LINK_REPLACEMENT, {"token_id": info.id,
                                                      "replaced_by_id": issued.row_id})
     token_counts.note(session, token_counts.ROTATED)

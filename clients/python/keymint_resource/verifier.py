@@ -35,9 +35,10 @@ class TokenVerifier:
     """Verifies keymint access tokens for one resource server.
 
     `client_id`/`client_secret` are a keymint key with the `introspect` scope, in the workspace
-    whose tokens this server accepts. `audience` is this resource's identifier; a token whose
-    audience is known (every JWT, introspection answers that carry `aud`) must include it.
-    It defaults to the issuer: the audience of tokens not restricted to any resource.
+    whose tokens this server accepts. `audience` is this resource's identifier (its URI as
+    registered with `keymint resources create`); a token whose audience is known (every JWT,
+    introspection answers that carry `aud`) must then include it, so a token minted for
+    another API is refused here. Without it the audience is not checked: set it.
     """
 
     def __init__(
@@ -67,7 +68,7 @@ class TokenVerifier:
         if "none" in {alg.lower() for alg in algorithms}:
             raise ValueError("'none' is not a signing algorithm")
         self.issuer = issuer.rstrip("/")
-        self.audience = audience or self.issuer
+        self.audience = audience
         self._auth = (client_id, client_secret)
         self.max_stale = max_stale
         # An inactive answer is cached briefly, and never longer than an active one would be.
@@ -198,7 +199,7 @@ class TokenVerifier:
         registry = JWTClaimsRegistry(
             now=lambda: int(self.clock()), leeway=self.leeway,
             iss={"essential": True, "value": self.issuer},
-            aud={"essential": True, "value": self.audience},
+            **({"aud": {"essential": True, "value": self.audience}} if self.audience else {}),
             **{name: {"essential": True} for name in _JWT_CLAIMS if name not in ("iss", "aud")})
         try:
             registry.validate(claims)
@@ -224,7 +225,7 @@ class TokenVerifier:
         if answer.get("iss") not in (None, self.issuer):
             raise InvalidToken("The token was issued by another server.")
         access = AccessToken.from_claims("opaque", answer)
-        if "aud" in answer and self.audience not in access.audience:
+        if self.audience and "aud" in answer and self.audience not in access.audience:
             raise InvalidToken("The token is not meant for this resource.")
         return access
 

@@ -251,7 +251,7 @@ def test_keymint_jwt_is_validated_locally_without_introspection(jwt_live, now_cl
     assert access.client_id == key.client_id
     assert access.scopes == frozenset({"orders:read"})
     assert access.token_id.startswith("tok_")
-    assert access.audience == (jwt_live.server.url,)
+    assert access.audience == (jwt_live.server.url + "/api/v1",)
     assert check.introspections == 0
     # the same token introspected gives the same decision
     opaque_view = jwt_live.verifier(now_clock, verify_jwt_locally=False).verify(token)

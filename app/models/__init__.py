@@ -14,6 +14,13 @@ from app.models.base import Base
 from app.models.keys import ApiKey, KeySecret
 from app.models.legacy import LegacyKey
 from app.models.tokens import AccessToken
+from app.models.webhooks import (
+    DeliveryStatus,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+    WebhookMark,
+)
 
 __all__ = [
     "AccessToken",
@@ -21,6 +28,7 @@ __all__ = [
     "AuditEvent",
     "AuditSeal",
     "Base",
+    "DeliveryStatus",
     "Invitation",
     "InvitationStatus",
     "KeySecret",
@@ -29,5 +37,9 @@ __all__ = [
     "Role",
     "User",
     "UserStatus",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
+    "WebhookMark",
     "Workspace",
 ]

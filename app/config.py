@@ -312,6 +312,8 @@ def load_from_environment() -> dict[str, Any]:
         # Secrets: validated and wrapped in Secret by _secret_settings (build_config).
         "KEYMINT_AUDIT_HMAC_KEY": os.environ.get("KEYMINT_AUDIT_HMAC_KEY") or None,
         "KEYMINT_METRICS_TOKEN": os.environ.get("KEYMINT_METRICS_TOKEN") or None,
+        "KEYMINT_WEBHOOK_ALLOW_PRIVATE_TARGETS": _bool("KEYMINT_WEBHOOK_ALLOW_PRIVATE_TARGETS",
+                                                       False),
     }
 
 

@@ -28,7 +28,8 @@ MAX_NAME_LEN = 200
 DEFAULT_GRACE_PERIOD = 86400
 MAX_GRACE_PERIOD = 7 * 86400
 MANAGEMENT_SCOPES = frozenset(
-    {"keys:read", "keys:write", "audit:read", "members:read", "members:write"}
+    {"keys:read", "keys:write", "audit:read", "members:read", "members:write",
+     "webhooks:read", "webhooks:write"}
 )
 INTROSPECT_SCOPE = "introspect"
 MAX_RATE_LIMIT_LEN = 64

@@ -790,6 +790,8 @@ def register(app: Flask) -> None:
     for group in (users, workspaces, members, invitations_cli, keys_cli, tokens_cli, legacy_cli,
                   audit_cli, ratelimit_cli, serve, demo):
         app.cli.add_command(group)
+    from app.cli_webhooks import webhooks_cli  # imports app.cli: loaded here, not at the top
+    app.cli.add_command(webhooks_cli)
 
 
 def main() -> None:

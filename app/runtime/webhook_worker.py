@@ -1,0 +1,169 @@
+"""The webhook delivery worker: claims due deliveries, posts them signed, records outcomes."""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from app.clock import utcnow
+from app.services import webhooks
+from app.services.errors import InvalidInput
+
+log = logging.getLogger("keymint.webhooks")
+
+# Enough of a response to show what a receiver said; a body is never kept whole.
+RESPONSE_READ_LIMIT = 1024
+SCAN_INTERVAL_SECONDS = 60.0
+IDLE_SLEEP_SECONDS = 1.0
+BATCH = 10
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to the address that was checked, whatever the name resolves to by now."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to the checked address; the certificate is still verified for the host name."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+def post(job: webhooks.Job, *, allow_private: bool,
+         timeout: float | None = None, resolver: webhooks.Resolver | None = None
+         ) -> webhooks.Outcome:
+    """One attempt: resolve and check the target now (DNS rebinding), POST without
+    following redirects, read at most RESPONSE_READ_LIMIT bytes of the answer."""
+    timeout = webhooks.TIMEOUT_SECONDS if timeout is None else timeout
+    started = time.monotonic()
+
+    def elapsed() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    try:
+        target, addresses = webhooks.delivery_addresses(job.url, allow_private=allow_private,
+                                                        resolver=resolver)
+    except InvalidInput as exc:
+        return webhooks.Outcome(error=f"target refused: {exc.message}", refused=True)
+    parts = job.url.split("://", 1)[1]
+    path = "/" + parts.split("/", 1)[1] if "/" in parts else "/"
+    path = path.split("#", 1)[0]
+    kind = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
+    conn = kind(target.host, target.port, addresses[0], timeout)
+    try:
+        conn.request("POST", path, body=job.body, headers=job.headers)
+        response = conn.getresponse()
+        snippet = response.read(RESPONSE_READ_LIMIT)
+        retry_after = response.getheader("Retry-After")
+        error = None
+        if not 200 <= response.status < 300:
+            text = snippet.decode("utf-8", "replace")[:webhooks.ERROR_SNIPPET_LEN]
+            error = f"HTTP {response.status}: {text}".strip()
+        return webhooks.Outcome(status=response.status, error=error, duration_ms=elapsed(),
+                                retry_after=retry_after)
+    except TimeoutError:
+        return webhooks.Outcome(error=f"timed out after {timeout:g} s", duration_ms=elapsed())
+    except (OSError, http.client.HTTPException) as exc:
+        return webhooks.Outcome(error=f"network error: {type(exc).__name__}",
+                                duration_ms=elapsed())
+    finally:
+        conn.close()
+
+
+@dataclass
+class Stats:
+    queued: int = 0
+    delivered: int = 0
+    retried: int = 0
+    failed: int = 0
+    by_endpoint: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def attempted(self) -> int:
+        return self.delivered + self.retried + self.failed
+
+
+def deliver_due(session: Session, *, allow_private: bool, now: datetime | None = None,
+                limit: int = BATCH, timeout: float | None = None) -> Stats:
+    """Claim a batch (committed at once, so the lease holds if this process dies), post
+    each, and commit each outcome on its own."""
+    stats = Stats()
+    try:
+        jobs = webhooks.claim(session, now or utcnow(), limit)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    for job in jobs:
+        outcome = post(job, allow_private=allow_private, timeout=timeout)
+        try:
+            delivery = webhooks.record_outcome(session, job.delivery_id, outcome, utcnow())
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        if delivery is None:
+            continue
+        if delivery.status == webhooks.DeliveryStatus.SUCCEEDED:
+            stats.delivered += 1
+        elif delivery.status == webhooks.DeliveryStatus.FAILED:
+            stats.failed += 1
+        else:
+            stats.retried += 1
+        log.info("webhook delivery %s attempt %d: %s", delivery.public_id, delivery.attempts,
+                 delivery.status if outcome.succeeded else outcome.error or delivery.status)
+    return stats
+
+
+def scan(session: Session, now: datetime | None = None) -> int:
+    try:
+        queued = webhooks.scan_schedule(session, now or utcnow())
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return queued
+
+
+def run_once(session: Session, *, allow_private: bool) -> Stats:
+    """`keymint webhooks run --once`: the schedule, then every delivery due now."""
+    stats = Stats(queued=scan(session))
+    while True:
+        batch = deliver_due(session, allow_private=allow_private)
+        stats.delivered += batch.delivered
+        stats.retried += batch.retried
+        stats.failed += batch.failed
+        if batch.attempted < BATCH:
+            return stats
+
+
+def run_forever(session: Session, stop: threading.Event, *, allow_private: bool) -> None:
+    """`keymint webhooks run`: until `stop` is set; the batch in hand is finished first."""
+    next_scan = 0.0
+    while not stop.is_set():
+        if time.monotonic() >= next_scan:
+            scan(session)
+            next_scan = time.monotonic() + SCAN_INTERVAL_SECONDS
+        batch = deliver_due(session, allow_private=allow_private)
+        if batch.attempted == 0:
+            stop.wait(IDLE_SLEEP_SECONDS)

@@ -156,8 +156,10 @@ def webhooks_run(once: bool) -> None:
     SIGTERM or SIGINT: the batch in hand is finished, then the worker exits.
     """
     allow_private = _allow_private()
+    sunset = current_app.config.get("KEYMINT_LEGACY_SUNSET")
     if once:
-        stats = webhook_worker.run_once(db.session, allow_private=allow_private)
+        stats = webhook_worker.run_once(db.session, allow_private=allow_private,
+                                        legacy_sunset=sunset)
         click.echo(f"queued {stats.queued} scheduled event(s); delivered {stats.delivered}, "
                    f"retrying {stats.retried}, failed {stats.failed}")
         return
@@ -169,5 +171,6 @@ def webhooks_run(once: bool) -> None:
     signal.signal(signal.SIGTERM, finish)
     signal.signal(signal.SIGINT, finish)
     click.echo("webhook worker started", err=True)
-    webhook_worker.run_forever(db.session, stop, allow_private=allow_private)
+    webhook_worker.run_forever(db.session, stop, allow_private=allow_private,
+                               legacy_sunset=sunset)
     click.echo("webhook worker stopped", err=True)

@@ -11,8 +11,8 @@ from freezegun import freeze_time
 from app.extensions import db
 from app.services import keys, webhooks
 from app.services.audit import Actor
-from tests.support import mint
-from tests.webhook_support import events, make_endpoint
+from tests.support import add_legacy_key, mint
+from tests.webhook_support import events, make_endpoint, workspace_id
 
 T0 = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 EXPIRES = T0 + timedelta(days=40)
@@ -126,3 +126,41 @@ def test_token_reuse_is_reported_without_the_token(app, client, factory, world):
     assert notice["client_id"] == key.client_id and notice["lineage_revoked"] == 1
     assert notice["token_id"].startswith("tok_")
     assert first not in str(notice)
+
+
+def _legacy_key(app, slug, last_used_at):
+    from app.models import LegacyKey
+
+    legacy_id = add_legacy_key(app, slug, f"legacy-static-key-{last_used_at:%j%H%M}")
+    with app.app_context():
+        db.session.get(LegacyKey, legacy_id).last_used_at = last_used_at
+        db.session.commit()
+
+
+def test_legacy_sunset_is_announced_to_workspaces_still_using_legacy_keys(app, factory, world):
+    slug, _ = world
+    idle = factory.workspace(owner=factory.user())
+    with freeze_time(T0):
+        make_endpoint(app, slug, "http://127.0.0.1:9/x",
+                      event_types=["legacy.sunset_approaching"])
+        make_endpoint(app, idle, "http://127.0.0.1:9/y",
+                      event_types=["legacy.sunset_approaching"])
+    sunset = T0 + timedelta(days=60)
+    _legacy_key(app, slug, sunset - timedelta(days=2))  # still in use
+    _legacy_key(app, idle, T0 - timedelta(days=90))  # not used lately: nobody to warn
+
+    def scan(now):
+        with freeze_time(now), app.app_context():
+            queued = webhooks.scan_schedule(db.session, now, legacy_sunset=sunset)
+            db.session.commit()
+            return queued
+
+    assert scan(sunset - timedelta(days=30) - US) == 0
+    assert scan(sunset - timedelta(days=30)) == 1
+    assert scan(sunset - timedelta(days=30)) == 0
+    assert scan(sunset - timedelta(days=1)) == 1
+    assert scan(sunset) == 0
+    notices = _notices(app, "legacy.sunset_approaching")
+    assert [(n["days"], n["legacy_keys_in_use"]) for n in notices] == [(30, 1), (1, 1)]
+    assert notices[0]["sunset_at"] == "2030-07-31T12:00:00Z"
+    assert {e.workspace_id for e in events(app)} == {workspace_id(app, slug)}

@@ -135,9 +135,10 @@ def deliver_due(session: Session, *, allow_private: bool, now: datetime | None =
     return stats
 
 
-def scan(session: Session, now: datetime | None = None) -> int:
+def scan(session: Session, now: datetime | None = None,
+         legacy_sunset: datetime | None = None) -> int:
     try:
-        queued = webhooks.scan_schedule(session, now or utcnow())
+        queued = webhooks.scan_schedule(session, now or utcnow(), legacy_sunset)
         session.commit()
     except BaseException:
         session.rollback()
@@ -145,9 +146,10 @@ def scan(session: Session, now: datetime | None = None) -> int:
     return queued
 
 
-def run_once(session: Session, *, allow_private: bool) -> Stats:
+def run_once(session: Session, *, allow_private: bool,
+             legacy_sunset: datetime | None = None) -> Stats:
     """`keymint webhooks run --once`: the schedule, then every delivery due now."""
-    stats = Stats(queued=scan(session))
+    stats = Stats(queued=scan(session, legacy_sunset=legacy_sunset))
     while True:
         batch = deliver_due(session, allow_private=allow_private)
         stats.delivered += batch.delivered
@@ -157,12 +159,13 @@ def run_once(session: Session, *, allow_private: bool) -> Stats:
             return stats
 
 
-def run_forever(session: Session, stop: threading.Event, *, allow_private: bool) -> None:
+def run_forever(session: Session, stop: threading.Event, *, allow_private: bool,
+                legacy_sunset: datetime | None = None) -> None:
     """`keymint webhooks run`: until `stop` is set; the batch in hand is finished first."""
     next_scan = 0.0
     while not stop.is_set():
         if time.monotonic() >= next_scan:
-            scan(session)
+            scan(session, legacy_sunset=legacy_sunset)
             next_scan = time.monotonic() + SCAN_INTERVAL_SECONDS
         batch = deliver_due(session, allow_private=allow_private)
         if batch.attempted == 0:

@@ -27,6 +27,7 @@ from app.models import (
     ApiKey,
     DeliveryStatus,
     KeySecret,
+    LegacyKey,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEvent,
@@ -66,6 +67,8 @@ JITTER = 0.25                          # a retry is due within [delay, delay * 1
 LEASE = timedelta(seconds=60)          # a claimed delivery is due again if its worker dies
 DISABLE_AFTER_FAILURES = 10            # consecutive failed attempts before disabling
 PREVIOUS_SECRET_NOTICE = timedelta(hours=1)
+LEGACY_SUNSET_DAYS = (30, 7, 1)
+LEGACY_RECENT_USE = timedelta(days=30)  # a legacy key used within this is still "in use"
 ERROR_SNIPPET_LEN = 200
 RETRYABLE_STATUSES = frozenset({408, 429})
 DEFAULT_PAGE_SIZE = 50
@@ -670,14 +673,16 @@ def _key_facts(key: ApiKey) -> dict[str, Any]:
             "expires_at": isoformat(key.expires_at)}
 
 
-def scan_schedule(session: Session, now: datetime) -> int:
+def scan_schedule(session: Session, now: datetime,
+                  legacy_sunset: datetime | None = None) -> int:
     """Queue the time-driven notices that are due; each fires once per endpoint and subject.
 
     key.expiring: when a key's expiry comes within one of the endpoint's thresholds (days);
     thresholds crossed together give one notice, the nearest. key.expired: once a key's
     expiry has passed (keys that expired before the endpoint existed are not reported).
     key.previous_secret_expiring: a rotated-out secret's grace ends within the hour.
-    Returns the number of events queued.
+    legacy.sunset_approaching: 30, 7 and 1 days before `legacy_sunset`, for workspaces with
+    enabled legacy keys used within the last 30 days. Returns the number of events queued.
     """
     begin_write(session)
     queued = 0
@@ -721,6 +726,30 @@ def scan_schedule(session: Session, now: datetime) -> int:
                                   "previous_secret_expires_at": isoformat(secret.expires_at)},
                                  [endpoint], now)
                     queued += 1
+        if legacy_sunset is not None and endpoint.wants("legacy.sunset_approaching"):
+            queued += _legacy_notice(session, endpoint, now, legacy_sunset)
     session.flush()
     return queued
+
+
+def _legacy_notice(session: Session, endpoint: WebhookEndpoint, now: datetime,
+                   sunset: datetime) -> int:
+    if now >= sunset:
+        return 0
+    crossed = [d for d in LEGACY_SUNSET_DAYS if sunset - now <= timedelta(days=d)]
+    if not crossed:
+        return 0
+    in_use = session.scalar(select(func.count()).select_from(LegacyKey).where(
+        LegacyKey.workspace_id == endpoint.workspace_id, LegacyKey.disabled_at.is_(None),
+        LegacyKey.last_used_at >= now - LEGACY_RECENT_USE)) or 0
+    if not in_use:
+        return 0
+    subject = f"legacy-sunset:{epoch(sunset)}"
+    fresh = [d for d in crossed if _mark_once(session, endpoint, subject, f"days:{d}", now)]
+    if not fresh:
+        return 0
+    _write_event(session, "legacy.sunset_approaching", endpoint.workspace_id,
+                 {"sunset_at": isoformat(sunset), "days": min(fresh),
+                  "legacy_keys_in_use": in_use}, [endpoint], now)
+    return 1
 

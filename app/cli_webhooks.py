@@ -10,6 +10,7 @@ from typing import Any
 import click
 from flask import current_app
 from flask.cli import with_appcontext
+from prometheus_client import start_http_server
 
 from app.cli import transactional
 from app.extensions import db
@@ -148,8 +149,11 @@ def webhooks_retry(slug: str, webhook_id: str, delivery_id: str) -> None:
 
 @webhooks_cli.command("run")
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit (for cron).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="Serve Prometheus metrics of the deliveries on this port.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
 @with_appcontext
-def webhooks_run(once: bool) -> None:
+def webhooks_run(once: bool, metrics_port: int | None, metrics_host: str) -> None:
     """The delivery worker: posts due deliveries and finds expiry notices on a schedule.
 
     Several workers may run at once (on PostgreSQL they never claim the same delivery).
@@ -163,6 +167,9 @@ def webhooks_run(once: bool) -> None:
         click.echo(f"queued {stats.queued} scheduled event(s); delivered {stats.delivered}, "
                    f"retrying {stats.retried}, failed {stats.failed}")
         return
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr=metrics_host,
+                          registry=webhook_worker.metrics_registry(current_app._get_current_object()))
     stop = threading.Event()
 
     def finish(_signum: int, _frame: Any) -> None:

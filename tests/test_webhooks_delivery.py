@@ -295,3 +295,30 @@ def test_the_long_running_worker_delivers_and_stops_on_sigterm(app, slug, databa
         output = log.read().decode()
     assert "webhook worker stopped" in output
     assert len(receiver.requests) == 1
+
+
+def _sample(registry, name, **labels):
+    value = registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def test_metrics_show_attempts_by_outcome_and_the_backlog(app, slug):
+    registry = webhook_worker.metrics_registry(app)
+    before = {o: _sample(registry, "keymint_webhook_attempts_total", outcome=o)
+              for o in ("delivered", "retried", "failed")}
+    with receiving(Reply(500), Reply(200)) as receiver:
+        public_id, _ = make_endpoint(app, slug, receiver.url)
+        with freeze_time(T0) as clock:
+            _queue_test(app, slug, public_id)
+            _queue_test(app, slug, public_id)
+            run_worker(app)  # one retried, one delivered
+            assert _sample(registry, "keymint_webhook_deliveries", status="pending") == 1
+            assert _sample(registry, "keymint_webhook_deliveries", status="succeeded") == 1
+            assert _sample(registry, "keymint_webhook_oldest_due_age_seconds") == 0
+            due = deliveries(app)[0].next_attempt_at
+            clock.move_to(due + timedelta(seconds=90))  # due, not yet attempted
+            assert _sample(registry, "keymint_webhook_oldest_due_age_seconds") == 90
+    assert _sample(registry, "keymint_webhook_attempts_total",
+                   outcome="retried") - before["retried"] == 1
+    assert _sample(registry, "keymint_webhook_attempts_total",
+                   outcome="delivered") - before["delivered"] == 1

@@ -8,12 +8,17 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
+from app.extensions import db
 from app.services import webhooks
 from app.services.errors import InvalidInput
 
@@ -24,6 +29,45 @@ RESPONSE_READ_LIMIT = 1024
 SCAN_INTERVAL_SECONDS = 60.0
 IDLE_SLEEP_SECONDS = 1.0
 BATCH = 10
+
+# Attempts made by this worker process; the backlog is read from the database at each scrape.
+ATTEMPTS = Counter("keymint_webhook_attempts", "Delivery attempts by this worker, by outcome "
+                   "(delivered, retried: will be tried again, failed: given up).",
+                   ("outcome",), registry=None)
+
+
+class _Backlog:
+    """Collector: deliveries by status and the age of the oldest due one, as stored now
+    (so every worker reports the same, whichever of them is scraped)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self.app.app_context():
+            try:
+                now = utcnow()
+                counts = webhooks.count_by_status(db.session)
+                oldest = webhooks.oldest_due(db.session, now)
+            finally:
+                db.session.remove()
+        by_status = GaugeMetricFamily("keymint_webhook_deliveries",
+                                      "Deliveries by status (pending: queued or retrying).",
+                                      labels=["status"])
+        for status in webhooks.DeliveryStatus:
+            by_status.add_metric([status.value], counts.get(status.value, 0))
+        yield by_status
+        yield GaugeMetricFamily("keymint_webhook_oldest_due_age_seconds",
+                                "How long the longest-waiting due delivery has been due.",
+                                value=(now - oldest).total_seconds() if oldest else 0.0)
+
+
+def metrics_registry(app: Any) -> CollectorRegistry:
+    """What `keymint webhooks run --metrics-port` serves."""
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(ATTEMPTS)
+    registry.register(_Backlog(app))  # type: ignore[arg-type]
+    return registry
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
@@ -126,10 +170,13 @@ def deliver_due(session: Session, *, allow_private: bool, now: datetime | None =
             continue
         if delivery.status == webhooks.DeliveryStatus.SUCCEEDED:
             stats.delivered += 1
+            ATTEMPTS.labels("delivered").inc()
         elif delivery.status == webhooks.DeliveryStatus.FAILED:
             stats.failed += 1
+            ATTEMPTS.labels("failed").inc()
         else:
             stats.retried += 1
+            ATTEMPTS.labels("retried").inc()
         log.info("webhook delivery %s attempt %d: %s", delivery.public_id, delivery.attempts,
                  delivery.status if outcome.succeeded else outcome.error or delivery.status)
     return stats

@@ -120,5 +120,6 @@ def webhook_delivery_json(delivery: WebhookDelivery) -> dict[str, Any]:
             "last_attempt_at": isoformat(delivery.last_attempt_at),
             "response_status": delivery.response_status,
             "duration_ms": delivery.duration_ms, "last_error": delivery.last_error,
+            "retry_until": isoformat(delivery.retry_until),
             "created_at": isoformat(delivery.created_at),
             "completed_at": isoformat(delivery.completed_at)}

@@ -58,11 +58,13 @@ def test_a_delivery_is_signed_so_an_independent_verifier_accepts_it(app, factory
     from standardwebhooks.webhooks import Webhook
 
     with receiving() as receiver:
-        _, secret = make_endpoint(app, slug, receiver.url, event_types=["key.created"])
+        _, secret = make_endpoint(app, slug, receiver.url + "?source=keymint",
+                                  event_types=["key.created"])
         factory.key(slug, scopes="read")  # key.created
         stats = run_worker(app)
     assert (stats.delivered, stats.retried, stats.failed) == (1, 0, 0)
     [request] = receiver.requests
+    assert request.path == "/hook?source=keymint"
     payload = Webhook(secret).verify(request.body, request.headers)
     [event] = events(app)
     assert payload["type"] == "key.created" and payload["id"] == event.public_id
@@ -160,6 +162,18 @@ def test_the_retry_window_ends_24_hours_after_the_event(app, slug):
                                       T0 + timedelta(hours=24) - timedelta(seconds=1),
                                       rng=_Fixed(0.0))
         assert (row.status, row.next_attempt_at) == ("failed", None)
+        db.session.commit()
+    with freeze_time(T0 + timedelta(days=2)), app.app_context():
+        endpoint = webhooks.get_endpoint(db.session, workspace_id(app, slug), public_id)
+        row = webhooks.retry_delivery(db.session, endpoint,
+                                      webhooks.get_delivery(db.session, endpoint,
+                                                            delivery.public_id), Actor.cli())
+        # A manual retry opens a fresh window.
+        assert row.retry_until == T0 + timedelta(days=3)
+        row = webhooks.record_outcome(db.session, delivery.id, failing,
+                                      T0 + timedelta(days=2), rng=_Fixed(0.0))
+        assert (row.status, row.next_attempt_at) == ("pending",
+                                                     T0 + timedelta(days=2, seconds=30))
         db.session.rollback()
 
 

@@ -371,7 +371,7 @@ WEBHOOK_DELIVERY: Schema = {
     "type": "object",
     "required": ["id", "webhook_id", "event_id", "event_type", "status", "attempts",
                  "next_attempt_at", "last_attempt_at", "response_status", "duration_ms",
-                 "last_error", "created_at", "completed_at"],
+                 "last_error", "retry_until", "created_at", "completed_at"],
     "properties": {
         "id": {"type": "string", "pattern": DELIVERY_ID_PATTERN},
         "webhook_id": {"type": "string"},
@@ -386,6 +386,9 @@ WEBHOOK_DELIVERY: Schema = {
         "last_error": {"type": ["string", "null"],
                        "description": "The last failure, with at most 200 characters of "
                                       "the receiver's answer."},
+        "retry_until": {"type": "string", "format": "date-time",
+                        "description": "No retry after this: 24 h after the event, or "
+                                       "after the last manual retry."},
         "created_at": {"type": "string", "format": "date-time"},
         "completed_at": _TIME_OR_NULL,
     },

@@ -102,6 +102,8 @@ class WebhookDelivery(Base):
     response_status: Mapped[int | None]
     duration_ms: Mapped[int | None]
     last_error: Mapped[str | None] = mapped_column(String(300))
+    # Retries stop here: 24 h after the event, or after a manual retry.
+    retry_until: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
@@ -109,9 +110,8 @@ def post(job: webhooks.Job, *, allow_private: bool,
                                                         resolver=resolver)
     except InvalidInput as exc:
         return webhooks.Outcome(error=f"target refused: {exc.message}", refused=True)
-    parts = job.url.split("://", 1)[1]
-    path = "/" + parts.split("/", 1)[1] if "/" in parts else "/"
-    path = path.split("#", 1)[0]
+    parts = urlsplit(job.url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     kind = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
     conn = kind(target.host, target.port, addresses[0], timeout)
     try:
@@ -177,8 +177,11 @@ def deliver_due(session: Session, *, allow_private: bool, now: datetime | None =
         else:
             stats.retried += 1
             ATTEMPTS.labels("retried").inc()
-        log.info("webhook delivery %s attempt %d: %s", delivery.public_id, delivery.attempts,
-                 delivery.status if outcome.succeeded else outcome.error or delivery.status)
+        # No URL, body or receiver text: those are the receiver's, not the log's.
+        log.info("webhook delivery %s attempt %d: %s (%s)", delivery.public_id,
+                 delivery.attempts, delivery.status,
+                 f"HTTP {outcome.status}" if outcome.status is not None
+                 else (outcome.error or "").split(":", 1)[0])
     return stats
 
 

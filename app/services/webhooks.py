@@ -368,7 +368,8 @@ def _write_event(session: Session, event_type: str, workspace_id: int, data: dic
     for endpoint in endpoints:
         session.add(WebhookDelivery(public_id=_random_id(DELIVERY_ID_PREFIX), event_id=event.id,
                                     endpoint_id=endpoint.id, status=DeliveryStatus.PENDING.value,
-                                    attempts=0, next_attempt_at=now, created_at=now))
+                                    attempts=0, next_attempt_at=now, created_at=now,
+                                    retry_until=now + RETRY_WINDOW))
     session.flush()
     return event
 
@@ -476,7 +477,7 @@ def retry_delivery(session: Session, endpoint: WebhookEndpoint, delivery: Webhoo
     delivery.status = DeliveryStatus.PENDING.value
     delivery.next_attempt_at = now
     delivery.completed_at = None
-    delivery.created_at = now  # the 24 h retry window starts again
+    delivery.retry_until = now + RETRY_WINDOW
     _audit(session, "webhook.delivery_retried", actor, endpoint,
            {"delivery": delivery.public_id})
     session.flush()
@@ -619,7 +620,7 @@ def record_outcome(session: Session, delivery_id: int, outcome: Outcome, now: da
     waited = parse_retry_after(outcome.retry_after, now)
     if waited is not None and outcome.status in (429, 503):
         delay = max(delay, waited)
-    if outcome.retryable and now + delay < delivery.created_at + RETRY_WINDOW:
+    if outcome.retryable and now + delay < delivery.retry_until:
         delivery.next_attempt_at = now + delay
     else:
         delivery.status = DeliveryStatus.FAILED.value

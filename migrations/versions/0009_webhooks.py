@@ -70,6 +70,7 @@ def upgrade():
         sa.Column("response_status", sa.Integer(), nullable=True),
         sa.Column("duration_ms", sa.Integer(), nullable=True),
         sa.Column("last_error", sa.String(length=300), nullable=True),
+        sa.Column("retry_until", TIME, nullable=False),
         sa.Column("created_at", TIME, nullable=False),
         sa.Column("completed_at", TIME, nullable=True),
         sa.ForeignKeyConstraint(["event_id"], ["webhook_events.id"],

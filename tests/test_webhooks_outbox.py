@@ -70,13 +70,14 @@ def workspace(factory):
 def test_the_secret_is_a_standard_webhooks_secret_shown_once_and_the_creation_audited(
         app, workspace):
     slug, _ = workspace
-    public_id, secret = make_endpoint(app, slug, "http://127.0.0.1:1/hook",
+    public_id, secret = make_endpoint(app, slug, "http://127.0.0.1:1/hook?token=abc123",
                                       event_types=["key.created"])
     assert secret.startswith("whsec_")
     assert len(base64.b64decode(secret.removeprefix("whsec_"))) == 32
     [event] = audit_events(app, "webhook.created")
     assert event.target_id == public_id
     assert event.details["event_types"] == ["key.created"]
+    assert event.details["url"] == "http://127.0.0.1:1/hook?…"  # a token in the query stays out
     assert secret not in json.dumps(event.details)
 
 

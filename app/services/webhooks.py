@@ -225,6 +225,13 @@ class EndpointWithSecret:
     secret: str
 
 
+def url_for_audit(url: str) -> str:
+    """The URL without its query string: receivers often put a token there, and the audit
+    trail keeps no credentials."""
+    base, sep, _ = url.partition("?")
+    return base + ("?…" if sep else "")
+
+
 def _audit(session: Session, action: str, actor: Actor, endpoint: WebhookEndpoint,
            details: dict[str, Any] | None = None) -> None:
     audit.record(session, action, actor, workspace_id=endpoint.workspace_id,
@@ -257,7 +264,7 @@ def create_endpoint(session: Session, workspace_id: int, actor: Actor, *, url: s
     session.add(endpoint)
     session.flush()
     _audit(session, "webhook.created", actor, endpoint,
-           {"url": url, "event_types": types, "enabled": endpoint.enabled})
+           {"url": url_for_audit(url), "event_types": types, "enabled": endpoint.enabled})
     return EndpointWithSecret(endpoint, secret)
 
 
@@ -296,7 +303,7 @@ def update_endpoint(session: Session, endpoint: WebhookEndpoint, actor: Actor, *
     changes: dict[str, Any] = {}
     if url is not _UNSET and url != endpoint.url:
         check_url(url, allow_private=allow_private, resolver=resolver)
-        changes["url"] = {"from": endpoint.url, "to": url}
+        changes["url"] = {"from": url_for_audit(endpoint.url), "to": url_for_audit(url)}
         endpoint.url = url
     if event_types is not _UNSET:
         types = " ".join(parse_event_types(event_types))
@@ -336,7 +343,7 @@ def delete_endpoint(session: Session, endpoint: WebhookEndpoint, actor: Actor) -
     may still be delivering them)."""
     session.execute(delete(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id))
     session.execute(delete(WebhookMark).where(WebhookMark.endpoint_id == endpoint.id))
-    _audit(session, "webhook.deleted", actor, endpoint, {"url": endpoint.url})
+    _audit(session, "webhook.deleted", actor, endpoint, {"url": url_for_audit(endpoint.url)})
     session.delete(endpoint)
     session.flush()
 

@@ -34,7 +34,7 @@ def _public(host: str, port: int) -> list[str]:
     "https://localhost/x", "https://api.localhost/x", "https://metadata.google.internal/x",
     "https://user:pass@hooks.example.com/x", "ftp://hooks.example.com/x", "https:///x",
     "https://hooks.example.com/x#frag", "https://hooks.example.com/ x", "https://hooks.éx.com/",
-    "https://hooks.example.com:99999/x", "",
+    "https://hooks.example.com:99999/x", "https://hooks.example.com:0/x", "",
 ])
 def test_a_target_keymint_must_not_post_to_is_refused(url):
     with pytest.raises(InvalidInput) as caught:

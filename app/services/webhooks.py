@@ -130,6 +130,8 @@ def parse_target(url: str, *, allow_private: bool) -> Target:
         port = parts.port
     except ValueError:
         raise InvalidInput("url is not a valid URL", field="url") from None
+    if port == 0:
+        raise InvalidInput("url has port 0", field="url")
     allowed = ("https", "http") if allow_private else ("https",)
     if parts.scheme not in allowed:
         raise InvalidInput("url must use https", field="url")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import audit_events, make_team
+from app.services import webhooks
+from tests.support import all_rows, audit_events, make_team
 from tests.webhook_support import events
 
 
@@ -126,3 +127,35 @@ def test_another_workspaces_endpoint_does_not_exist_for_the_caller(private_ok):
         r = getattr(client, method)(f"/api/v1/webhooks/{made['id']}",
                                     headers=other["owner"].headers, json={})
         assert r.status_code == 404, method
+
+
+def test_a_request_that_fails_after_queuing_an_event_leaves_neither_change_nor_event(
+        private_ok, monkeypatch):
+    """The outbox row is in the request's transaction: a failure after emit() rolls back
+    the revocation and its key.revoked together."""
+    app, client, team = private_ok
+    owner = team["owner"]
+    _create(client, owner, event_types=["key.revoked"])
+    victim = team["member"].key.client_id
+    real_emit = webhooks.emit
+
+    def emit_then_fail(*args, **kwargs):
+        real_emit(*args, **kwargs)
+        raise RuntimeError("the process dies before the commit")
+
+    monkeypatch.setattr(webhooks, "emit", emit_then_fail)
+    failed = client.delete(f"/api/v1/keys/{victim}", headers=owner.headers)
+    assert failed.status_code == 500
+    monkeypatch.undo()
+    assert events(app) == [] and all_rows(app, "webhook_deliveries") == []
+    read = client.get(f"/api/v1/keys/{victim}", headers=owner.headers).get_json()
+    assert read["state"] == "active"
+    assert client.delete(f"/api/v1/keys/{victim}", headers=owner.headers).status_code == 204
+    assert [e.type for e in events(app)] == ["key.revoked"]
+
+
+def test_readyz_does_not_depend_on_receivers(private_ok):
+    _, client, team = private_ok
+    made = _create(client, team["owner"], url="http://127.0.0.1:1/down").get_json()
+    client.post(f"/api/v1/webhooks/{made['id']}/test", headers=team["owner"].headers)
+    assert client.get("/readyz").status_code == 200

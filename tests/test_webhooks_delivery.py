@@ -336,3 +336,19 @@ def test_metrics_show_attempts_by_outcome_and_the_backlog(app, slug):
                    outcome="retried") - before["retried"] == 1
     assert _sample(registry, "keymint_webhook_attempts_total",
                    outcome="delivered") - before["delivered"] == 1
+
+
+def test_an_endpoint_deleted_during_a_delivery_ends_it_quietly(app, slug):
+    public_id, _ = make_endpoint(app, slug, "http://127.0.0.1:9/x")
+    _queue_test(app, slug, public_id)
+    with app.app_context():
+        [job] = webhooks.claim(db.session, datetime.now(UTC))
+        db.session.commit()
+        endpoint = webhooks.get_endpoint(db.session, workspace_id(app, slug), public_id,
+                                         lock=True)
+        webhooks.delete_endpoint(db.session, endpoint, Actor.cli())
+        db.session.commit()
+        assert webhooks.record_outcome(db.session, job.delivery_id,
+                                       webhooks.Outcome(status=200), datetime.now(UTC)) is None
+        db.session.commit()
+    assert deliveries(app) == []

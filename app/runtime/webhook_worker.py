@@ -29,6 +29,7 @@ log = logging.getLogger("keymint.webhooks")
 RESPONSE_READ_LIMIT = 1024
 SCAN_INTERVAL_SECONDS = 60.0
 IDLE_SLEEP_SECONDS = 1.0
+ERROR_SLEEP_SECONDS = 5.0
 BATCH = 10
 
 # Attempts made by this worker process; the backlog is read from the database at each scrape.
@@ -214,9 +215,16 @@ def run_forever(session: Session, stop: threading.Event, *, allow_private: bool,
     """`keymint webhooks run`: until `stop` is set; the batch in hand is finished first."""
     next_scan = 0.0
     while not stop.is_set():
-        if time.monotonic() >= next_scan:
-            scan(session, legacy_sunset=legacy_sunset)
-            next_scan = time.monotonic() + SCAN_INTERVAL_SECONDS
-        batch = deliver_due(session, allow_private=allow_private)
+        try:
+            if time.monotonic() >= next_scan:
+                scan(session, legacy_sunset=legacy_sunset)
+                next_scan = time.monotonic() + SCAN_INTERVAL_SECONDS
+            batch = deliver_due(session, allow_private=allow_private)
+        except Exception:
+            # The database is away, or a deadlock victim: what was claimed and not
+            # recorded is due again when its lease ends. Keep going; never die of it.
+            log.exception("webhook worker pass failed; retrying in %s s", ERROR_SLEEP_SECONDS)
+            stop.wait(ERROR_SLEEP_SECONDS)
+            continue
         if batch.attempted == 0:
             stop.wait(IDLE_SLEEP_SECONDS)

@@ -606,14 +606,17 @@ def record_outcome(session: Session, delivery_id: int, outcome: Outcome, now: da
     or pending again after the backoff (or the receiver's Retry-After). A run of failed
     attempts disables the endpoint (audited)."""
     begin_write(session)
+    # The endpoint's row first, then the delivery's: the order delete_endpoint locks them in,
+    # so a deletion during a delivery waits instead of deadlocking.
+    endpoint = session.scalar(
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.id == select(WebhookDelivery.endpoint_id)
+               .where(WebhookDelivery.id == delivery_id).scalar_subquery())
+        .with_for_update().execution_options(populate_existing=True))
     delivery = session.scalar(select(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
                               .with_for_update().execution_options(populate_existing=True))
-    if delivery is None:  # its endpoint was deleted meanwhile
+    if endpoint is None or delivery is None:  # the endpoint was deleted meanwhile
         return None
-    endpoint = session.scalar(select(WebhookEndpoint)
-                              .where(WebhookEndpoint.id == delivery.endpoint_id)
-                              .with_for_update().execution_options(populate_existing=True))
-    assert endpoint is not None
     delivery.response_status = outcome.status
     delivery.duration_ms = outcome.duration_ms
     delivery.last_error = outcome.error[:300] if outcome.error else None

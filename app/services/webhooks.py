@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from app.clock import epoch, isoformat, utcnow
 from app.models import (
@@ -473,7 +473,8 @@ def page_deliveries(session: Session, endpoint: WebhookEndpoint, *, cursor: str 
         before = pagination.decode_cursor("whd", cursor, rejection="cursor is not a "
                                           "next_cursor of this listing")
         query = query.where(WebhookDelivery.id < before)
-    rows = session.scalars(query.order_by(WebhookDelivery.id.desc()).limit(limit + 1)).all()
+    rows = session.scalars(query.options(selectinload(WebhookDelivery.event))
+                           .order_by(WebhookDelivery.id.desc()).limit(limit + 1)).all()
     page, last = pagination.cut(rows, limit)
     return DeliveryPage(page, None if last is None else pagination.encode_cursor("whd", last))
 

@@ -25,6 +25,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         resources,
         workspace,
     )
+    from app.api import webhooks as webhooks_api
     from app.config import build_config
     from app.extensions import db, migrate
     from app.oauth import endpoints, grants, routes, server
@@ -61,6 +62,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     for blueprint in (routes.bp, me.bp, ops.bp, keys.bp, members.bp, workspace.bp, openapi.bp,
                       audit.bp, invitations.bp, resources.bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(webhooks_api.bp)
     legacy_usage_buffer.init_app(app)  # before legacy: its views count uses in the buffer
     legacy.init_app(app)  # legacy-keys blueprint, X-API-Key guard, introspection hook
     errors.register(app)

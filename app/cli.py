@@ -797,6 +797,9 @@ def register(app: Flask) -> None:
 
     app.cli.add_command(resources_cli)
 
+    from app.cli_webhooks import webhooks_cli  # imports app.cli: loaded here, not at the top
+    app.cli.add_command(webhooks_cli)
+
 
 def main() -> None:
     from app import create_app

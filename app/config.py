@@ -346,6 +346,8 @@ def load_from_environment() -> dict[str, Any]:
         "KEYMINT_METRICS_TOKEN": os.environ.get("KEYMINT_METRICS_TOKEN") or None,
         "KEYMINT_SIGNING_KEY_ENCRYPTION_KEY": (
             os.environ.get("KEYMINT_SIGNING_KEY_ENCRYPTION_KEY") or None),
+        "KEYMINT_WEBHOOK_ALLOW_PRIVATE_TARGETS": _bool("KEYMINT_WEBHOOK_ALLOW_PRIVATE_TARGETS",
+                                                       False),
     }
 
 

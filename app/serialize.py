@@ -1,4 +1,4 @@
-"""Stable JSON shapes of keys, tokens, invitations and audit events, shared by the API and CLI."""
+"""Stable JSON shapes of keys, tokens, invitations, webhooks and audit events (API and CLI)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ import json
 from typing import Any
 
 from app.clock import isoformat, isoformat_us, utcnow
-from app.models import AccessToken, ApiKey, Invitation, LegacyKey, Resource
+from app.models import (
+    AccessToken,
+    ApiKey,
+    Invitation,
+    LegacyKey,
+    Resource,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from app.models.audit import EVENT_FIELDS
 
 
@@ -109,3 +117,33 @@ def audit_event_json(event: Any) -> dict[str, Any]:
                   workspace_id=text(event.workspace_id), details=event.details or {})
     shaped["sealed"] = getattr(event, "seal_id", None) is not None
     return shaped
+
+
+def webhook_json(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    """An endpoint without its secrets (those are shown once, at creation and rotation)."""
+    now = utcnow()
+    in_grace = (endpoint.previous_secret_expires_at is not None
+                and now < endpoint.previous_secret_expires_at)
+    return {"id": endpoint.public_id, "url": endpoint.url,
+            "description": endpoint.description,
+            "event_types": endpoint.event_type_list, "expiring_days": endpoint.expiring_day_list,
+            "enabled": endpoint.enabled, "disabled_reason": endpoint.disabled_reason,
+            "disabled_at": isoformat(endpoint.disabled_at),
+            "consecutive_failures": endpoint.consecutive_failures,
+            "previous_secret_expires_at": isoformat(endpoint.previous_secret_expires_at)
+            if in_grace else None,
+            "created_at": isoformat(endpoint.created_at),
+            "updated_at": isoformat(endpoint.updated_at)}
+
+
+def webhook_delivery_json(delivery: WebhookDelivery) -> dict[str, Any]:
+    return {"id": delivery.public_id, "webhook_id": delivery.endpoint.public_id,
+            "event_id": delivery.event.public_id, "event_type": delivery.event.type,
+            "status": delivery.status, "attempts": delivery.attempts,
+            "next_attempt_at": isoformat(delivery.next_attempt_at),
+            "last_attempt_at": isoformat(delivery.last_attempt_at),
+            "response_status": delivery.response_status,
+            "duration_ms": delivery.duration_ms, "last_error": delivery.last_error,
+            "retry_until": isoformat(delivery.retry_until),
+            "created_at": isoformat(delivery.created_at),
+            "completed_at": isoformat(delivery.completed_at)}

@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("KEYMINT_TEST_DATABASE_URL", "")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 GRANT = {"grant_type": "client_credentials"}
-ALL_SCOPES = "introspect keys:read keys:write members:read members:write audit:read"
+ALL_SCOPES = ("introspect keys:read keys:write members:read members:write audit:read "
+              "webhooks:read webhooks:write")
 
 # --- databases -----------------------------------------------------------------------------
 

@@ -251,6 +251,47 @@ def _signing_event(action: str, kid: str) -> Event:
     return cli_event(action, "signing_key", kid, None)
 
 
+WEBHOOK_URL = "https://hooks.example.com/keymint"
+
+
+def _prepare_webhook(w: World, *, api: bool = True, delivery: bool = False) -> None:
+    """An endpoint of acme (w.webhook); with `api`, an owner token that manages webhooks;
+    with `delivery`, a queued webhook.test delivery (w.delivery)."""
+    from app.services import webhooks
+    from app.services.audit import Actor
+
+    if api:
+        key = w.new_key(w.owner, scopes=ADMIN_SCOPES + " webhooks:read webhooks:write")
+        w.extra = key
+        w.extra_headers = {"Authorization": f"Bearer {w.new_token(key)}"}
+    with w.app.app_context():
+        made = webhooks.create_endpoint(db.session, w.ws(), Actor.cli(), url=WEBHOOK_URL,
+                                        allow_private=False)
+        w.secrets.add(made.secret)
+        w.webhook = made.endpoint.public_id
+        if delivery:
+            w.delivery = webhooks.send_test(db.session, made.endpoint, Actor.cli()).public_id
+        db.session.commit()
+
+
+def _webhook_api(w: World, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    response = _api(w, method, path, body)
+    secret = (response.get_json(silent=True) or {}).get("secret")
+    if secret:
+        w.secrets.add(secret)
+    return response
+
+
+def _webhook_event(w: World, action: str, webhook_id: str) -> Event:
+    return owner_event(w, action, "webhook", webhook_id)
+
+
+def _webhook_cli(w: World, *args: str) -> Any:
+    result = w.cli("webhooks", *args)
+    w.secrets.update(re.findall(r"whsec_[A-Za-z0-9+/=]+", result.output))
+    return result
+
+
 CASES: list[Case] = [
     Case("cli: signing-keys rotate", "first key, --now",
          lambda w: _rotate_key(w, "--now"),
@@ -512,6 +553,66 @@ CASES: list[Case] = [
          lambda w: w.post("/oauth/rotate", {"token": w.token}, w.key.auth),
          lambda w, _: [key_event(w, w.key, "token.reuse_detected", "token", w.jti(w.token))],
          prepare=lambda w: w.post("/oauth/rotate", {"token": w.token}, w.key.auth)),
+    # Webhooks -------------------------------------------------------------------------------
+    Case("POST /api/v1/webhooks", "owner creates an endpoint",
+         lambda w: _webhook_api(w, "POST", "/api/v1/webhooks", {"url": WEBHOOK_URL}),
+         lambda w, r: [_webhook_event(w, "webhook.created", r.get_json()["id"])],
+         prepare=_prepare_webhook),
+    Case("PATCH /api/v1/webhooks/<webhook_id>", "disable",
+         lambda w: _webhook_api(w, "PATCH", f"/api/v1/webhooks/{w.webhook}",
+                                {"enabled": False}),
+         lambda w, _: [_webhook_event(w, "webhook.updated", w.webhook)],
+         prepare=_prepare_webhook),
+    Case("DELETE /api/v1/webhooks/<webhook_id>", "delete",
+         lambda w: _webhook_api(w, "DELETE", f"/api/v1/webhooks/{w.webhook}"),
+         lambda w, _: [_webhook_event(w, "webhook.deleted", w.webhook)],
+         prepare=_prepare_webhook),
+    Case("POST /api/v1/webhooks/<webhook_id>/rotate-secret", "rotate",
+         lambda w: _webhook_api(w, "POST", f"/api/v1/webhooks/{w.webhook}/rotate-secret"),
+         lambda w, _: [_webhook_event(w, "webhook.secret_rotated", w.webhook)],
+         prepare=_prepare_webhook),
+    Case("POST /api/v1/webhooks/<webhook_id>/test", "queue a test event",
+         lambda w: _webhook_api(w, "POST", f"/api/v1/webhooks/{w.webhook}/test"),
+         lambda w, _: [_webhook_event(w, "webhook.tested", w.webhook)],
+         prepare=_prepare_webhook),
+    Case("POST /api/v1/webhooks/<webhook_id>/deliveries/<delivery_id>/retry", "retry",
+         lambda w: _webhook_api(
+             w, "POST", f"/api/v1/webhooks/{w.webhook}/deliveries/{w.delivery}/retry"),
+         lambda w, _: [_webhook_event(w, "webhook.delivery_retried", w.webhook)],
+         prepare=lambda w: _prepare_webhook(w, delivery=True)),
+    Case("cli: webhooks create", "new endpoint",
+         lambda w: _webhook_cli(w, "create", "--workspace", "acme", "--url", WEBHOOK_URL),
+         lambda w, r: [cli_event("webhook.created", "webhook",
+                                 re.search(r"whe_[0-9A-Za-z]{24}", r.output).group(0),
+                                 w.ws())]),
+    Case("cli: webhooks update", "disable",
+         lambda w: _webhook_cli(w, "update", "--workspace", "acme", w.webhook, "--disable"),
+         lambda w, _: [cli_event("webhook.updated", "webhook", w.webhook, w.ws())],
+         prepare=lambda w: _prepare_webhook(w, api=False)),
+    Case("cli: webhooks delete", "delete",
+         lambda w: _webhook_cli(w, "delete", "--workspace", "acme", w.webhook),
+         lambda w, _: [cli_event("webhook.deleted", "webhook", w.webhook, w.ws())],
+         prepare=lambda w: _prepare_webhook(w, api=False)),
+    Case("cli: webhooks rotate-secret", "rotate",
+         lambda w: _webhook_cli(w, "rotate-secret", "--workspace", "acme", w.webhook),
+         lambda w, _: [cli_event("webhook.secret_rotated", "webhook", w.webhook, w.ws())],
+         prepare=lambda w: _prepare_webhook(w, api=False)),
+    Case("cli: webhooks test", "queue a test event",
+         lambda w: _webhook_cli(w, "test", "--workspace", "acme", w.webhook),
+         lambda w, _: [cli_event("webhook.tested", "webhook", w.webhook, w.ws())],
+         prepare=lambda w: _prepare_webhook(w, api=False)),
+    Case("cli: webhooks retry", "retry",
+         lambda w: _webhook_cli(w, "retry", "--workspace", "acme", w.webhook, w.delivery),
+         lambda w, _: [cli_event("webhook.delivery_retried", "webhook", w.webhook, w.ws())],
+         prepare=lambda w: _prepare_webhook(w, api=False, delivery=True)),
+    Case("cli: webhooks list", "read only",
+         lambda w: _webhook_cli(w, "list", "--workspace", "acme"), lambda w, _: [],
+         prepare=lambda w: _prepare_webhook(w, api=False)),
+    Case("cli: webhooks deliveries", "read only",
+         lambda w: _webhook_cli(w, "deliveries", "--workspace", "acme", w.webhook),
+         lambda w, _: [], prepare=lambda w: _prepare_webhook(w, api=False, delivery=True)),
+    Case("cli: webhooks run", "--once with nothing due: no event",
+         lambda w: _webhook_cli(w, "run", "--once"), lambda w, _: []),
 ]
 
 

@@ -24,9 +24,14 @@ JSON_ROUTES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/members"): schemas.MEMBER_ADD,
     ("PATCH", "/api/v1/members/<user_id>"): schemas.MEMBER_UPDATE,
     ("PATCH", "/api/v1/workspace"): schemas.WORKSPACE_UPDATE,
+    ("POST", "/api/v1/webhooks"): schemas.WEBHOOK_CREATE,
+    ("PATCH", "/api/v1/webhooks/<webhook_id>"): schemas.WEBHOOK_UPDATE,
 }
-# Write routes that read no body at all (the invitee's token is the whole request).
-BODYLESS_WRITES = {("POST", "/api/v1/invitations/<invitation_id>/accept")}
+# Write routes that read no body at all (the invitee's token, or the path, is the request).
+BODYLESS_WRITES = {("POST", "/api/v1/invitations/<invitation_id>/accept"),
+                   ("POST", "/api/v1/webhooks/<webhook_id>/test"),
+                   ("POST", "/api/v1/webhooks/<webhook_id>/rotate-secret"),
+                   ("POST", "/api/v1/webhooks/<webhook_id>/deliveries/<delivery_id>/retry")}
 
 # Any code point, lone UTF-16 surrogates included. Hypothesis leaves them out by default, and
 # st.text() merges an alphabet of several character strategies back into one without them,
@@ -85,10 +90,28 @@ def team(client, factory):
 
 
 @pytest.fixture
-def targets(factory, team):
-    """What the {id} routes act on: a spare key of the owner, and the team's member."""
+def targets(app, factory, team):
+    """What the {id} routes act on: a spare key of the owner, the team's member and a
+    webhook endpoint."""
+    from app.extensions import db
+    from app.services import accounts, webhooks
+    from app.services.audit import Actor
+
     spare = factory.key(team.slug, team["owner"].email, scopes="keys:read keys:write")
-    return {"client_id": spare.client_id, "user_id": team["member"].user_id}
+    with app.app_context():
+        endpoint = webhooks.create_endpoint(
+            db.session, accounts.get_workspace(db.session, team.slug).id, Actor.cli(),
+            url="https://hooks.example.com/fuzz", allow_private=False).endpoint
+        db.session.commit()
+        webhook_id = endpoint.public_id
+    return {"client_id": spare.client_id, "user_id": team["member"].user_id,
+            "webhook_id": webhook_id}
+
+
+def _path(rule: str, targets: dict[str, str]) -> str:
+    for name, value in targets.items():
+        rule = rule.replace(f"<{name}>", value)
+    return rule
 
 
 def test_every_json_route_is_fuzzed(app):
@@ -102,8 +125,7 @@ def test_every_json_route_is_fuzzed(app):
 @given(data=st.data(), raw=st.booleans())
 def test_any_json_body_on_any_json_route_is_never_a_5xx(client, team, targets, data, raw):
     (method, rule), schema = data.draw(st.sampled_from(sorted(JSON_ROUTES.items())))
-    path = rule.replace("<client_id>", targets["client_id"]).replace(
-        "<user_id>", targets["user_id"])
+    path = _path(rule, targets)
     body = data.draw(body_for(schema))
     response = client.open(path, method=method, data=encoded(body, raw),
                            content_type="application/json", headers=team["owner"].headers)
@@ -122,8 +144,7 @@ STRING_FIELDS = sorted(
 def test_any_text_in_any_string_field_is_never_a_5xx(client, team, targets, data):
     (method, rule), field = data.draw(st.sampled_from(STRING_FIELDS))
     value = data.draw(st.one_of(unicode_text, spliced(SEEDS.get(field, ""))))
-    path = rule.replace("<client_id>", targets["client_id"]).replace(
-        "<user_id>", targets["user_id"])
+    path = _path(rule, targets)
     body = {field: [value] if field == "scopes" else value}
     if rule == "/api/v1/keys":  # the other required fields, so the value itself is judged
         body.setdefault("name", "fuzz")

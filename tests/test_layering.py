@@ -75,6 +75,7 @@ _PREFIXES = (
     ("app.cli", "top"),
     ("app.cli_signing_keys", "top"),
     ("app.cli_resources", "top"),
+    ("app.cli_webhooks", "top"),
     ("wsgi", "top"),
 )
 

@@ -181,3 +181,19 @@ def test_keymint_own_api_cannot_be_registered_again(app, app_factory, database_u
                                                 "https://auth.example.com/api/v1",
                                                 "--name", "mine", "--scope", "keys:read"])
     assert result.exit_code == 1 and "keymint's own API" in result.output
+
+
+def test_the_builtin_policy_names_every_management_api_route(app):
+    # A route missing from keymint's own policy would be denied to every route-checking
+    # resource server by the policy's default; one listed but gone would mislead.
+    from app.services.resources import _BUILTIN_ROUTES
+
+    served = set()
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/v1/") or rule.rule.startswith("/api/v1/legacy/"):
+            continue
+        template = rule.rule.replace("<", "{").replace(">", "}")
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            served.add((method, template))
+    listed = {(method, path) for method, path, _ in _BUILTIN_ROUTES}
+    assert listed == served

@@ -14,6 +14,7 @@ from flask import Blueprint, Response, jsonify
 
 from app.api import schemas
 from app.services.keys import INTROSPECT_SCOPE, MANAGEMENT_SCOPES
+from app.services.webhooks import DELIVERY_ID_PATTERN, ENDPOINT_ID_PATTERN
 
 bp = Blueprint("openapi", __name__)
 
@@ -452,6 +453,7 @@ def _paths() -> Doc:
                          "events": {"type": "array", "items": AUDIT_EVENT},
                          "next_cursor": {"type": ["string", "null"]}}})}},
             query=k.AUDIT_EVENT_QUERY)}},
+        **_webhook_paths(),
         "/healthz": {"get": {"tags": ["ops"], "summary": "Liveness", "security": [],
                              "responses": {"200": {"description": "The process serves.",
                                                    "content": json_content(HEALTH)}}}},
@@ -485,6 +487,76 @@ def _paths() -> Doc:
     }
 
 
+WEBHOOK_ID_PARAM: Doc = {"name": "webhook_id", "in": "path", "required": True,
+                         "schema": {"type": "string", "pattern": ENDPOINT_ID_PATTERN}}
+DELIVERY_ID_PARAM: Doc = {"name": "delivery_id", "in": "path", "required": True,
+                          "schema": {"type": "string", "pattern": DELIVERY_ID_PATTERN}}
+WEBHOOK_NOT_FOUND = error("No such webhook endpoint in the caller's workspace.")
+WEBHOOK_ROLES = "Admins and owners only (403 `forbidden` for members)."
+
+
+def _webhook(summary: str, scope: str, responses: Doc, *, description: str = "",
+             params: tuple[Doc, ...] = (WEBHOOK_ID_PARAM,), **kwargs: Any) -> Doc:
+    operation = {"tags": ["webhooks"], **management(
+        summary, (scope,), {**responses, **({"404": WEBHOOK_NOT_FOUND} if params else {})},
+        description=(description + " " if description else "") + WEBHOOK_ROLES, **kwargs)}
+    if params:
+        operation["parameters"] = [*params, *operation.get("parameters", [])]
+    return operation
+
+
+def _webhook_paths() -> Doc:
+    k = schemas
+    delivery = {"description": "The delivery, due now.",
+                "content": json_content(ref("WebhookDelivery"))}
+    return {
+        "/api/v1/webhooks": {
+            "get": _webhook("List webhook endpoints", "webhooks:read",
+                            {"200": {"description": "Every endpoint of the workspace.",
+                                     "content": json_content(ref("WebhookList"))}},
+                            params=()),
+            "post": _webhook(
+                "Create a webhook endpoint", "webhooks:write",
+                {"201": {"description": "Created; `secret` is shown only now.",
+                         "headers": {"Location": {"required": True,
+                                                  "schema": {"type": "string"}}},
+                         "content": json_content(ref("WebhookWithSecret"))}},
+                description="Events are signed per Standard Webhooks (`webhook-id`, "
+                            "`webhook-timestamp`, `webhook-signature`).",
+                params=(), body=ref("WebhookCreate"))},
+        "/api/v1/webhooks/{webhook_id}": {
+            "get": _webhook("Read a webhook endpoint", "webhooks:read",
+                            {"200": {"description": "The endpoint (never its secret).",
+                                     "content": json_content(ref("Webhook"))}}),
+            "patch": _webhook("Change a webhook endpoint; enabled=true resumes it",
+                              "webhooks:write",
+                              {"200": {"description": "The changed endpoint.",
+                                       "content": json_content(ref("Webhook"))}},
+                              body=ref("WebhookUpdate")),
+            "delete": _webhook("Delete a webhook endpoint and its deliveries", "webhooks:write",
+                               {"204": {"description": "Deleted; nothing more is sent."}})},
+        "/api/v1/webhooks/{webhook_id}/rotate-secret": {"post": _webhook(
+            "Rotate the signing secret", "webhooks:write",
+            {"200": {"description": "The new secret, shown only now.",
+                     "content": json_content(ref("WebhookWithSecret"))}},
+            description="The previous secret also signs every delivery for 24 hours "
+                        "(`webhook-signature` carries both).")},
+        "/api/v1/webhooks/{webhook_id}/test": {"post": _webhook(
+            "Queue a webhook.test event for this endpoint", "webhooks:write",
+            {"202": {"description": "Queued; the worker posts it.",
+                     "content": json_content(ref("WebhookDelivery"))}})},
+        "/api/v1/webhooks/{webhook_id}/deliveries": {"get": _webhook(
+            "The endpoint's deliveries, newest first", "webhooks:read",
+            {"200": {"description": "One page.",
+                     "content": json_content(ref("WebhookDeliveryPage"))}},
+            query=k.WEBHOOK_DELIVERY_QUERY)},
+        "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry": {"post": _webhook(
+            "Send a delivery again now", "webhooks:write", {"202": delivery},
+            description="With a fresh 24 h retry window; the same `webhook-id`.",
+            params=(WEBHOOK_ID_PARAM, DELIVERY_ID_PARAM))},
+    }
+
+
 def build_document() -> Doc:
     """A fresh copy each call, so no caller can alter the schemas the validator uses."""
     return copy.deepcopy({
@@ -494,8 +566,8 @@ def build_document() -> Doc:
                                 "management API (/api/v1) takes Bearer tokens from "
                                 "/oauth/token; the token's workspace is the context."},
         "tags": [{"name": name} for name in (
-            "oauth", "management", "keys", "resources", "members", "workspace", "legacy",
-            "audit", "ops")],
+            "oauth", "management", "keys", "resources", "members", "workspace", "webhooks",
+            "legacy", "audit", "ops")],
         "paths": _paths(),
         "components": {
             "schemas": schemas.COMPONENTS,

@@ -23,6 +23,15 @@ from app.services.keys import (
     MAX_SCOPES,
     SCOPE_PATTERN,
 )
+from app.services.webhooks import (
+    DELIVERY_ID_PATTERN,
+    ENDPOINT_ID_PATTERN,
+    EVENT_TYPES,
+    MAX_DESCRIPTION_LEN,
+    MAX_EXPIRING_DAY,
+    MAX_URL_LEN,
+)
+from app.services.webhooks import MAX_PAGE_SIZE as WEBHOOK_MAX_PAGE_SIZE
 
 Schema = dict[str, Any]
 
@@ -348,6 +357,114 @@ WORKSPACE: Schema = {
     },
 }
 
+# --- webhooks ------------------------------------------------------------------------------
+
+WEBHOOK_URL: Schema = {
+    "type": "string", "minLength": 1, "maxLength": MAX_URL_LEN,
+    "description": "https only, and never a loopback, private, link-local or metadata "
+                   "address (checked now and again at every delivery, after DNS), unless "
+                   "the server sets KEYMINT_WEBHOOK_ALLOW_PRIVATE_TARGETS=true (which also "
+                   "allows http)."}
+WEBHOOK_EVENT_TYPES: Schema = {
+    "type": "array", "items": {"type": "string", "enum": list(EVENT_TYPES)},
+    "maxItems": len(EVENT_TYPES),
+    "description": "The events to receive; empty or absent: every event."}
+WEBHOOK_EXPIRING_DAYS: Schema = {
+    "type": "array", "minItems": 1, "maxItems": 10,
+    "items": {"type": "integer", "minimum": 1, "maximum": MAX_EXPIRING_DAY},
+    "description": "Days before a key's expiry at which key.expiring fires (default 30, 7, "
+                   "1); each fires once per key."}
+WEBHOOK_DESCRIPTION: Schema = {"type": "string", "maxLength": MAX_DESCRIPTION_LEN,
+                               "pattern": r"^[^\u0000-\u001f\u007f]*$"}
+
+WEBHOOK_CREATE = _object(
+    {"url": WEBHOOK_URL, "event_types": WEBHOOK_EVENT_TYPES,
+     "description": WEBHOOK_DESCRIPTION, "expiring_days": WEBHOOK_EXPIRING_DAYS,
+     "enabled": {"type": "boolean", "default": True}},
+    required=("url",),
+    description="The response carries the signing secret (whsec_…), shown only then.")
+
+WEBHOOK_UPDATE = _object(
+    {"url": WEBHOOK_URL, "event_types": WEBHOOK_EVENT_TYPES,
+     "description": WEBHOOK_DESCRIPTION, "expiring_days": WEBHOOK_EXPIRING_DAYS,
+     "enabled": {"type": "boolean", "description": "true re-enables an endpoint that was "
+                                                   "disabled after failures."}},
+    description="Every field is optional; absent fields stay as they are.")
+
+WEBHOOK_DELIVERY_QUERY = _object(
+    {"cursor": {"type": "string", "minLength": 1, "maxLength": 64,
+                "description": "next_cursor of the previous page (opaque)."},
+     "limit": {"type": "integer", "minimum": 1, "maximum": WEBHOOK_MAX_PAGE_SIZE,
+               "default": 50}})
+
+_TIME_OR_NULL: Schema = {"type": ["string", "null"], "format": "date-time"}
+
+WEBHOOK: Schema = {
+    "type": "object",
+    "required": ["id", "url", "description", "event_types", "expiring_days", "enabled",
+                 "disabled_reason", "disabled_at", "consecutive_failures",
+                 "previous_secret_expires_at", "created_at", "updated_at"],
+    "properties": {
+        "id": {"type": "string", "pattern": ENDPOINT_ID_PATTERN},
+        "url": {"type": "string"}, "description": {"type": "string"},
+        "event_types": {"type": "array", "items": {"type": "string"}},
+        "expiring_days": {"type": "array", "items": {"type": "integer"}},
+        "enabled": {"type": "boolean"},
+        "disabled_reason": {"type": ["string", "null"],
+                            "enum": ["consecutive_failures", "disabled_by_user", None],
+                            "description": "consecutive_failures: keymint disabled it after "
+                                           "a run of failed attempts (webhook.disabled in "
+                                           "the audit trail); PATCH enabled=true resumes."},
+        "disabled_at": _TIME_OR_NULL,
+        "consecutive_failures": {"type": "integer"},
+        "previous_secret_expires_at": {
+            **_TIME_OR_NULL, "description": "While set, deliveries are signed with the "
+                                            "previous secret too."},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+    },
+}
+WEBHOOK_WITH_SECRET: Schema = {
+    "allOf": [{"$ref": "#/components/schemas/Webhook"},
+              {"type": "object", "required": ["secret"],
+               "properties": {"secret": {"type": "string", "pattern": "^whsec_",
+                                         "description": "Shown only now."}}}]}
+WEBHOOK_LIST: Schema = {
+    "type": "object", "required": ["webhooks"],
+    "properties": {"webhooks": {"type": "array",
+                                "items": {"$ref": "#/components/schemas/Webhook"}}}}
+WEBHOOK_DELIVERY: Schema = {
+    "type": "object",
+    "required": ["id", "webhook_id", "event_id", "event_type", "status", "attempts",
+                 "next_attempt_at", "last_attempt_at", "response_status", "duration_ms",
+                 "last_error", "retry_until", "created_at", "completed_at"],
+    "properties": {
+        "id": {"type": "string", "pattern": DELIVERY_ID_PATTERN},
+        "webhook_id": {"type": "string"},
+        "event_id": {"type": "string", "description": "The webhook-id header: the same on "
+                                                      "every attempt."},
+        "event_type": {"type": "string"},
+        "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
+        "attempts": {"type": "integer"},
+        "next_attempt_at": _TIME_OR_NULL, "last_attempt_at": _TIME_OR_NULL,
+        "response_status": {"type": ["integer", "null"]},
+        "duration_ms": {"type": ["integer", "null"]},
+        "last_error": {"type": ["string", "null"],
+                       "description": "The last failure, with at most 200 characters of "
+                                      "the receiver's answer."},
+        "retry_until": {"type": "string", "format": "date-time",
+                        "description": "No retry after this: 24 h after the event, or "
+                                       "after the last manual retry."},
+        "created_at": {"type": "string", "format": "date-time"},
+        "completed_at": _TIME_OR_NULL,
+    },
+}
+WEBHOOK_DELIVERY_PAGE: Schema = {
+    "type": "object", "required": ["deliveries", "next_cursor"],
+    "properties": {"deliveries": {"type": "array",
+                                  "items": {"$ref": "#/components/schemas/WebhookDelivery"}},
+                   "next_cursor": {"type": ["string", "null"]}}}
+
 COMPONENTS: dict[str, Schema] = {
     "Error": ERROR, "Key": KEY, "KeyWithSecret": KEY_WITH_SECRET, "KeyRotated": KEY_ROTATED,
     "KeyPage": KEY_PAGE, "Token": TOKEN, "TokenList": TOKEN_LIST,
@@ -356,4 +473,7 @@ COMPONENTS: dict[str, Schema] = {
     "Workspace": WORKSPACE, "Resource": RESOURCE, "ResourceList": RESOURCE_LIST,
     "KeyCreate": KEY_CREATE, "KeyUpdate": KEY_UPDATE, "KeyRotate": KEY_ROTATE,
     "MemberAdd": MEMBER_ADD, "MemberUpdate": MEMBER_UPDATE, "WorkspaceUpdate": WORKSPACE_UPDATE,
+    "Webhook": WEBHOOK, "WebhookWithSecret": WEBHOOK_WITH_SECRET, "WebhookList": WEBHOOK_LIST,
+    "WebhookDelivery": WEBHOOK_DELIVERY, "WebhookDeliveryPage": WEBHOOK_DELIVERY_PAGE,
+    "WebhookCreate": WEBHOOK_CREATE, "WebhookUpdate": WEBHOOK_UPDATE,
 }

@@ -17,6 +17,13 @@ from app.models.legacy import LegacyKey
 from app.models.resources import Resource, ResourceCatalog
 from app.models.signing_keys import SigningKey
 from app.models.tokens import AccessToken
+from app.models.webhooks import (
+    DeliveryStatus,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+    WebhookMark,
+)
 
 __all__ = [
     "AccessToken",
@@ -24,6 +31,7 @@ __all__ = [
     "AuditEvent",
     "AuditSeal",
     "Base",
+    "DeliveryStatus",
     "Invitation",
     "InvitationStatus",
     "KeySecret",
@@ -36,5 +44,9 @@ __all__ = [
     "TokenFormat",
     "User",
     "UserStatus",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
+    "WebhookMark",
     "Workspace",
 ]

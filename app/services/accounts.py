@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, joinedload
 from app.clock import utcnow
 from app.models import Membership, Role, TokenFormat, User, UserStatus, Workspace
 from app.models.accounts import DEFAULT_MAX_KEY_LIFETIME_DAYS
-from app.services import audit
+from app.services import audit, webhooks
 from app.services.audit import Actor
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.transactions import begin_write
@@ -146,6 +146,8 @@ def add_member(
     session.flush()
     audit.record(session, "member.added", actor, workspace_id=workspace.id,
                  target_type="user", target_id=str(user.id), details={"role": parsed.value})
+    webhooks.emit(session, "member.added", workspace.id,
+                  {"user_id": str(user.id), "email": user.email, "role": parsed.value})
     return membership
 
 
@@ -194,6 +196,9 @@ def remove_member(session: Session, membership: Membership, actor: Actor) -> int
     audit.record(session, "member.removed", actor, workspace_id=membership.workspace_id,
                  target_type="user", target_id=str(membership.user_id),
                  details={"role": membership.role, "keys_revoked": revoked})
+    webhooks.emit(session, "member.removed", membership.workspace_id,
+                  {"user_id": str(membership.user_id), "role": membership.role,
+                   "keys_revoked": revoked})
     session.delete(membership)
     session.flush()
     return revoked

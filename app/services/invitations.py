@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from app import credentials
 from app.clock import utcnow
 from app.models import Invitation, InvitationStatus, Membership, User, Workspace
-from app.services import audit
+from app.services import audit, webhooks
 from app.services.accounts import get_membership, normalize_email, parse_role
 from app.services.audit import Actor
 from app.services.errors import Conflict, Forbidden, Gone, NotFound
@@ -136,4 +136,6 @@ def accept(session: Session, invitation: Invitation, user: User, actor: Actor) -
     audit.record(session, "member.added", actor, workspace_id=workspace.id,
                  target_type="user", target_id=str(user.id),
                  details={"role": invitation.role, "invitation": invitation.public_id})
+    webhooks.emit(session, "member.added", workspace.id,
+                  {"user_id": str(user.id), "email": user.email, "role": invitation.role})
     return membership

@@ -12,7 +12,7 @@ from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from app import credentials
-from app.clock import utcnow
+from app.clock import isoformat, utcnow
 from app.models import (
     AccessToken,
     ApiKey,
@@ -23,7 +23,7 @@ from app.models import (
     UserStatus,
     Workspace,
 )
-from app.services import audit, pagination, reads, token_counts
+from app.services import audit, pagination, reads, token_counts, webhooks
 from app.services.audit import Actor
 from app.services.errors import Conflict, InvalidInput, NotFound
 from app.transactions import begin_write
@@ -37,7 +37,8 @@ MAX_NAME_LEN = 200
 DEFAULT_GRACE_PERIOD = 86400
 MAX_GRACE_PERIOD = 7 * 86400
 MANAGEMENT_SCOPES = frozenset(
-    {"keys:read", "keys:write", "audit:read", "members:read", "members:write"}
+    {"keys:read", "keys:write", "audit:read", "members:read", "members:write",
+     "webhooks:read", "webhooks:write"}
 )
 INTROSPECT_SCOPE = "introspect"
 MAX_RATE_LIMIT_LEN = 64
@@ -157,6 +158,12 @@ def resolve_expiry(
     return expires_at
 
 
+def _public_facts(key: ApiKey) -> dict[str, str | None]:
+    """What a webhook may say about a key: ids, its name and times; never a secret."""
+    return {"client_id": key.client_id, "name": key.name, "user_id": str(key.user_id),
+            "expires_at": isoformat(key.expires_at)}
+
+
 def _add_secret(session: Session, key: ApiKey, now: datetime) -> str:
     secret = credentials.new_secret()
     session.add(KeySecret(key_id=key.id, digest=credentials.digest(secret),
@@ -219,6 +226,8 @@ def create_key(
                           **({"resources": resources} if resources is not None else {}),
                           **({"introspects_for": introspects_for} if introspects_for
                              else {})})
+    webhooks.emit(session, "key.created", workspace.id, {**_public_facts(key),
+                                                         "scopes": scope_list})
     session.flush()
     return CreatedKey(key=key, client_secret=secret)
 
@@ -272,6 +281,8 @@ def revoke_key(session: Session, key: ApiKey, actor: Actor, reason: str = "revok
     audit.record(session, "key.revoked", actor, workspace_id=key.workspace_id,
                  target_type="key", target_id=key.client_id,
                  details={"reason": reason, "tokens_revoked": tokens})
+    webhooks.emit(session, "key.revoked", key.workspace_id, {**_public_facts(key),
+                                                             "reason": reason})
     session.flush()
     return key
 
@@ -333,6 +344,8 @@ def rotate_secret(
                  details={"grace_period": grace_period,
                           "previous_expires_at": previous_end.isoformat() if previous_end
                           else None})
+    webhooks.emit(session, "key.secret_rotated", key.workspace_id,
+                  {**_public_facts(key), "previous_secret_expires_at": isoformat(previous_end)})
     session.flush()
     return RotatedSecret(key=key, client_secret=new_secret, previous_expires_at=previous_end)
 

@@ -235,7 +235,8 @@ class ResourceSpec:
 
 # Routes of keymint's own /api/v1 and the scopes they need (any one of them). Routes open to
 # any token are listed with every management scope.
-_ANY = ["keys:read", "keys:write", "members:read", "members:write", "audit:read"]
+_ANY = ["keys:read", "keys:write", "members:read", "members:write", "audit:read",
+        "webhooks:read", "webhooks:write"]
 _BUILTIN_ROUTES = [
     ("GET", "/api/v1/me", _ANY),
     ("GET", "/api/v1/invitations/{invitation_id}", _ANY),
@@ -260,8 +261,19 @@ _BUILTIN_ROUTES = [
     ("GET", "/api/v1/invitations", ["members:read"]),
     ("DELETE", "/api/v1/invitations/{invitation_id}", ["members:write"]),
     ("GET", "/api/v1/audit-events", ["audit:read"]),
+    ("GET", "/api/v1/webhooks", ["webhooks:read"]),
+    ("POST", "/api/v1/webhooks", ["webhooks:write"]),
+    ("GET", "/api/v1/webhooks/{webhook_id}", ["webhooks:read"]),
+    ("PATCH", "/api/v1/webhooks/{webhook_id}", ["webhooks:write"]),
+    ("DELETE", "/api/v1/webhooks/{webhook_id}", ["webhooks:write"]),
+    ("POST", "/api/v1/webhooks/{webhook_id}/rotate-secret", ["webhooks:write"]),
+    ("POST", "/api/v1/webhooks/{webhook_id}/test", ["webhooks:write"]),
+    ("GET", "/api/v1/webhooks/{webhook_id}/deliveries", ["webhooks:read"]),
+    ("POST", "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry",
+     ["webhooks:write"]),
 ]
-BUILTIN_SCOPES = ("keys:read", "keys:write", "members:read", "members:write", "audit:read")
+BUILTIN_SCOPES = ("keys:read", "keys:write", "members:read", "members:write", "audit:read",
+                  "webhooks:read", "webhooks:write")
 _BUILTIN_POLICY = parse_policy(
     {"default": DENY, "routes": [{"method": m, "path": p, "scopes": s}
                                  for m, p, s in _BUILTIN_ROUTES]}, list(BUILTIN_SCOPES))

@@ -12,7 +12,7 @@ from app import credentials
 from app.clock import epoch, utcnow
 from app.durability import RELAX_IN_STATEMENT, relax_commit_durability
 from app.models import AccessToken, ApiKey, KeySecret, Membership, User, UserStatus, Workspace
-from app.services import audit, reads, signing_keys, token_counts
+from app.services import audit, reads, signing_keys, token_counts, webhooks
 from app.services import keys as key_service
 from app.services.audit import Actor
 from app.services.errors import Conflict, InvalidInput
@@ -385,6 +385,8 @@ def rotate(
         audit.record(session, "token.reuse_detected", actor, workspace_id=info.workspace_id,
                      target_type="token", target_id=info.jti,
                      details={"lineage_revoked": len(descendants)})
+        webhooks.emit(session, "token.reuse_detected", info.workspace_id, {
+            "client_id": info.client_id, "token_id": info.jti, "lineage_revoked": len(descendants)})
         raise ReusedToken("this token was already rotated; its lineage has been revoked")
     if not info.is_active(now):
         raise InvalidInput("the token is not active", field="token")

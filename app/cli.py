@@ -14,10 +14,11 @@ from typing import Any
 
 import click
 from flask import Flask, current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import ScriptInfo, with_appcontext
 
 from app import credentials
 from app.clock import isoformat, parse_rfc3339, utcnow
+from app.config import ConfigError, summary
 from app.extensions import db
 from app.serialize import audit_event_json, invitation_json, key_json
 from app.services import accounts, audit, audit_chain, audit_query, keys, tokens
@@ -82,6 +83,12 @@ tokens_cli = click.Group("tokens", help="Maintain the access-token table.")
 legacy_cli = click.Group("legacy", help="Import, report on and migrate legacy workspace keys.")
 audit_cli = click.Group("audit", help="Export, seal, verify and prune the audit trail.")
 ratelimit_cli = click.Group("ratelimit", help="Lift rate-limit lock-outs.")
+config_cli = click.Group("config", help="Check the configuration.")
+db_cli = click.Group("db", help="Upgrade, downgrade and show the database schema.")
+
+# Exit codes beyond click's (1 a command's error, 2 a usage or configuration error).
+EXIT_CONFIG = 2
+EXIT_DATABASE = 3
 
 
 @users.command("create")
@@ -734,6 +741,16 @@ def serve(bind: str, workers: int | None) -> None:
         raise click.ClickException(
             f"KEYMINT_ISSUER must be set to serve on {bind} (not a loopback address), "
             "e.g. KEYMINT_ISSUER=https://auth.example.com")
+    startup_log = logging.getLogger("keymint.startup")
+    startup_log.info("effective configuration %s",
+                     json.dumps(summary(current_app.config), sort_keys=True))
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        for warning in startup_warnings():
+            startup_log.warning("%s", warning)
+    except SQLAlchemyError as exc:  # not fatal here: /readyz reports the database
+        startup_log.warning("start-up checks skipped: %s", _database_problem(exc))
     if address and not loopback and current_app.config.get("KEYMINT_METRICS_TOKEN") is None:
         # Open by default (a scraper on a private network needs nothing), but say so once.
         logging.getLogger("keymint.server").warning(
@@ -786,18 +803,199 @@ Then, with TOKEN set to its access_token:
 """)
 
 
+def startup_warnings() -> list[str]:
+    """What an operator should hear about at start-up (logged by `serve`, printed by
+    `config check`): a legacy sunset that passed or comes within 30 days while legacy keys
+    are still enabled."""
+    try:
+        warning = legacy_service.sunset_warning(
+            db.session, current_app.config["KEYMINT_LEGACY_SUNSET"], utcnow())
+    finally:
+        db.session.rollback()
+    return [warning] if warning else []
+
+
+@config_cli.command("check")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@with_appcontext
+def config_check(as_json: bool) -> None:
+    """Validate every setting and print the effective configuration, secrets masked.
+
+    An invalid setting stops here (and every other command) with one line naming the variable
+    and the accepted form, exit code 2. The database is reached once for the start-up
+    warnings (exit code 3 when it cannot be).
+    """
+    settings = summary(current_app.config)
+    warnings = startup_warnings()
+    if as_json:
+        click.echo(json.dumps({"ok": True, "settings": settings, "warnings": warnings},
+                              sort_keys=True))
+        return
+    width = max(len(name) for name in settings)
+    for name, value in settings.items():
+        shown = ("(not set)" if value is None else
+                 json.dumps(value) if isinstance(value, list | bool) else value)
+        click.echo(f"{name:<{width}}  {shown}")
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo("configuration OK", err=True)
+
+
+def _downgrade_reaches_base(revision: str) -> bool:
+    """Whether `db downgrade REVISION` would end at base (no tables left)."""
+    if revision == "base":
+        return True
+    if not (revision.startswith("-") and revision[1:].isdigit()):
+        return False
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(current_app.extensions["migrate"].migrate.get_config())
+    with db.engine.connect() as conn:
+        heads = MigrationContext.configure(conn).get_current_heads()
+    current: Any = heads[0] if heads else None
+    for _ in range(int(revision[1:])):
+        if current is None:
+            break
+        current = script.get_revision(current).down_revision
+    return current is None
+
+
+@db_cli.command("upgrade")
+@click.argument("revision", default="head")
+@with_appcontext
+def db_upgrade(revision: str) -> None:
+    """Migrate the database up to REVISION (default: the newest, head)."""
+    import flask_migrate
+
+    flask_migrate.upgrade(revision=revision)
+
+
+@db_cli.command("downgrade")
+@click.argument("revision", default="-1")
+@click.option("--yes", is_flag=True, help="Do not ask before a downgrade to base.")
+@with_appcontext
+def db_downgrade(revision: str, yes: bool) -> None:
+    """Migrate the database down to REVISION (default: one revision, -1).
+
+    Reaching base drops every keymint table and its data: it asks first, unless --yes.
+    """
+    import flask_migrate
+
+    if _downgrade_reaches_base(revision) and not yes:
+        click.confirm("This downgrade reaches base: it drops every keymint table and all its "
+                      "data (users, keys, tokens, audit trail). Continue?", abort=True,
+                      err=True)
+    flask_migrate.downgrade(revision=revision)
+
+
+@db_cli.command("current")
+@click.option("-v", "--verbose", is_flag=True)
+@with_appcontext
+def db_current(verbose: bool) -> None:
+    """Show the database's revision ("(head)" when it is the newest)."""
+    import flask_migrate
+
+    flask_migrate.current(verbose=verbose)
+
+
 def register(app: Flask) -> None:
     for group in (users, workspaces, members, invitations_cli, keys_cli, tokens_cli, legacy_cli,
                   audit_cli, ratelimit_cli, serve, demo):
         app.cli.add_command(group)
+    app.cli.add_command(config_cli)
+    app.cli.add_command(db_cli)  # replaces Flask-Migrate's: its developer verbs are `dev db`
+
+
+def _dev_group() -> click.Group:
+    """Flask's run/shell/routes and Flask-Migrate's full `db` (revision, stamp, merge...):
+    for developers of keymint, hidden from `keymint --help`."""
+    from flask.cli import routes_command, run_command, shell_command
+    from flask_migrate.cli import db as migrate_db
+
+    dev = click.Group("dev", hidden=True, help="Developer commands (Flask and Flask-Migrate).")
+    for command in (run_command, shell_command, routes_command):
+        dev.add_command(command)
+    dev.add_command(migrate_db, "db")
+    return dev
+
+
+def _load_app() -> Flask:
+    """The app, or one line on stderr and exit 2 for an invalid setting."""
+    from app import create_app
+
+    try:
+        return create_app()
+    except ConfigError as exc:
+        click.echo(f"keymint: configuration error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+def _database_problem(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None)
+    lines = str(orig if orig is not None else exc).strip().splitlines()
+    detail = lines[0] if lines else type(exc).__name__
+    if "no such table" in detail or ("does not exist" in detail and "relation" in detail):
+        return f"the database is not migrated ({detail}); run `keymint db upgrade`"
+    from app.config import mask_url
+
+    where = mask_url(current_app.config.get("SQLALCHEMY_DATABASE_URI")) \
+        if current_app else "the database"
+    return f"cannot use the database {where}: {detail}"
+
+
+class KeymintGroup(click.Group):
+    """`keymint`: the commands registered on the app (register() above), `dev` hidden.
+
+    Unlike Flask's FlaskGroup it has no --app/--env-file/--debug options and no Flask or
+    Flask-Migrate developer commands at the top; it turns an unreachable database into one
+    line on stderr (exit code 3).
+    """
+
+    def _app(self, ctx: click.Context) -> Flask:
+        return ctx.ensure_object(ScriptInfo).load_app()
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._app(ctx).cli.list_commands(ctx)))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or self._app(ctx).cli.get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
+
+        try:
+            return super().invoke(ctx)
+        except (OperationalError, InterfaceError, ProgrammingError) as exc:
+            app = self._app(ctx)
+            with app.app_context():
+                message = _database_problem(exc)
+            click.echo(f"keymint: {message}", err=True)
+            sys.exit(EXIT_DATABASE)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("keymint")
+    except PackageNotFoundError:  # a source checkout that was never installed
+        return "unknown"
+
+
+def build_cli() -> click.Group:
+    """The `keymint` command group (main() runs it; tests drive it with click's runner)."""
+    cli = KeymintGroup("keymint", help="keymint: OAuth 2.0 token server for API keys.\n\n"
+                       "Settings come from KEYMINT_* environment variables; `keymint config "
+                       "check` validates and prints them.")
+    cli.add_command(_dev_group())
+    return click.version_option(_version(), "--version", prog_name="keymint",
+                                message="%(prog)s %(version)s")(cli)
 
 
 def main() -> None:
-    from app import create_app
-
-    cli = FlaskGroup(create_app=create_app, add_version_option=False,
-                     help="keymint: OAuth 2.0 token server for API keys.")
-    sys.exit(cli.main(prog_name="keymint"))
+    info = ScriptInfo(create_app=_load_app, set_debug_flag=False)
+    sys.exit(build_cli().main(prog_name="keymint", obj=info))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from tests.support import REPO, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
+METRICS_TOKEN = "wheel-test-metrics-token-0123456789abcdef"
 SOURCES = ("pyproject.toml", "README.md", "wsgi.py", "app", "migrations")
 
 
@@ -94,6 +95,13 @@ def test_wheel_installs_migrates_serves_and_issues_a_token(installed: Path,
         assert result.returncode == 0, f"keymint {' '.join(args)}: {result.stderr}"
         return result.stdout
 
+    assert ok("--version").startswith("keymint 0.")
+    assert "  run " not in ok("--help") and "  serve " in ok("--help")
+    bad = _keymint(installed, tmp_path, {**env, "KEYMINT_ACCESS_TOKEN_TTL": "soon"}, "db",
+                   "upgrade")
+    assert (bad.returncode, bad.stderr) == (2, "keymint: configuration error: "
+                                           "KEYMINT_ACCESS_TOKEN_TTL must be an integer >= 1, "
+                                           "got 'soon'\n")
     ok("db", "upgrade")
     assert "(head)" in ok("db", "current")
     ok("users", "create", "ops@example.com")
@@ -101,6 +109,7 @@ def test_wheel_installs_migrates_serves_and_issues_a_token(installed: Path,
     key = json.loads(ok("keys", "create", "--workspace", "ops", "--user", "ops@example.com",
                         "--scope", "introspect", "--json"))
 
+    env["KEYMINT_METRICS_TOKEN"] = METRICS_TOKEN
     port = free_port()
     log = (tmp_path / "serve.log").open("wb")
     server = subprocess.Popen([str(installed / "keymint"), "serve", "--bind",
@@ -121,6 +130,10 @@ def test_wheel_installs_migrates_serves_and_issues_a_token(installed: Path,
                                  auth=(key["client_id"], key["client_secret"]), timeout=10)
         assert response.status_code == 200, response.text
         assert response.json()["token_type"].lower() == "bearer"
+        logged = (tmp_path / "serve.log").read_text()
+        assert logged.count("effective configuration") == 1
+        assert METRICS_TOKEN not in logged
+        assert '\\"KEYMINT_METRICS_TOKEN\\": \\"********\\"' in logged
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:

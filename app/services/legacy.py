@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from app import credentials
-from app.clock import utcnow
+from app.clock import isoformat, utcnow
 from app.models import LegacyKey, Workspace
 from app.services import audit, pagination, reads
 from app.services.audit import Actor
@@ -153,6 +153,28 @@ def report(session: Session, workspace_id: int | None = None) -> list[WorkspaceR
                             rejections=int(rejections or 0), last_rejected_at=last_rejected)
             for slug, keys, uses, last_used, migrated, disabled, rejections, last_rejected
             in session.execute(query)]
+
+
+SUNSET_WARNING_WINDOW = timedelta(days=30)
+
+
+def sunset_warning(session: Session, sunset: datetime, now: datetime) -> str | None:
+    """The start-up warning about KEYMINT_LEGACY_SUNSET, or None: when it has passed while
+    legacy keys are still enabled (not disabled), or falls within the next 30 days."""
+    if sunset - now > SUNSET_WARNING_WINDOW:
+        return None
+    enabled = session.scalar(select(func.count(LegacyKey.id))
+                             .where(LegacyKey.disabled_at.is_(None))) or 0
+    if not enabled:
+        return None
+    if now >= sunset:
+        return (f"KEYMINT_LEGACY_SUNSET ({isoformat(sunset)}) has passed and {enabled} legacy "
+                "key(s) are still enabled: every request with one is refused; migrate or "
+                "disable them (`keymint legacy report`, `keymint legacy migrate`)")
+    left = sunset - now
+    return (f"KEYMINT_LEGACY_SUNSET ({isoformat(sunset)}) is {left.days} day(s) "
+            f"{left.seconds // 3600} hour(s) away and {enabled} legacy key(s) are still "
+            "enabled: migrate them before then (`keymint legacy report`)")
 
 
 def get_key(session: Session, legacy_id: int, workspace_id: int | None = None) -> LegacyKey:

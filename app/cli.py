@@ -7,6 +7,7 @@ import functools
 import ipaddress
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from datetime import timedelta
@@ -52,12 +53,27 @@ def transactional(func: Callable[..., Any] | None = None, *,
             return result
         except DomainError as exc:
             db.session.rollback()
-            raise click.ClickException(exc.message) from None
+            raise click.ClickException(cli_message(exc)) from None
         except BaseException:
             db.session.rollback()
             raise
 
     return with_appcontext(wrapper)
+
+
+# API field names the services' messages use -> the flags that carry them on the CLI.
+_FLAGS = {"expires_at": "--expires-at", "expires_in_days": "--expires-in-days",
+          "rate_limit": "--rate-limit", "grace_period": "--grace-period"}
+_FIELD_WORD = re.compile(r"\b(" + "|".join(_FLAGS) + r")\b")
+
+
+def cli_message(exc: DomainError) -> str:
+    """A service's message with the API field names it mentions given as CLI flags
+    ("give --expires-at or --expires-in-days, not both")."""
+    message = _FIELD_WORD.sub(lambda match: _FLAGS[match.group(1)], exc.message)
+    if exc.field == "name" and message.startswith("name "):
+        message = "--" + message
+    return message
 
 
 def _emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
@@ -89,6 +105,7 @@ db_cli = click.Group("db", help="Upgrade, downgrade and show the database schema
 # Exit codes beyond click's (1 a command's error, 2 a usage or configuration error).
 EXIT_CONFIG = 2
 EXIT_DATABASE = 3
+EXIT_KEYS_EXPIRING = 4  # `keys expiring` found at least one key: for cron and monitoring
 
 
 @users.command("create")
@@ -257,12 +274,23 @@ def keys_list(slug: str | None, email: str | None, state: str | None, as_json: b
 @click.option("--within-days", type=click.IntRange(min=1, max=36500), required=True)
 @click.option("--workspace", "slug", default=None, help="Only this workspace.")
 @click.option("--json", "as_json", is_flag=True)
-@transactional(writes=False)
+@with_appcontext
 def keys_expiring(within_days: int, slug: str | None, as_json: bool) -> None:
-    """Active keys whose expiry falls within the next N days (revoked/expired ones excluded)."""
+    """Active keys whose expiry falls within the next N days, soonest first (revoked and
+    expired ones excluded). Exit code 4 when it lists any, 0 when none: for cron or a
+    monitoring check."""
+    found = _keys_expiring(within_days, slug, as_json)
+    if found:
+        sys.exit(EXIT_KEYS_EXPIRING)
+
+
+@transactional(writes=False)
+def _keys_expiring(within_days: int, slug: str | None, as_json: bool) -> int:
     workspace_id = accounts.get_workspace(db.session, slug).id if slug else None
-    _print_keys(keys.list_keys(db.session, workspace_id=workspace_id,
-                               expiring_within=timedelta(days=within_days)), as_json)
+    rows = keys.list_keys(db.session, workspace_id=workspace_id,
+                          expiring_within=timedelta(days=within_days))
+    _print_keys(rows, as_json)
+    return len(rows)
 
 
 @keys_cli.command("update")
@@ -527,7 +555,7 @@ def audit_export(slug: str | None, since: Any, until: Any, fmt: str, output: str
         workspace_id = accounts.get_workspace(db.session, slug).id if slug else None
         where = audit_query.EventFilter(workspace_id=workspace_id, since=since, until=until)
     except DomainError as exc:
-        raise click.ClickException(exc.message) from None
+        raise click.ClickException(cli_message(exc)) from None
     if progress is None:
         progress = sys.stderr.isatty() and (output is not None or not sys.stdout.isatty())
     target = output + ".partial" if output else None
@@ -596,7 +624,7 @@ def audit_seal(max_events: int) -> None:
         latest = audit_chain.head(db.session)
         head_hash = latest.hash if latest else audit_chain.GENESIS_HASH
     except DomainError as exc:
-        raise click.ClickException(exc.message) from None
+        raise click.ClickException(cli_message(exc)) from None
     finally:
         db.session.rollback()
     click.echo(f"sealed {events} event(s) in {seals} seal(s); chain head {head_hash}")
@@ -663,7 +691,7 @@ def audit_prune(before: Any) -> None:
         unsealed_old = audit_query.count(db.session, audit_query.EventFilter(until=before),
                                          unsealed_only=True)
     except DomainError as exc:
-        raise click.ClickException(exc.message) from None
+        raise click.ClickException(cli_message(exc)) from None
     finally:
         db.session.rollback()
     click.echo(f"pruned {events} event(s) of {seals} seal(s) older than {isoformat(before)}")
@@ -900,6 +928,8 @@ def db_current(verbose: bool) -> None:
 
 
 def register(app: Flask) -> None:
+    from app import cli_admin  # noqa: F401 (adds the day-2 verbs to the groups above)
+
     for group in (users, workspaces, members, invitations_cli, keys_cli, tokens_cli, legacy_cli,
                   audit_cli, ratelimit_cli, serve, demo):
         app.cli.add_command(group)

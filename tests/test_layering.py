@@ -73,6 +73,7 @@ _PREFIXES = (
     ("app.durability", "foundation"),
     ("app.transactions", "foundation"),
     ("app.cli", "top"),
+    ("app.cli_admin", "top"),
     ("wsgi", "top"),
 )
 

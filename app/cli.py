@@ -795,10 +795,21 @@ DEMO_SCOPES = "introspect keys:read keys:write audit:read members:read members:w
 
 @click.command("demo")
 @click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--force", is_flag=True,
+              help="Run against a database that is not SQLite (e.g. production PostgreSQL).")
 @transactional
-def demo(port: int) -> None:
-    """Create (or reuse) a demo user and workspace, and a fresh demo key; print how to use it."""
+def demo(port: int, force: bool) -> None:
+    """Create (or reuse) a demo user and workspace, and a fresh demo key; print how to use it.
+
+    For a local trial on SQLite: it refuses any other database unless --force, so that a demo
+    user with a broad key never lands in production by accident.
+    """
     from app.services.errors import NotFound
+
+    if db.engine.dialect.name != "sqlite" and not force:
+        raise click.ClickException(
+            f"keymint demo creates a demo user and a key with management scopes; the database "
+            f"is {db.engine.dialect.name}, not SQLite: pass --force if this is really meant")
 
     try:
         user = accounts.get_user_by_email(db.session, DEMO_EMAIL)
@@ -815,19 +826,24 @@ def demo(port: int) -> None:
     base = f"http://127.0.0.1:{port}"
     click.echo(f"""
 Demo user {user.email}, workspace {workspace.slug}, key {cid} (expires in 30 days).
-The secret is shown only this once:
+The secret is shown only this once; store it now:
 
   client_id:     {cid}
   client_secret: {secret}
 
+Put them in the environment (`read -rs` keeps the secret out of your shell history):
+  export KEYMINT_CLIENT_ID={cid}
+  read -rs KEYMINT_CLIENT_SECRET && export KEYMINT_CLIENT_SECRET   # paste the secret, Enter
+
 Get an access token (client_credentials grant):
-  curl -s -u '{cid}:{secret}' -d grant_type=client_credentials {base}/oauth/token
+  curl -s -u "$KEYMINT_CLIENT_ID:$KEYMINT_CLIENT_SECRET" -d grant_type=client_credentials \\
+    {base}/oauth/token
 
 Then, with TOKEN set to its access_token:
   curl -s -H "Authorization: Bearer $TOKEN" {base}/api/v1/me
-  curl -s -u '{cid}:{secret}' -d "token=$TOKEN" {base}/oauth/introspect
-  curl -s -u '{cid}:{secret}' -d "token=$TOKEN" {base}/oauth/rotate
-  curl -s -u '{cid}:{secret}' -d "token=$TOKEN" {base}/oauth/revoke
+  curl -s -u "$KEYMINT_CLIENT_ID:$KEYMINT_CLIENT_SECRET" -d "token=$TOKEN" {base}/oauth/introspect
+  curl -s -u "$KEYMINT_CLIENT_ID:$KEYMINT_CLIENT_SECRET" -d "token=$TOKEN" {base}/oauth/rotate
+  curl -s -u "$KEYMINT_CLIENT_ID:$KEYMINT_CLIENT_SECRET" -d "token=$TOKEN" {base}/oauth/revoke
 """)
 
 

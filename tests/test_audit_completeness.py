@@ -311,7 +311,7 @@ CASES: list[Case] = [
     Case("cli: tokens purge", "nothing to purge",
          lambda w: w.cli("tokens", "purge"), lambda w, _: []),
     Case("cli: demo", "fresh database",
-         lambda w: w.cli("demo"),
+         lambda w: w.cli("demo", "--force"),  # --force: the PostgreSQL run
          lambda w, result: [
              cli_event("user.created", "user", w.user_id("demo@example.com"), None),
              cli_event("workspace.created", "workspace", str(w.ws("demo")), w.ws("demo")),

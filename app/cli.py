@@ -433,14 +433,34 @@ def legacy_import(file: str, as_json: bool) -> None:
 
 @legacy_cli.command("report")
 @click.option("--workspace", "slug", default=None)
+@click.option("--flush-wait", is_flag=True,
+              help="First wait one flush interval (KEYMINT_LEGACY_FLUSH_INTERVAL + 1 s), so "
+                   "that the counts include every use made before the command started.")
 @click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def legacy_report(slug: str | None, flush_wait: bool, as_json: bool) -> None:
+    """Per workspace: legacy keys, uses, last use, migrated, disabled, rejections.
+
+    Serving processes count uses in memory and write them every KEYMINT_LEGACY_FLUSH_INTERVAL
+    seconds (sooner at KEYMINT_LEGACY_FLUSH_THRESHOLD uses, and at shutdown): the counts and
+    last-use times may be that many seconds behind; --flush-wait waits that long first.
+    """
+    import time
+
+    interval = current_app.config["KEYMINT_LEGACY_FLUSH_INTERVAL"]
+    if flush_wait:
+        click.echo(f"waiting {interval + 1} s for the serving processes' next flush...",
+                   err=True)
+        time.sleep(interval + 1)
+    _legacy_report(slug, as_json, 0 if flush_wait else interval)
+
+
 @transactional(writes=False)
-def legacy_report(slug: str | None, as_json: bool) -> None:
-    """Per workspace: legacy keys, uses, last use, migrated, disabled, rejections."""
+def _legacy_report(slug: str | None, as_json: bool, behind: int) -> None:
     workspace_id = accounts.get_workspace(db.session, slug).id if slug else None
     rows = legacy_service.report(db.session, workspace_id)
     if as_json:
-        click.echo(json.dumps({"workspaces": [
+        click.echo(json.dumps({"stale_up_to_seconds": behind, "workspaces": [
             {"workspace": r.workspace, "keys": r.keys, "uses": r.uses,
              "last_used_at": isoformat(r.last_used_at), "migrated": r.migrated,
              "disabled": r.disabled, "rejections": r.rejections,
@@ -453,6 +473,10 @@ def legacy_report(slug: str | None, as_json: bool) -> None:
         click.echo(f"{r.workspace:<24} {r.keys:>6} {r.uses:>10} "
                    f"{isoformat(r.last_used_at) or 'never':<21} {r.migrated:>8} "
                    f"{r.disabled:>8} {r.rejections:>8}")
+    if behind:
+        click.echo(f"uses and last use may be up to {behind} s behind (serving processes write "
+                   "them every KEYMINT_LEGACY_FLUSH_INTERVAL); --flush-wait waits for the next "
+                   "write", err=True)
 
 
 @legacy_cli.command("migrate")

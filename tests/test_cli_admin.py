@@ -186,3 +186,24 @@ def test_grace_period_error_names_the_flag(cli, acme):
     result = cli("keys", "rotate", acme.client_id, "--grace-period", "99999999")
     assert result.exit_code == 1
     assert "--grace-period must be between 0 and" in result.output
+
+
+def test_legacy_report_states_staleness_and_flush_wait_waits_one_interval(
+        app_factory, database_url, monkeypatch):
+    import time
+
+    app, factory = app_factory(database_url, KEYMINT_LEGACY_FLUSH_INTERVAL=7)
+    factory.workspace(slug="acme")
+    runner = app.test_cli_runner()
+    plain = runner.invoke(args=["legacy", "report"])
+    assert plain.exit_code == 0, plain.output
+    assert "may be up to 7 s behind" in plain.stderr
+    assert json.loads(runner.invoke(args=["legacy", "report", "--json"]).stdout)[
+        "stale_up_to_seconds"] == 7
+
+    waited: list[float] = []
+    monkeypatch.setattr(time, "sleep", waited.append)
+    result = runner.invoke(args=["legacy", "report", "--flush-wait", "--json"])
+    assert result.exit_code == 0, result.output
+    assert waited == [8]  # one flush interval and a second: every process has flushed since
+    assert json.loads(result.stdout)["stale_up_to_seconds"] == 0

@@ -1,5 +1,6 @@
 """Day-2 `keymint` verbs: list and show users, workspaces, members and keys; enable users,
-set roles, transfer ownership. Added to app/cli.py's groups by its register()."""
+set roles, transfer ownership; legacy brownouts. Added to app/cli.py's groups by its
+register()."""
 
 from __future__ import annotations
 
@@ -7,16 +8,19 @@ import json
 from typing import Any
 
 import click
+from flask import current_app
 
 from app.api.members import member_json
 from app.api.workspace import workspace_json
-from app.cli import keys_cli, members, transactional, users, workspaces
-from app.clock import isoformat
+from app.cli import _parse_time, keys_cli, legacy_cli, members, transactional, users, workspaces
+from app.clock import isoformat, utcnow
 from app.extensions import db
 from app.models import User
 from app.serialize import key_json
 from app.services import accounts, keys
+from app.services import legacy as legacy_service
 from app.services.audit import Actor
+from app.services.errors import InvalidInput
 
 JSON_HELP = "Print one JSON object."
 
@@ -161,3 +165,70 @@ def keys_show(client_id: str, as_json: bool) -> None:
     data = {**data, "owner": data["owner"]["email"], "scopes": " ".join(data["scopes"])}
     for name, value in data.items():
         click.echo(f"{name:<14} {'-' if value in (None, '') else value}")
+
+
+brownouts = click.Group(
+    "brownouts", help="Schedule legacy-key brownouts (stored in the database; serving "
+    "processes pick a change up within 10 s).")
+legacy_cli.add_command(brownouts)
+
+
+@brownouts.command("add")
+@click.option("--start", required=True, callback=_parse_time, help="RFC 3339, e.g. "
+              "2030-01-01T14:00:00Z.")
+@click.option("--end", required=True, callback=_parse_time, help="RFC 3339; the window is "
+              "[start, end).")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@transactional
+def brownouts_add(start: Any, end: Any, as_json: bool) -> None:
+    """Refuse every legacy key from --start until --end, as at the sunset (audited)."""
+    try:
+        row = legacy_service.add_brownout(db.session, start, end, Actor.cli())
+    except InvalidInput as exc:  # name the flag, not the field
+        raise click.BadParameter(exc.message, param_hint="--end") from None
+    payload = {"id": str(row.id), "source": "database", "starts_at": isoformat(row.starts_at),
+               "ends_at": isoformat(row.ends_at)}
+    if as_json:
+        click.echo(json.dumps(payload, sort_keys=True))
+    else:
+        click.echo(f"brownout {row.id}: legacy keys refused from {payload['starts_at']} until "
+                   f"{payload['ends_at']}")
+
+
+@brownouts.command("list")
+@click.option("--all", "include_past", is_flag=True, help="Also windows that have ended.")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@transactional(writes=False)
+def brownouts_list(include_past: bool, as_json: bool) -> None:
+    """The whole schedule: KEYMINT_LEGACY_BROWNOUTS windows (source config) and stored ones
+    (source database, with the id `remove` takes), by start."""
+    now = utcnow()
+    rows = [{"id": None, "source": "config", "starts_at": isoformat(start),
+             "ends_at": isoformat(end), "_start": start}
+            for start, end in current_app.config["KEYMINT_LEGACY_BROWNOUTS"]
+            if include_past or end > now]
+    rows += [{"id": str(b.id), "source": "database", "starts_at": isoformat(b.starts_at),
+              "ends_at": isoformat(b.ends_at), "_start": b.starts_at}
+             for b in legacy_service.list_brownouts(db.session, include_past=include_past)]
+    rows.sort(key=lambda r: r.pop("_start"))
+    sunset = isoformat(current_app.config["KEYMINT_LEGACY_SUNSET"])
+    if as_json:
+        click.echo(json.dumps({"brownouts": rows, "sunset_at": sunset}, sort_keys=True))
+        return
+    for row in rows:
+        click.echo(f"{row['id'] or '-':>6}  {row['source']:<8}  {row['starts_at']} -> "
+                   f"{row['ends_at']}")
+    click.echo(f"sunset: {sunset}", err=True)
+
+
+@brownouts.command("remove")
+@click.argument("brownout_id", type=click.IntRange(min=1))
+@transactional
+def brownouts_remove(brownout_id: int) -> None:
+    """Delete a stored brownout by id (a running one ends within 10 s; audited).
+
+    A KEYMINT_LEGACY_BROWNOUTS window is removed by editing that setting and restarting.
+    """
+    row = legacy_service.remove_brownout(db.session, brownout_id, Actor.cli())
+    click.echo(f"removed brownout {row.id} ({isoformat(row.starts_at)} -> "
+               f"{isoformat(row.ends_at)})")

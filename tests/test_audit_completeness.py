@@ -215,6 +215,19 @@ def _prepare_legacy(w: World) -> None:
     w.cli("legacy", "import", _legacy_csv(w, "acme,legacy-static-key-0001,old integration\n"))
 
 
+def _brownout_id(w: World) -> str:
+    from app.models import LegacyBrownout
+
+    with w.app.app_context():
+        return str(db.session.scalar(select(func.max(LegacyBrownout.id))))
+
+
+def _add_brownout(w: World) -> str:
+    w.cli("legacy", "brownouts", "add", "--start", "2099-01-01T00:00:00Z",
+          "--end", "2099-01-01T01:00:00Z")
+    return _brownout_id(w)
+
+
 def _legacy_id(w: World) -> str:
     from app.models import LegacyKey
 
@@ -302,6 +315,16 @@ CASES: list[Case] = [
                        cli_event("member.role_changed", "user", w.user_id(w.owner), w.ws())]),
     Case("cli: config check", "read only",
          lambda w: w.cli("config", "check"), lambda w, _: []),
+    Case("cli: legacy brownouts add", "a future window",
+         lambda w: w.cli("legacy", "brownouts", "add", "--start", "2099-01-01T00:00:00Z",
+                         "--end", "2099-01-01T01:00:00Z"),
+         lambda w, _: [cli_event("legacy.brownout_added", "brownout", _brownout_id(w), None)]),
+    Case("cli: legacy brownouts list", "read only",
+         lambda w: w.cli("legacy", "brownouts", "list", "--all"), lambda w, _: []),
+    Case("cli: legacy brownouts remove", "a stored window",
+         lambda w: w.cli("legacy", "brownouts", "remove", w.extra),
+         lambda w, _: [cli_event("legacy.brownout_removed", "brownout", w.extra, None)],
+         prepare=lambda w: setattr(w, "extra", _add_brownout(w))),
     Case("cli: keys expiring", "read only",
          lambda w: w.cli("keys", "expiring", "--within-days", "30"), lambda w, _: []),
     Case("cli: tokens purge", "one revoked token past retention",

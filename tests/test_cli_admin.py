@@ -207,3 +207,81 @@ def test_legacy_report_states_staleness_and_flush_wait_waits_one_interval(
     assert result.exit_code == 0, result.output
     assert waited == [8]  # one flush interval and a second: every process has flushed since
     assert json.loads(result.stdout)["stale_up_to_seconds"] == 0
+
+
+# --- legacy brownouts stored in the database ---------------------------------------------------
+
+BROWNOUT = ("--start", "2030-03-01T14:00:00Z", "--end", "2030-03-01T15:00:00Z")
+
+
+@pytest.fixture
+def legacy(app_factory, database_url):
+    """An app with one configured brownout and one legacy key in workspace acme."""
+    from tests.support import QUIET_BUFFER, add_legacy_key
+
+    app, factory = app_factory(
+        database_url, KEYMINT_LEGACY_SUNSET="2031-01-01T00:00:00Z",
+        KEYMINT_LEGACY_BROWNOUTS="2030-02-01T00:00:00Z/2030-02-01T01:00:00Z", **QUIET_BUFFER)
+    factory.workspace(slug="acme")
+    add_legacy_key(app, "acme", "legacy-static-key-0001")
+    return app
+
+
+def _legacy_me(app):
+    return app.test_client().get("/api/v1/me", headers={"X-API-Key": "legacy-static-key-0001"})
+
+
+def test_brownouts_add_list_remove_and_the_guard_follows(legacy):
+    from freezegun import freeze_time
+
+    runner = legacy.test_cli_runner()
+    with freeze_time("2030-01-01T00:00:00Z"):
+        added = runner.invoke(args=["legacy", "brownouts", "add", *BROWNOUT, "--json"])
+        assert added.exit_code == 0, added.output
+        stored = json.loads(added.output)
+        assert stored == {"id": stored["id"], "source": "database",
+                          "starts_at": "2030-03-01T14:00:00Z", "ends_at": "2030-03-01T15:00:00Z"}
+        listed = json.loads(runner.invoke(args=["legacy", "brownouts", "list", "--json"]).output)
+        assert listed == {"sunset_at": "2031-01-01T00:00:00Z", "brownouts": [
+            {"id": None, "source": "config", "starts_at": "2030-02-01T00:00:00Z",
+             "ends_at": "2030-02-01T01:00:00Z"}, stored]}
+        (event,) = audit_events(legacy, "legacy.brownout_added")
+        assert event.target_id == stored["id"] and event.details == {
+            "starts_at": "2030-03-01T14:00:00Z", "ends_at": "2030-03-01T15:00:00Z"}
+    # the stored window refuses legacy keys exactly from its start until its end
+    with freeze_time("2030-03-01T13:59:59Z"):
+        assert _legacy_me(legacy).status_code == 200
+    with freeze_time("2030-03-01T14:00:00Z"):
+        refused = _legacy_me(legacy)
+        assert refused.status_code == 401
+        assert refused.get_json()["brownout_ends_at"] == "2030-03-01T15:00:00Z"
+        removed = runner.invoke(args=["legacy", "brownouts", "remove", stored["id"]])
+        assert removed.exit_code == 0, removed.output
+        assert _legacy_me(legacy).status_code == 401  # this process re-reads within 10 s
+    with freeze_time("2030-03-01T14:00:10Z"):
+        assert _legacy_me(legacy).status_code == 200  # removed: the window no longer applies
+    with freeze_time("2030-03-01T15:00:00Z"):
+        assert _legacy_me(legacy).status_code == 200
+        assert len(audit_events(legacy, "legacy.brownout_removed")) == 1
+        past = json.loads(runner.invoke(args=["legacy", "brownouts", "list", "--all",
+                                              "--json"]).output)["brownouts"]
+        assert [b["source"] for b in past] == ["config"]
+
+
+def test_brownouts_add_refuses_bad_windows(legacy):
+    from freezegun import freeze_time
+
+    runner = legacy.test_cli_runner()
+    with freeze_time("2030-01-01T00:00:00Z"):
+        for args, message in (
+                (("--start", "2030-03-01T15:00:00Z", "--end", "2030-03-01T14:00:00Z"),
+                 "a brownout must end after it starts"),
+                (("--start", "2029-03-01T14:00:00Z", "--end", "2029-03-01T15:00:00Z"),
+                 "a brownout must end in the future"),
+                (("--start", "2030-03-01T14:00:00", "--end", "2030-03-01T15:00:00Z"),
+                 "no timezone")):
+            result = runner.invoke(args=["legacy", "brownouts", "add", *args])
+            assert result.exit_code == 2 and message in result.output, result.output
+        missing = runner.invoke(args=["legacy", "brownouts", "remove", "999"])
+        assert missing.exit_code == 1 and "no stored brownout 999" in missing.output
+    assert audit_events(legacy, "legacy.brownout_added") == []

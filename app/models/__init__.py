@@ -12,7 +12,7 @@ from app.models.accounts import (
 from app.models.audit import AuditEvent, AuditSeal
 from app.models.base import Base
 from app.models.keys import ApiKey, KeySecret
-from app.models.legacy import LegacyKey
+from app.models.legacy import LegacyBrownout, LegacyKey
 from app.models.tokens import AccessToken
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "Invitation",
     "InvitationStatus",
     "KeySecret",
+    "LegacyBrownout",
     "LegacyKey",
     "Membership",
     "Role",

@@ -15,7 +15,7 @@ from freezegun import freeze_time
 
 from app.cli import EXIT_CONFIG, EXIT_DATABASE, _load_app, build_cli
 from app.clock import parse_rfc3339
-from tests.support import add_legacy_key, all_rows, set_disabled
+from tests.support import REPO, add_legacy_key, all_rows, set_disabled
 
 HMAC_KEY = "aGVsbG8taGVsbG8taGVsbG8taGVsbG8taGVsbG8taGVsbG8"  # 35 bytes, URL-safe base64
 METRICS_TOKEN = "metrics-token-0123456789-abcdefghijklmnop"
@@ -203,9 +203,10 @@ def test_db_downgrade_to_base_asks_first_unless_yes(sqlite_env: dict[str, str],
 
     before = tables()
     assert "users" in before
+    revisions = len(list((REPO / "migrations" / "versions").glob("0*.py")))
     for args, stdin in ((("db", "downgrade", "base"), None),
                         (("db", "downgrade", "base"), "n\n"),
-                        (("db", "downgrade", "--", "-6"), "\n")):  # 0006 - 6 is base
+                        (("db", "downgrade", "--", f"-{revisions}"), "\n")):  # head - all
         refused = run(*args, env=sqlite_env, stdin=stdin)
         assert refused.exit_code == 1, refused.output
         assert "drops every keymint table" in refused.stderr

@@ -1001,16 +1001,25 @@ def _load_app() -> Flask:
         sys.exit(EXIT_CONFIG)
 
 
-def _database_problem(exc: Exception) -> str:
+def _database_detail(exc: Exception) -> str:
     orig = getattr(exc, "orig", None)
     lines = str(orig if orig is not None else exc).strip().splitlines()
-    detail = lines[0] if lines else type(exc).__name__
-    if "no such table" in detail or ("does not exist" in detail and "relation" in detail):
-        return f"the database is not migrated ({detail}); run `keymint db upgrade`"
+    return lines[0] if lines else type(exc).__name__
+
+
+def _not_migrated(detail: str) -> bool:
+    """SQLite's and PostgreSQL's words for a table that is not there."""
+    return "no such table" in detail or ("relation" in detail and "does not exist" in detail)
+
+
+def _database_problem(exc: Exception) -> str:
+    """One line for an operator (inside the app context); the URL's password masked."""
     from app.config import mask_url
 
-    where = mask_url(current_app.config.get("SQLALCHEMY_DATABASE_URI")) \
-        if current_app else "the database"
+    detail = _database_detail(exc)
+    if _not_migrated(detail):
+        return f"the database is not migrated ({detail}); run `keymint db upgrade`"
+    where = mask_url(current_app.config.get("SQLALCHEMY_DATABASE_URI"))
     return f"cannot use the database {where}: {detail}"
 
 
@@ -1037,6 +1046,8 @@ class KeymintGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (OperationalError, InterfaceError, ProgrammingError) as exc:
+            if isinstance(exc, ProgrammingError) and not _not_migrated(_database_detail(exc)):
+                raise  # a bug, not the database's state: keep its traceback
             app = self._app(ctx)
             with app.app_context():
                 message = _database_problem(exc)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.support import all_rows, audit_events, token_response
+from tests.support import all_rows, audit_events, introspect, mint, token_response
 
 
 @pytest.fixture
@@ -52,6 +52,7 @@ def test_users_list_text_and_json(cli, acme):
 
 
 def test_users_enable_undoes_disable_audited_and_the_key_works_again(cli, acme, client, app):
+    token = mint(client, acme)
     assert cli("users", "disable", "cat@example.com").exit_code == 0
     assert token_response(client, acme).status_code == 401
 
@@ -59,6 +60,7 @@ def test_users_enable_undoes_disable_audited_and_the_key_works_again(cli, acme, 
     assert result.exit_code == 0, result.output
     assert "enabled cat@example.com" in result.output
     assert token_response(client, acme).status_code == 200
+    assert introspect(client, acme, token)["active"] is True  # as documented: unexpired tokens
     (event,) = audit_events(app, "user.enabled")
     assert (event.actor_type, event.actor_id, event.target_type) == ("system", "cli", "user")
     assert event.workspace_id is not None

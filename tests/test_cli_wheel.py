@@ -42,12 +42,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.copy(origin, source / name)
     dist = root / "dist"
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--no-index", "--wheel-dir", str(dist), str(source)],
+        [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation",
+         "--no-index", "--wheel-dir", str(dist), str(source)],  # -v: setuptools' warnings
         capture_output=True, text=True, timeout=300, check=False)
     assert build.returncode == 0, build.stdout + build.stderr
-    # The package data is declared: no "Package 'app.docs' is absent" (or any) warning.
-    assert "absent from the `packages` configuration" not in build.stdout + build.stderr
+    # The package data is declared: no "Package 'app.docs' is absent from the `packages`
+    # configuration" (nor any other package) warning.
+    assert "is absent from the `packages` configuration" not in build.stdout + build.stderr
+    assert "Successfully built keymint" in build.stdout
     (wheel,) = dist.glob("keymint-*.whl")
 
     venv = root / "venv"

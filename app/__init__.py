@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import os
+from importlib import resources
 from typing import Any
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              "migrations")
+_SOURCE_MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                  "migrations")
+
+
+def migrations_dir() -> str:
+    """The Alembic scripts: the installed package app.migrations (a wheel maps the top-level
+    migrations/ there), else the source checkout's migrations/; never the working directory."""
+    try:
+        return str(resources.files("app.migrations"))
+    except ModuleNotFoundError:  # a source checkout: app/ and migrations/ are siblings
+        return _SOURCE_MIGRATIONS
+
+
+MIGRATIONS_DIR = migrations_dir()
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:

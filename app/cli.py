@@ -7,6 +7,7 @@ import functools
 import ipaddress
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from datetime import timedelta
@@ -14,10 +15,11 @@ from typing import Any
 
 import click
 from flask import Flask, current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import ScriptInfo, with_appcontext
 
 from app import credentials
 from app.clock import isoformat, parse_rfc3339, utcnow
+from app.config import ConfigError, summary
 from app.extensions import db
 from app.serialize import audit_event_json, invitation_json, key_json
 from app.services import accounts, audit, audit_chain, audit_query, keys, tokens
@@ -51,12 +53,27 @@ def transactional(func: Callable[..., Any] | None = None, *,
             return result
         except DomainError as exc:
             db.session.rollback()
-            raise click.ClickException(exc.message) from None
+            raise click.ClickException(cli_message(exc)) from None
         except BaseException:
             db.session.rollback()
             raise
 
     return with_appcontext(wrapper)
+
+
+# API field names the services' messages use -> the flags that carry them on the CLI.
+_FLAGS = {"expires_at": "--expires-at", "expires_in_days": "--expires-in-days",
+          "rate_limit": "--rate-limit", "grace_period": "--grace-period"}
+_FIELD_WORD = re.compile(r"\b(" + "|".join(_FLAGS) + r")\b")
+
+
+def cli_message(exc: DomainError) -> str:
+    """A service's message with the API field names it mentions given as CLI flags
+    ("give --expires-at or --expires-in-days, not both")."""
+    message = _FIELD_WORD.sub(lambda match: _FLAGS[match.group(1)], exc.message)
+    if exc.field == "name" and message.startswith("name "):
+        message = "--" + message
+    return message
 
 
 def _emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
@@ -82,6 +99,13 @@ tokens_cli = click.Group("tokens", help="Maintain the access-token table.")
 legacy_cli = click.Group("legacy", help="Import, report on and migrate legacy workspace keys.")
 audit_cli = click.Group("audit", help="Export, seal, verify and prune the audit trail.")
 ratelimit_cli = click.Group("ratelimit", help="Lift rate-limit lock-outs.")
+config_cli = click.Group("config", help="Check the configuration.")
+db_cli = click.Group("db", help="Upgrade, downgrade and show the database schema.")
+
+# Exit codes beyond click's (1 a command's error, 2 a usage or configuration error).
+EXIT_CONFIG = 2
+EXIT_DATABASE = 3
+EXIT_KEYS_EXPIRING = 4  # `keys expiring` found at least one key: for cron and monitoring
 
 
 @users.command("create")
@@ -250,12 +274,23 @@ def keys_list(slug: str | None, email: str | None, state: str | None, as_json: b
 @click.option("--within-days", type=click.IntRange(min=1, max=36500), required=True)
 @click.option("--workspace", "slug", default=None, help="Only this workspace.")
 @click.option("--json", "as_json", is_flag=True)
-@transactional(writes=False)
+@with_appcontext
 def keys_expiring(within_days: int, slug: str | None, as_json: bool) -> None:
-    """Active keys whose expiry falls within the next N days (revoked/expired ones excluded)."""
+    """Active keys whose expiry falls within the next N days, soonest first (revoked and
+    expired ones excluded). Exit code 4 when it lists any, 0 when none: for cron or a
+    monitoring check."""
+    found = _keys_expiring(within_days, slug, as_json)
+    if found:
+        sys.exit(EXIT_KEYS_EXPIRING)
+
+
+@transactional(writes=False)
+def _keys_expiring(within_days: int, slug: str | None, as_json: bool) -> int:
     workspace_id = accounts.get_workspace(db.session, slug).id if slug else None
-    _print_keys(keys.list_keys(db.session, workspace_id=workspace_id,
-                               expiring_within=timedelta(days=within_days)), as_json)
+    rows = keys.list_keys(db.session, workspace_id=workspace_id,
+                          expiring_within=timedelta(days=within_days))
+    _print_keys(rows, as_json)
+    return len(rows)
 
 
 @keys_cli.command("update")
@@ -398,14 +433,34 @@ def legacy_import(file: str, as_json: bool) -> None:
 
 @legacy_cli.command("report")
 @click.option("--workspace", "slug", default=None)
+@click.option("--flush-wait", is_flag=True,
+              help="First wait one flush interval (KEYMINT_LEGACY_FLUSH_INTERVAL + 1 s), so "
+                   "that the counts include every use made before the command started.")
 @click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def legacy_report(slug: str | None, flush_wait: bool, as_json: bool) -> None:
+    """Per workspace: legacy keys, uses, last use, migrated, disabled, rejections.
+
+    Serving processes count uses in memory and write them every KEYMINT_LEGACY_FLUSH_INTERVAL
+    seconds (sooner at KEYMINT_LEGACY_FLUSH_THRESHOLD uses, and at shutdown): the counts and
+    last-use times may be that many seconds behind; --flush-wait waits that long first.
+    """
+    import time
+
+    interval = current_app.config["KEYMINT_LEGACY_FLUSH_INTERVAL"]
+    if flush_wait:
+        click.echo(f"waiting {interval + 1} s for the serving processes' next flush...",
+                   err=True)
+        time.sleep(interval + 1)
+    _legacy_report(slug, as_json, 0 if flush_wait else interval)
+
+
 @transactional(writes=False)
-def legacy_report(slug: str | None, as_json: bool) -> None:
-    """Per workspace: legacy keys, uses, last use, migrated, disabled, rejections."""
+def _legacy_report(slug: str | None, as_json: bool, behind: int) -> None:
     workspace_id = accounts.get_workspace(db.session, slug).id if slug else None
     rows = legacy_service.report(db.session, workspace_id)
     if as_json:
-        click.echo(json.dumps({"workspaces": [
+        click.echo(json.dumps({"stale_up_to_seconds": behind, "workspaces": [
             {"workspace": r.workspace, "keys": r.keys, "uses": r.uses,
              "last_used_at": isoformat(r.last_used_at), "migrated": r.migrated,
              "disabled": r.disabled, "rejections": r.rejections,
@@ -418,6 +473,10 @@ def legacy_report(slug: str | None, as_json: bool) -> None:
         click.echo(f"{r.workspace:<24} {r.keys:>6} {r.uses:>10} "
                    f"{isoformat(r.last_used_at) or 'never':<21} {r.migrated:>8} "
                    f"{r.disabled:>8} {r.rejections:>8}")
+    if behind:
+        click.echo(f"uses and last use may be up to {behind} s behind (serving processes write "
+                   "them every KEYMINT_LEGACY_FLUSH_INTERVAL); --flush-wait waits for the next "
+                   "write", err=True)
 
 
 @legacy_cli.command("migrate")
@@ -520,7 +579,7 @@ def audit_export(slug: str | None, since: Any, until: Any, fmt: str, output: str
         workspace_id = accounts.get_workspace(db.session, slug).id if slug else None
         where = audit_query.EventFilter(workspace_id=workspace_id, since=since, until=until)
     except DomainError as exc:
-        raise click.ClickException(exc.message) from None
+        raise click.ClickException(cli_message(exc)) from None
     if progress is None:
         progress = sys.stderr.isatty() and (output is not None or not sys.stdout.isatty())
     target = output + ".partial" if output else None
@@ -589,7 +648,7 @@ def audit_seal(max_events: int) -> None:
         latest = audit_chain.head(db.session)
         head_hash = latest.hash if latest else audit_chain.GENESIS_HASH
     except DomainError as exc:
-        raise click.ClickException(exc.message) from None
+        raise click.ClickException(cli_message(exc)) from None
     finally:
         db.session.rollback()
     click.echo(f"sealed {events} event(s) in {seals} seal(s); chain head {head_hash}")
@@ -656,7 +715,7 @@ def audit_prune(before: Any) -> None:
         unsealed_old = audit_query.count(db.session, audit_query.EventFilter(until=before),
                                          unsealed_only=True)
     except DomainError as exc:
-        raise click.ClickException(exc.message) from None
+        raise click.ClickException(cli_message(exc)) from None
     finally:
         db.session.rollback()
     click.echo(f"pruned {events} event(s) of {seals} seal(s) older than {isoformat(before)}")
@@ -734,6 +793,16 @@ def serve(bind: str, workers: int | None) -> None:
         raise click.ClickException(
             f"KEYMINT_ISSUER must be set to serve on {bind} (not a loopback address), "
             "e.g. KEYMINT_ISSUER=https://auth.example.com")
+    startup_log = logging.getLogger("keymint.startup")
+    startup_log.info("effective configuration %s",
+                     json.dumps(summary(current_app.config), sort_keys=True))
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        for warning in startup_warnings():
+            startup_log.warning("%s", warning)
+    except SQLAlchemyError as exc:  # not fatal here: /readyz reports the database
+        startup_log.warning("start-up checks skipped: %s", _database_problem(exc))
     if address and not loopback and current_app.config.get("KEYMINT_METRICS_TOKEN") is None:
         # Open by default (a scraper on a private network needs nothing), but say so once.
         logging.getLogger("keymint.server").warning(
@@ -750,10 +819,21 @@ DEMO_SCOPES = "introspect keys:read keys:write audit:read members:read members:w
 
 @click.command("demo")
 @click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--force", is_flag=True,
+              help="Run against a database that is not SQLite (e.g. production PostgreSQL).")
 @transactional
-def demo(port: int) -> None:
-    """Create (or reuse) a demo user and workspace, and a fresh demo key; print how to use it."""
+def demo(port: int, force: bool) -> None:
+    """Create (or reuse) a demo user and workspace, and a fresh demo key; print how to use it.
+
+    For a local trial on SQLite: it refuses any other database unless --force, so that a demo
+    user with a broad key never lands in production by accident.
+    """
     from app.services.errors import NotFound
+
+    if db.engine.dialect.name != "sqlite" and not force:
+        raise click.ClickException(
+            f"keymint demo creates a demo user and a key with management scopes; the database "
+            f"is {db.engine.dialect.name}, not SQLite: pass --force if this is really meant")
 
     try:
         user = accounts.get_user_by_email(db.session, DEMO_EMAIL)
@@ -770,23 +850,126 @@ def demo(port: int) -> None:
     base = f"http://127.0.0.1:{port}"
     click.echo(f"""
 Demo user {user.email}, workspace {workspace.slug}, key {cid} (expires in 30 days).
-The secret is shown only this once:
+The secret is shown only this once; store it now:
 
   client_id:     {cid}
   client_secret: {secret}
 
+Put them in the environment (`read -rs` keeps the secret out of your shell history):
+  export KEYMINT_CLIENT_ID={cid}
+  read -rs KEYMINT_CLIENT_SECRET && export KEYMINT_CLIENT_SECRET   # paste the secret, Enter
+
 Get an access token (client_credentials grant):
-  curl -s -u '{cid}:{secret}' -d grant_type=client_credentials {base}/oauth/token
+  curl -s -u "$KEYMINT_CLIENT_ID:$KEYMINT_CLIENT_SECRET" -d grant_type=client_credentials \\
+    {base}/oauth/token
 
 Then, with TOKEN set to its access_token:
   curl -s -H "Authorization: Bearer $TOKEN" {base}/api/v1/me
-  curl -s -u '{cid}:{secret}' -d "token=$TOKEN" {base}/oauth/introspect
-  curl -s -u '{cid}:{secret}' -d "token=$TOKEN" {base}/oauth/rotate
-  curl -s -u '{cid}:{secret}' -d "token=$TOKEN" {base}/oauth/revoke
+  curl -s -u "$KEYMINT_CLIENT_ID:$KEYMINT_CLIENT_SECRET" -d "token=$TOKEN" {base}/oauth/introspect
+  curl -s -u "$KEYMINT_CLIENT_ID:$KEYMINT_CLIENT_SECRET" -d "token=$TOKEN" {base}/oauth/rotate
+  curl -s -u "$KEYMINT_CLIENT_ID:$KEYMINT_CLIENT_SECRET" -d "token=$TOKEN" {base}/oauth/revoke
 """)
 
 
+def startup_warnings() -> list[str]:
+    """What an operator should hear about at start-up (logged by `serve`, printed by
+    `config check`): a legacy sunset that passed or comes within 30 days while legacy keys
+    are still enabled."""
+    try:
+        warning = legacy_service.sunset_warning(
+            db.session, current_app.config["KEYMINT_LEGACY_SUNSET"], utcnow())
+    finally:
+        db.session.rollback()
+    return [warning] if warning else []
+
+
+@config_cli.command("check")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@with_appcontext
+def config_check(as_json: bool) -> None:
+    """Validate every setting and print the effective configuration, secrets masked.
+
+    An invalid setting stops here (and every other command) with one line naming the variable
+    and the accepted form, exit code 2. The database is reached once for the start-up
+    warnings (exit code 3 when it cannot be).
+    """
+    settings = summary(current_app.config)
+    warnings = startup_warnings()
+    if as_json:
+        click.echo(json.dumps({"ok": True, "settings": settings, "warnings": warnings},
+                              sort_keys=True))
+        return
+    width = max(len(name) for name in settings)
+    for name, value in settings.items():
+        shown = ("(not set)" if value is None else
+                 json.dumps(value) if isinstance(value, list | bool) else value)
+        click.echo(f"{name:<{width}}  {shown}")
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo("configuration OK", err=True)
+
+
+def _downgrade_reaches_base(revision: str) -> bool:
+    """Whether `db downgrade REVISION` would end at base (no tables left)."""
+    if revision == "base":
+        return True
+    if not (revision.startswith("-") and revision[1:].isdigit()):
+        return False
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(current_app.extensions["migrate"].migrate.get_config())
+    with db.engine.connect() as conn:
+        heads = MigrationContext.configure(conn).get_current_heads()
+    current: Any = heads[0] if heads else None
+    for _ in range(int(revision[1:])):
+        if current is None:
+            break
+        current = script.get_revision(current).down_revision
+    return current is None
+
+
+@db_cli.command("upgrade")
+@click.argument("revision", default="head")
+@with_appcontext
+def db_upgrade(revision: str) -> None:
+    """Migrate the database up to REVISION (default: the newest, head)."""
+    import flask_migrate
+
+    flask_migrate.upgrade(revision=revision)
+
+
+@db_cli.command("downgrade")
+@click.argument("revision", default="-1")
+@click.option("--yes", is_flag=True, help="Do not ask before a downgrade to base.")
+@with_appcontext
+def db_downgrade(revision: str, yes: bool) -> None:
+    """Migrate the database down to REVISION (default: one revision, -1).
+
+    Reaching base drops every keymint table and its data: it asks first, unless --yes.
+    """
+    import flask_migrate
+
+    if _downgrade_reaches_base(revision) and not yes:
+        click.confirm("This downgrade reaches base: it drops every keymint table and all its "
+                      "data (users, keys, tokens, audit trail). Continue?", abort=True,
+                      err=True)
+    flask_migrate.downgrade(revision=revision)
+
+
+@db_cli.command("current")
+@click.option("-v", "--verbose", is_flag=True)
+@with_appcontext
+def db_current(verbose: bool) -> None:
+    """Show the database's revision ("(head)" when it is the newest)."""
+    import flask_migrate
+
+    flask_migrate.current(verbose=verbose)
+
+
 def register(app: Flask) -> None:
+    from app import cli_admin  # noqa: F401 (adds the day-2 verbs to the groups above)
+
     for group in (users, workspaces, members, invitations_cli, keys_cli, tokens_cli, legacy_cli,
                   audit_cli, ratelimit_cli, serve, demo):
         app.cli.add_command(group)
@@ -799,14 +982,110 @@ def register(app: Flask) -> None:
 
     from app.cli_webhooks import webhooks_cli  # imports app.cli: loaded here, not at the top
     app.cli.add_command(webhooks_cli)
+    app.cli.add_command(config_cli)
+    app.cli.add_command(db_cli)  # replaces Flask-Migrate's: its developer verbs are `dev db`
+
+
+def _dev_group() -> click.Group:
+    """Flask's run/shell/routes and Flask-Migrate's full `db` (revision, stamp, merge...):
+    for developers of keymint, hidden from `keymint --help`."""
+    from flask.cli import routes_command, run_command, shell_command
+    from flask_migrate.cli import db as migrate_db
+
+    dev = click.Group("dev", hidden=True, help="Developer commands (Flask and Flask-Migrate).")
+    for command in (run_command, shell_command, routes_command):
+        dev.add_command(command)
+    dev.add_command(migrate_db, "db")
+    return dev
+
+
+def _load_app() -> Flask:
+    """The app, or one line on stderr and exit 2 for an invalid setting."""
+    from app import create_app
+
+    try:
+        return create_app()
+    except ConfigError as exc:
+        click.echo(f"keymint: configuration error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+def _database_detail(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None)
+    lines = str(orig if orig is not None else exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _not_migrated(detail: str) -> bool:
+    """SQLite's and PostgreSQL's words for a table that is not there."""
+    return "no such table" in detail or ("relation" in detail and "does not exist" in detail)
+
+
+def _database_problem(exc: Exception) -> str:
+    """One line for an operator (inside the app context); the URL's password masked."""
+    from app.config import mask_url
+
+    detail = _database_detail(exc)
+    if _not_migrated(detail):
+        return f"the database is not migrated ({detail}); run `keymint db upgrade`"
+    where = mask_url(current_app.config.get("SQLALCHEMY_DATABASE_URI"))
+    return f"cannot use the database {where}: {detail}"
+
+
+class KeymintGroup(click.Group):
+    """`keymint`: the commands registered on the app (register() above), `dev` hidden.
+
+    Unlike Flask's FlaskGroup it has no --app/--env-file/--debug options and no Flask or
+    Flask-Migrate developer commands at the top; it turns an unreachable database into one
+    line on stderr (exit code 3).
+    """
+
+    def _app(self, ctx: click.Context) -> Flask:
+        return ctx.ensure_object(ScriptInfo).load_app()
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._app(ctx).cli.list_commands(ctx)))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or self._app(ctx).cli.get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
+
+        try:
+            return super().invoke(ctx)
+        except (OperationalError, InterfaceError, ProgrammingError) as exc:
+            if isinstance(exc, ProgrammingError) and not _not_migrated(_database_detail(exc)):
+                raise  # a bug, not the database's state: keep its traceback
+            app = self._app(ctx)
+            with app.app_context():
+                message = _database_problem(exc)
+            click.echo(f"keymint: {message}", err=True)
+            sys.exit(EXIT_DATABASE)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("keymint")
+    except PackageNotFoundError:  # a source checkout that was never installed
+        return "unknown"
+
+
+def build_cli() -> click.Group:
+    """The `keymint` command group (main() runs it; tests drive it with click's runner)."""
+    cli = KeymintGroup("keymint", help="keymint: OAuth 2.0 token server for API keys.\n\n"
+                       "Settings come from KEYMINT_* environment variables; `keymint config "
+                       "check` validates and prints them.")
+    cli.add_command(_dev_group())
+    return click.version_option(_version(), "--version", prog_name="keymint",
+                                message="%(prog)s %(version)s")(cli)
 
 
 def main() -> None:
-    from app import create_app
-
-    cli = FlaskGroup(create_app=create_app, add_version_option=False,
-                     help="keymint: OAuth 2.0 token server for API keys.")
-    sys.exit(cli.main(prog_name="keymint"))
+    info = ScriptInfo(create_app=_load_app, set_debug_flag=False)
+    sys.exit(build_cli().main(prog_name="keymint", obj=info))
 
 
 if __name__ == "__main__":

@@ -7,11 +7,12 @@ import binascii
 import ipaddress
 import os
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
-from app.clock import parse_rfc3339
+from app.clock import isoformat, parse_rfc3339
 
 DEFAULT_LEGACY_SUNSET = "2025-12-31T23:59:59Z"
 DEFAULT_LEGACY_DEPRECATED_AT = "2025-01-01T00:00:00Z"
@@ -58,9 +59,9 @@ def _int(name: str, default: int, minimum: int = 0) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {raw!r}") from None
     if value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value}")
     return value
 
 
@@ -75,12 +76,18 @@ def _bool(name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
-def _time(name: str, default: str) -> Any:
-    raw = os.environ.get(name) or default
+INSTANT_FORM = "an RFC 3339 instant with an offset, e.g. 2030-01-01T00:00:00Z"
+
+
+def _instant(name: str, raw: str) -> datetime:
     try:
         return parse_rfc3339(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name}: {exc}") from None
+    except ValueError:
+        raise ConfigError(f"{name} must be {INSTANT_FORM}, got {raw!r}") from None
+
+
+def _time(name: str, default: str) -> Any:
+    return _instant(name, os.environ.get(name) or default)
 
 
 def _limit(name: str, default: str) -> str:
@@ -191,12 +198,9 @@ def _legacy_settings(config: dict[str, Any]) -> None:
     for name in ("KEYMINT_LEGACY_SUNSET", "KEYMINT_LEGACY_DEPRECATED_AT"):
         value = config.get(name)
         if isinstance(value, str):
-            try:
-                config[name] = parse_rfc3339(value)
-            except ValueError as exc:
-                raise ConfigError(f"{name}: {exc}") from None
+            config[name] = _instant(name, value)
         elif not isinstance(value, datetime) or value.tzinfo is None:
-            raise ConfigError(f"{name} must be an RFC 3339 instant with an offset")
+            raise ConfigError(f"{name} must be {INSTANT_FORM}")
     if config["KEYMINT_LEGACY_DEPRECATED_AT"] > config["KEYMINT_LEGACY_SUNSET"]:
         raise ConfigError("KEYMINT_LEGACY_DEPRECATED_AT must not be after KEYMINT_LEGACY_SUNSET")
     brownouts = config.get("KEYMINT_LEGACY_BROWNOUTS") or ""
@@ -351,6 +355,77 @@ def load_from_environment() -> dict[str, Any]:
     }
 
 
+DATABASE_FORM = ("sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE "
+                 "(sqlite://// with four slashes for an absolute path)")
+RATELIMIT_STORAGE_FORM = ("memory:// or a limits storage URI such as redis://HOST:6379/0, "
+                          "rediss://, redis+sentinel://, redis+cluster:// or memcached://")
+
+
+def _database_url(value: Any) -> None:
+    """KEYMINT_DATABASE_URL: SQLite or PostgreSQL; the value is never repeated (a password)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        backend = make_url(value).get_backend_name()
+    except (ArgumentError, ValueError, TypeError):
+        backend = None
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(f"KEYMINT_DATABASE_URL must be {DATABASE_FORM}; the value set is "
+                          "not shown (it may hold a password)")
+
+
+def _ratelimit_storage(value: Any) -> None:
+    from limits.storage import SCHEMES
+
+    scheme = str(value).partition("://")[0] if "://" in str(value) else ""
+    if scheme not in SCHEMES or scheme.startswith("async+"):
+        raise ConfigError(f"KEYMINT_RATELIMIT_STORAGE_URL must be {RATELIMIT_STORAGE_FORM}; "
+                          f"got a value with scheme {scheme or '(none)'!r}")
+
+
+def mask_url(value: Any) -> Any:
+    """A URL with its password replaced by ***; anything else unchanged."""
+    if not isinstance(value, str) or "://" not in value:
+        return value
+    try:
+        parts = urlsplit(value)
+        password = parts.password
+    except ValueError:
+        return "***"  # unparseable: it may still hold a password
+    if not password:
+        return value
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+_SECRET_NAME = re.compile(r"SECRET|PASSWORD|HMAC|PRIVATE|SIGNING_KEY|_TOKEN$")
+
+
+def summary(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The effective configuration as printed by `keymint config check` and logged by
+    `keymint serve`: every KEYMINT_* setting, JSON-ready, with secrets and URL passwords
+    masked (a setting added later is masked too when it is a Secret or named like one)."""
+    shown: dict[str, Any] = {"KEYMINT_DATABASE_URL": mask_url(
+        config.get("SQLALCHEMY_DATABASE_URI"))}
+    for name, value in config.items():
+        if not name.startswith("KEYMINT_"):
+            continue
+        if isinstance(value, Secret) or (value and isinstance(value, str | bytes)
+                                         and _SECRET_NAME.search(name)):
+            shown[name] = "********"
+        elif isinstance(value, datetime):
+            shown[name] = isoformat(value)
+        elif name == "KEYMINT_LEGACY_BROWNOUTS":
+            shown[name] = [f"{isoformat(start)}/{isoformat(end)}" for start, end in value]
+        elif value is None or isinstance(value, bool | int | float):
+            shown[name] = value
+        else:
+            shown[name] = mask_url(str(value))
+    return dict(sorted(shown.items()))
+
+
 def build_config(overrides: dict[str, Any] | None, instance_path: str) -> dict[str, Any]:
     config = load_from_environment()
     config.update(
@@ -366,7 +441,10 @@ def build_config(overrides: dict[str, Any] | None, instance_path: str) -> dict[s
     _legacy_settings(config)
     config["KEYMINT_ISSUER"] = normalise_issuer(config.get("KEYMINT_ISSUER"))
     _secret_settings(config)
-    if not config.get("SQLALCHEMY_DATABASE_URI"):
+    _ratelimit_storage(config.get("KEYMINT_RATELIMIT_STORAGE_URL") or "memory://")
+    if config.get("SQLALCHEMY_DATABASE_URI"):
+        _database_url(config["SQLALCHEMY_DATABASE_URI"])
+    else:
         os.makedirs(instance_path, exist_ok=True)
         config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(
             instance_path, "keymint.sqlite3"

@@ -223,6 +223,19 @@ def _prepare_legacy(w: World) -> None:
     w.cli("legacy", "import", _legacy_csv(w, "acme,legacy-static-key-0001,old integration\n"))
 
 
+def _brownout_id(w: World) -> str:
+    from app.models import LegacyBrownout
+
+    with w.app.app_context():
+        return str(db.session.scalar(select(func.max(LegacyBrownout.id))))
+
+
+def _add_brownout(w: World) -> str:
+    w.cli("legacy", "brownouts", "add", "--start", "2099-01-01T00:00:00Z",
+          "--end", "2099-01-01T01:00:00Z")
+    return _brownout_id(w)
+
+
 def _legacy_id(w: World) -> str:
     from app.models import LegacyKey
 
@@ -385,6 +398,42 @@ CASES: list[Case] = [
          prepare=_prepare_resource),
     Case("cli: keys list", "read only",
          lambda w: w.cli("keys", "list"), lambda w, _: []),
+    Case("cli: keys show", "read only",
+         lambda w: w.cli("keys", "show", w.key.client_id), lambda w, _: []),
+    Case("cli: users list", "read only",
+         lambda w: w.cli("users", "list", "--json"), lambda w, _: []),
+    Case("cli: users enable", "a disabled member of one workspace",
+         lambda w: w.cli("users", "enable", w.member),
+         lambda w, _: [cli_event("user.enabled", "user", w.user_id(w.member), w.ws())],
+         prepare=lambda w: w.cli("users", "disable", w.member)),
+    Case("cli: users enable", "already active: nothing changes",
+         lambda w: w.cli("users", "enable", w.member), lambda w, _: []),
+    Case("cli: workspaces list", "read only",
+         lambda w: w.cli("workspaces", "list"), lambda w, _: []),
+    Case("cli: workspaces show", "read only",
+         lambda w: w.cli("workspaces", "show", "acme"), lambda w, _: []),
+    Case("cli: members list", "read only",
+         lambda w: w.cli("members", "list", "acme"), lambda w, _: []),
+    Case("cli: members set-role", "member to admin",
+         lambda w: w.cli("members", "set-role", "acme", w.member, "admin"),
+         lambda w, _: [cli_event("member.role_changed", "user", w.user_id(w.member), w.ws())]),
+    Case("cli: members transfer-ownership", "owner to a member",
+         lambda w: w.cli("members", "transfer-ownership", "acme", "--from", w.owner,
+                         "--to", w.member),
+         lambda w, _: [cli_event("member.role_changed", "user", w.user_id(w.member), w.ws()),
+                       cli_event("member.role_changed", "user", w.user_id(w.owner), w.ws())]),
+    Case("cli: config check", "read only",
+         lambda w: w.cli("config", "check"), lambda w, _: []),
+    Case("cli: legacy brownouts add", "a future window",
+         lambda w: w.cli("legacy", "brownouts", "add", "--start", "2099-01-01T00:00:00Z",
+                         "--end", "2099-01-01T01:00:00Z"),
+         lambda w, _: [cli_event("legacy.brownout_added", "brownout", _brownout_id(w), None)]),
+    Case("cli: legacy brownouts list", "read only",
+         lambda w: w.cli("legacy", "brownouts", "list", "--all"), lambda w, _: []),
+    Case("cli: legacy brownouts remove", "a stored window",
+         lambda w: w.cli("legacy", "brownouts", "remove", w.extra),
+         lambda w, _: [cli_event("legacy.brownout_removed", "brownout", w.extra, None)],
+         prepare=lambda w: setattr(w, "extra", _add_brownout(w))),
     Case("cli: keys expiring", "read only",
          lambda w: w.cli("keys", "expiring", "--within-days", "30"), lambda w, _: []),
     Case("cli: tokens purge", "one revoked token past retention",
@@ -394,7 +443,7 @@ CASES: list[Case] = [
     Case("cli: tokens purge", "nothing to purge",
          lambda w: w.cli("tokens", "purge"), lambda w, _: []),
     Case("cli: demo", "fresh database",
-         lambda w: w.cli("demo"),
+         lambda w: w.cli("demo", "--force"),  # --force: the PostgreSQL run
          lambda w, result: [
              cli_event("user.created", "user", w.user_id("demo@example.com"), None),
              cli_event("workspace.created", "workspace", str(w.ws("demo")), w.ws("demo")),

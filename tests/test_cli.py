@@ -112,12 +112,20 @@ def test_keys_expiring_lists_only_keys_within_the_window(cli, seeded):
     assert [k["client_id"] for k in listed] == [soon["client_id"]]
 
 
-def test_demo_prints_a_working_credential(cli, client):
-    result = cli("demo", "--port", "8123")
+def test_demo_prints_a_working_credential(cli, client, backend, app):
+    force = ("--force",) if backend == "postgres" else ()
+    if backend == "postgres":  # not a local SQLite trial: refused unless forced
+        refused = cli("demo")
+        assert refused.exit_code == 1 and "pass --force" in refused.output
+        assert all_rows(app, "users") == []
+    result = cli("demo", "--port", "8123", *force)
     assert result.exit_code == 0, result.output
     lines = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip()
              for line in result.output.splitlines() if line.strip().startswith("client_")}
     assert token_response(client, (lines["client_id"], lines["client_secret"])).status_code == 200
-    assert "curl -s -u" in result.output and "127.0.0.1:8123/oauth/token" in result.output
+    # The secret is printed once; the examples read it from the environment.
+    assert result.output.count(lines["client_secret"]) == 1
+    assert 'curl -s -u "$KEYMINT_CLIENT_ID:$KEYMINT_CLIENT_SECRET"' in result.output
+    assert "127.0.0.1:8123/oauth/token" in result.output
     # idempotent: a second run reuses the user and workspace and adds a key
-    assert cli("demo").exit_code == 0
+    assert cli("demo", *force).exit_code == 0

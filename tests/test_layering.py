@@ -76,6 +76,7 @@ _PREFIXES = (
     ("app.cli_signing_keys", "top"),
     ("app.cli_resources", "top"),
     ("app.cli_webhooks", "top"),
+    ("app.cli_admin", "top"),
     ("wsgi", "top"),
 )
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any, NoReturn
 
@@ -36,6 +38,30 @@ INTROSPECT_EXTENSION = "keymint_legacy_introspect"
 
 def policy() -> legacy_service.Policy:
     return legacy_service.Policy.from_config(current_app.config)
+
+
+# Stored brownouts (`keymint legacy brownouts add`) are re-read at most this often per process:
+# one added or removed with the CLI takes effect within it, without a restart or a signal.
+STORED_BROWNOUTS_REFRESH = timedelta(seconds=10)
+_STORED = "keymint_legacy_brownouts"
+
+
+def _stored_brownouts(now: datetime) -> tuple[tuple[datetime, datetime], ...]:
+    cached = current_app.extensions.get(_STORED)
+    # utcnow, not a monotonic clock: a clock that moved back (tests) reloads too.
+    if cached is None or not cached[0] <= now < cached[0] + STORED_BROWNOUTS_REFRESH:
+        cached = (now, legacy_service.stored_windows(db.session, now))
+        current_app.extensions[_STORED] = cached  # one tuple swap: safe across threads
+    return cached[1]
+
+
+def deciding_policy(now: datetime) -> legacy_service.Policy:
+    """The policy a legacy request is decided by: configured and stored brownouts."""
+    rules = policy()
+    stored = _stored_brownouts(now)
+    if not stored:
+        return rules
+    return dataclasses.replace(rules, brownouts=tuple(sorted(rules.brownouts + stored)))
 
 
 def guide_url() -> str:
@@ -101,7 +127,7 @@ def authenticate() -> legacy_service.LegacyRow:
                 + _what_to_do(None))
     g.legacy_headers = deprecation_headers(row.migrated_to)
     now = utcnow()
-    rules = policy()
+    rules = deciding_policy(now)
     decision = legacy_service.decide(row, now, rules)
     actor = request_actor("legacy_key", str(row.id))
     if decision.accepted:
@@ -170,7 +196,7 @@ def introspect_legacy(token: str, client: Any) -> dict[str, Any]:
         return {"active": False}
     g.legacy_headers = deprecation_headers(row.migrated_to)
     now = utcnow()
-    rules = policy()
+    rules = deciding_policy(now)
     decision = legacy_service.decide(row, now, rules)
     actor = request_actor("legacy_key", str(row.id))
     if not decision.accepted:

@@ -13,7 +13,7 @@ from app.models.accounts import (
 from app.models.audit import AuditEvent, AuditSeal
 from app.models.base import Base
 from app.models.keys import ApiKey, KeySecret
-from app.models.legacy import LegacyKey
+from app.models.legacy import LegacyBrownout, LegacyKey
 from app.models.resources import Resource, ResourceCatalog
 from app.models.signing_keys import SigningKey
 from app.models.tokens import AccessToken
@@ -35,6 +35,7 @@ __all__ = [
     "Invitation",
     "InvitationStatus",
     "KeySecret",
+    "LegacyBrownout",
     "LegacyKey",
     "Membership",
     "Resource",

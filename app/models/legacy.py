@@ -32,3 +32,15 @@ class LegacyKey(Base):
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     workspace: Mapped[Workspace] = relationship()
+
+
+class LegacyBrownout(Base):
+    """A brownout stored with `keymint legacy brownouts add`: legacy keys are refused in
+    [starts_at, ends_at), as in a KEYMINT_LEGACY_BROWNOUTS window (those are not stored)."""
+
+    __tablename__ = "legacy_brownouts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
 from app.clock import utcnow
-from app.models import Membership, Role, TokenFormat, User, UserStatus, Workspace
+from app.models import ApiKey, Membership, Role, TokenFormat, User, UserStatus, Workspace
 from app.models.accounts import DEFAULT_MAX_KEY_LIFETIME_DAYS
 from app.services import audit, webhooks
 from app.services.audit import Actor
@@ -106,6 +107,72 @@ def disable_user(session: Session, user: User, actor: Actor) -> User:
     return user
 
 
+def enable_user(session: Session, user: User, actor: Actor) -> User:
+    """Undo `disable_user`: the user's keys authenticate again (their revoked keys stay
+    revoked; tokens issued before the disable work again until they expire)."""
+    if user.status == UserStatus.ACTIVE:
+        return user
+    user.status = UserStatus.ACTIVE.value
+    user.disabled_at = None
+    for membership in user.memberships:
+        audit.record(session, "user.enabled", actor, workspace_id=membership.workspace_id,
+                     target_type="user", target_id=str(user.id))
+    if not user.memberships:
+        audit.record(session, "user.enabled", actor, workspace_id=None,
+                     target_type="user", target_id=str(user.id))
+    session.flush()
+    return user
+
+
+def list_users(session: Session, *, status: str | None = None) -> list[User]:
+    """Every user by email, each with their memberships and workspaces (two statements)."""
+    from sqlalchemy.orm import selectinload
+
+    query = (select(User).options(selectinload(User.memberships)
+                                  .joinedload(Membership.workspace))
+             .order_by(User.email))
+    if status is not None:
+        if status not in {s.value for s in UserStatus}:
+            raise InvalidInput("status must be one of active, disabled", field="status")
+        query = query.where(User.status == status)
+    return list(session.scalars(query))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceSummary:
+    workspace: Workspace
+    owners: list[str]  # emails
+    members: int  # memberships, owners included
+    active_keys: int  # neither revoked nor expired
+
+
+def summarize_workspaces(session: Session, slug: str | None = None) -> list[WorkspaceSummary]:
+    """Every workspace (or the one `slug`) by slug, with its owners and counts."""
+    now = utcnow()
+    query = select(Workspace).order_by(Workspace.slug)
+    if slug is not None:
+        query = query.where(Workspace.id == get_workspace(session, slug).id)
+    workspaces = list(session.scalars(query))
+    ids = [w.id for w in workspaces]
+    members = dict(session.execute(
+        select(Membership.workspace_id, func.count()).where(Membership.workspace_id.in_(ids))
+        .group_by(Membership.workspace_id)).all())
+    keys = dict(session.execute(
+        select(ApiKey.workspace_id, func.count()).where(
+            ApiKey.workspace_id.in_(ids), ApiKey.revoked_at.is_(None),
+            (ApiKey.expires_at.is_(None)) | (ApiKey.expires_at > now))
+        .group_by(ApiKey.workspace_id)).all())
+    owners: dict[int, list[str]] = {}
+    for workspace_id, email in session.execute(
+            select(Membership.workspace_id, User.email).join(User, User.id == Membership.user_id)
+            .where(Membership.workspace_id.in_(ids), Membership.role == Role.OWNER.value)
+            .order_by(User.email)):
+        owners.setdefault(workspace_id, []).append(email)
+    return [WorkspaceSummary(workspace=w, owners=owners.get(w.id, []),
+                             members=members.get(w.id, 0), active_keys=keys.get(w.id, 0))
+            for w in workspaces]
+
+
 def create_workspace(
     session: Session, slug: str, owner: User, actor: Actor, name: str | None = None
 ) -> Workspace:
@@ -183,6 +250,30 @@ def change_role(
                  details={"from": old, "to": parsed.value})
     session.flush()
     return membership
+
+
+def transfer_ownership(session: Session, workspace: Workspace, current_owner: User,
+                       new_owner: User, actor: Actor, *, keep_as: str = "admin"
+                       ) -> tuple[Membership, Membership]:
+    """Make `new_owner` (already a member) an owner, then move `current_owner` (an owner) to
+    `keep_as` (admin, member, or owner to stay one too). The last-owner rule holds at every
+    step: the workspace never has no owner. Audited as member.role_changed events."""
+    if current_owner.id == new_owner.id:
+        raise InvalidInput("the current and the new owner are the same user", field="to")
+    parse_role(keep_as)
+    source = get_membership(session, workspace, current_owner)
+    if source is None or source.role != Role.OWNER:
+        raise Conflict(f"{current_owner.email} is not an owner of {workspace.slug}",
+                       field="from")
+    target = get_membership(session, workspace, new_owner)
+    if target is None:
+        raise Conflict(f"{new_owner.email} is not a member of {workspace.slug}; add them "
+                       "first", field="to")
+    if new_owner.status != UserStatus.ACTIVE:
+        raise InvalidInput(f"user {new_owner.email} is disabled", field="to")
+    change_role(session, target, Role.OWNER.value, actor)
+    change_role(session, source, keep_as, actor)
+    return source, target
 
 
 def remove_member(session: Session, membership: Membership, actor: Actor) -> int:

@@ -505,8 +505,11 @@ def _keys_query(now: datetime, workspace_id: int | None, user_id: int | None,
 def list_keys(session: Session, *, workspace_id: int | None = None,
               user_id: int | None = None, state: str | None = None,
               expiring_within: timedelta | None = None) -> list[ApiKey]:
-    """Every matching key, newest first (the CLI's view; the API pages with page_keys)."""
+    """Every matching key, newest first, or soonest expiry first with `expiring_within`
+    (the CLI's view; the API pages with page_keys)."""
     query = _keys_query(utcnow(), workspace_id, user_id, state, expiring_within)
+    if expiring_within is not None:
+        query = query.order_by(None).order_by(ApiKey.expires_at, ApiKey.id)
     return list(session.scalars(query))
 
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from app import credentials
-from app.clock import utcnow
-from app.models import LegacyKey, Workspace
+from app.clock import isoformat, utcnow
+from app.models import LegacyBrownout, LegacyKey, Workspace
 from app.services import audit, pagination, reads
 from app.services.audit import Actor
 from app.services.errors import InvalidInput, NotFound
@@ -156,6 +156,77 @@ def report(session: Session, workspace_id: int | None = None) -> list[WorkspaceR
                             rejections=int(rejections or 0), last_rejected_at=last_rejected)
             for slug, keys, uses, last_used, migrated, disabled, rejections, last_rejected
             in session.execute(query)]
+
+
+# --- brownouts stored in the database ----------------------------------------------------------
+
+
+def stored_windows(session: Session, now: datetime) -> tuple[tuple[datetime, datetime], ...]:
+    """Stored brownouts that have not ended, by start: what the legacy guard adds to the
+    KEYMINT_LEGACY_BROWNOUTS windows."""
+    return tuple((start, end) for start, end in session.execute(
+        select(LegacyBrownout.starts_at, LegacyBrownout.ends_at)
+        .where(LegacyBrownout.ends_at > now).order_by(LegacyBrownout.starts_at)))
+
+
+def list_brownouts(session: Session, *, include_past: bool = False) -> list[LegacyBrownout]:
+    """Stored brownouts by start (by default only those that have not ended)."""
+    query = select(LegacyBrownout).order_by(LegacyBrownout.starts_at, LegacyBrownout.id)
+    if not include_past:
+        query = query.where(LegacyBrownout.ends_at > utcnow())
+    return list(session.scalars(query))
+
+
+def add_brownout(session: Session, start: datetime, end: datetime,
+                 actor: Actor) -> LegacyBrownout:
+    """Store a brownout [start, end): legacy keys are refused in it (audited)."""
+    if not start < end:
+        raise InvalidInput("a brownout must end after it starts", field="end")
+    if end <= utcnow():
+        raise InvalidInput("a brownout must end in the future", field="end")
+    row = LegacyBrownout(starts_at=start, ends_at=end, created_at=utcnow())
+    session.add(row)
+    session.flush()
+    audit.record(session, "legacy.brownout_added", actor, workspace_id=None,
+                 target_type="brownout", target_id=str(row.id),
+                 details={"starts_at": isoformat(start), "ends_at": isoformat(end)})
+    return row
+
+
+def remove_brownout(session: Session, brownout_id: int, actor: Actor) -> LegacyBrownout:
+    """Delete a stored brownout (a running one ends at once; audited)."""
+    row = session.get(LegacyBrownout, brownout_id)
+    if row is None:
+        raise NotFound(f"no stored brownout {brownout_id}", field="id")
+    audit.record(session, "legacy.brownout_removed", actor, workspace_id=None,
+                 target_type="brownout", target_id=str(row.id),
+                 details={"starts_at": isoformat(row.starts_at),
+                          "ends_at": isoformat(row.ends_at)})
+    session.delete(row)
+    session.flush()
+    return row
+
+
+SUNSET_WARNING_WINDOW = timedelta(days=30)
+
+
+def sunset_warning(session: Session, sunset: datetime, now: datetime) -> str | None:
+    """The start-up warning about KEYMINT_LEGACY_SUNSET, or None: when it has passed while
+    legacy keys are still enabled (not disabled), or falls within the next 30 days."""
+    if sunset - now > SUNSET_WARNING_WINDOW:
+        return None
+    enabled = session.scalar(select(func.count(LegacyKey.id))
+                             .where(LegacyKey.disabled_at.is_(None))) or 0
+    if not enabled:
+        return None
+    if now >= sunset:
+        return (f"KEYMINT_LEGACY_SUNSET ({isoformat(sunset)}) has passed and {enabled} legacy "
+                "key(s) are still enabled: every request with one is refused; migrate or "
+                "disable them (`keymint legacy report`, `keymint legacy migrate`)")
+    left = sunset - now
+    return (f"KEYMINT_LEGACY_SUNSET ({isoformat(sunset)}) is {left.days} day(s) "
+            f"{left.seconds // 3600} hour(s) away and {enabled} legacy key(s) are still "
+            "enabled: migrate them before then (`keymint legacy report`)")
 
 
 def get_key(session: Session, legacy_id: int, workspace_id: int | None = None) -> LegacyKey:

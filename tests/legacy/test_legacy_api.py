@@ -102,7 +102,8 @@ def test_report_per_workspace(app, client, setup):
     assert migrated.exit_code == 0, migrated.output
     result = app.test_cli_runner().invoke(args=["legacy", "report", "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"workspaces": [
+    assert json.loads(result.stdout) == {
+        "stale_up_to_seconds": app.config["KEYMINT_LEGACY_FLUSH_INTERVAL"], "workspaces": [
         {"workspace": "acme", "keys": 3, "uses": 3, "last_used_at": "2025-12-29T23:59:59Z",
          "migrated": 3, "disabled": 0, "rejections": 0, "last_rejected_at": None},
         {"workspace": "globex", "keys": 1, "uses": 1, "last_used_at": "2025-12-29T23:59:59Z",

@@ -1,0 +1,1 @@
+"""Alembic scripts of keymint, installed as the package app.migrations."""

@@ -1,0 +1,1 @@
+"""Alembic revisions of keymint, one module per revision."""

@@ -105,7 +105,9 @@ def signing_keys_rotate(alg: str, at_once: bool, as_json: bool) -> None:
     click.echo(json.dumps(data, sort_keys=True) if as_json else _line(data))
 
 
-@signing_keys_cli.command("retire")
+# A kid is an RFC 7638 thumbprint (base64url): one in 64 begins with "-", which click would
+# take for an option; an unknown "option" is handed to KID instead.
+@signing_keys_cli.command("retire", context_settings={"ignore_unknown_options": True})
 @click.argument("kid")
 @_command(writes=True)
 def signing_keys_retire(kid: str) -> None:

@@ -96,6 +96,14 @@ def test_retire_a_pending_key_unpublishes_it_at_once(cli, app):
     assert [e.target_id for e in audit_events(app, "signing_key.retired")][-1] == pending
 
 
+def test_a_kid_that_begins_with_a_dash_is_a_kid_not_an_option(cli):
+    # Thumbprints are base64url: one kid in 64 starts with "-".
+    result = cli("signing-keys", "retire", "-Xno-such-kid")
+    assert result.exit_code != 0
+    assert "No such option" not in result.output
+    assert "-Xno-such-kid" in result.output
+
+
 def test_retire_refuses_the_key_signing_now(cli, app):
     kid = _json(cli("signing-keys", "rotate", "--now", "--json"))["kid"]
     result = cli("signing-keys", "retire", kid)

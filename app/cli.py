@@ -893,8 +893,16 @@ def config_check(as_json: bool) -> None:
     and the accepted form, exit code 2. The database is reached once for the start-up
     warnings (exit code 3 when it cannot be).
     """
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
     settings = summary(current_app.config)
-    warnings = startup_warnings()
+    try:
+        warnings = startup_warnings()
+    except (OperationalError, ProgrammingError) as exc:
+        # Checking the settings comes before `db upgrade` on a new installation.
+        if not _not_migrated(_database_detail(exc)):
+            raise
+        warnings = ["the database is reachable but not migrated yet: run `keymint db upgrade`"]
     if as_json:
         click.echo(json.dumps({"ok": True, "settings": settings, "warnings": warnings},
                               sort_keys=True))

@@ -89,6 +89,16 @@ def test_a_database_never_migrated_says_run_db_upgrade(tmp_path: Any) -> None:
                                      "api_keys); run `keymint db upgrade`")
 
 
+def test_config_check_before_the_first_migration_warns_instead_of_failing(tmp_path) -> None:
+    # The documented order on a new installation: config check, then db upgrade.
+    env = {"KEYMINT_DATABASE_URL": f"sqlite:///{tmp_path / 'new.sqlite3'}"}
+    result = run("config", "check", "--json", env=env)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["warnings"] == [
+        "the database is reachable but not migrated yet: run `keymint db upgrade`"]
+
+
 def test_config_check_prints_every_setting_with_secrets_and_passwords_masked(
         sqlite_env: dict[str, str]) -> None:
     env = {**sqlite_env, "KEYMINT_AUDIT_HMAC_KEY": HMAC_KEY, "KEYMINT_METRICS_TOKEN": METRICS_TOKEN,

@@ -281,6 +281,7 @@ def test_verify_jwt_locally_off_introspects_jwts(fake_keymint, clock, es_key):
 
 
 def test_a_verified_jwt_is_not_verified_again_until_it_expires(fake_keymint, clock, es_key):
+    fake_keymint.jwks_cache_control = "public, max-age=3600"  # no JWKS refresh in between
     check = verifier(fake_keymint, clock, leeway=5)
     token = fake_keymint.sign(es_key, exp=NOW + 300)
     first = check.verify(token)

@@ -228,7 +228,8 @@ class TokenVerifier:
             starts = [float(claims[name]) - self.leeway for name in ("nbf", "iat")
                       if isinstance(claims.get(name), int | float)]
             now = self.clock()
-            self.jwt_cache.put(digest, (kid, key, max(starts, default=now), access),
+            # The claims, not the AccessToken: each request gets its own copy to keep.
+            self.jwt_cache.put(digest, (kid, key, max(starts, default=now), claims),
                                float(claims["exp"]) + self.leeway, now)
         return access
 
@@ -241,10 +242,10 @@ class TokenVerifier:
         entry = self.jwt_cache.get(digest, now)
         if entry is None:
             return None
-        kid, key, valid_from, access = entry
+        kid, key, valid_from, claims = entry
         if now < valid_from or self._key(jwks, kid) is not key:
             return None
-        return access
+        return AccessToken.from_claims("jwt", claims)
 
     @staticmethod
     def _key(jwks: JWKSCache, kid: str) -> Any | None:

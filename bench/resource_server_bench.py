@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import csv
 import json
 import os
@@ -113,19 +114,15 @@ class Processes:
             _signal_group(proc, signal.SIGTERM)
         deadline = time.monotonic() + 15
         for proc in self.started:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
             _signal_group(proc, signal.SIGKILL)  # its workers too, if any outlived it
             proc.wait(timeout=5)
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)  # the session (and group) this script started it in
-    except ProcessLookupError:
-        pass
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
@@ -299,7 +296,7 @@ def main() -> int:
         writer.writeheader()
         writer.writerows(rows)
     meta = {"date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "loadavg_end": open("/proc/loadavg").read().split()[:3], "nproc": os.cpu_count(),
+            "loadavg_end": Path("/proc/loadavg").read_text().split()[:3], "nproc": os.cpu_count(),
             "python": platform.python_version(), "duration_s": args.duration,
             "rounds": args.rounds, "conns": args.conns, "server_cpu": SERVER_CPU,
             "wrk_and_keymint_cpu": WRK_CPU}

@@ -192,7 +192,7 @@ def test_pyjwt_refuses_the_token_from_its_exp_on(client, jwks_client, jwt_worksp
 
 def test_a_kid_the_jwks_does_not_publish_is_refused(client, jwks_client, jwt_workspace):
     token = mint(client, jwt_workspace())
-    head, payload, signature = token.split(".")
+    _, payload, signature = token.split(".")
     forged = base64url_encode(
         b'{"typ":"at+jwt","alg":"ES256","kid":"not-published"}').decode()
     with pytest.raises(pyjwt.PyJWKClientError):

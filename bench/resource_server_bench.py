@@ -87,7 +87,8 @@ def base_env(db_url: str, kek: str) -> dict[str, str]:
 
 def keymint(env: dict[str, str], *args: str) -> str:
     result = subprocess.run([PY, "-m", "app.cli", *args], cwd=REPO, env=env, text=True,
-                            capture_output=True, timeout=120, check=False)
+                            stdin=subprocess.DEVNULL, capture_output=True, timeout=120,
+                            check=False)
     if result.returncode != 0:
         raise SystemExit(f"keymint {' '.join(args)} failed: {result.stderr.strip()[-500:]}")
     return result.stdout
@@ -254,7 +255,10 @@ def main() -> int:
         rs: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
         for mode in modes:
             rs_port = free_port()
+            # The audience is checked as a real resource server would: these tokens name no
+            # resource, so they are for keymint's own API.
             rs_env = {**env, "RS_BENCH_MODE": mode, "RS_BENCH_ISSUER": base,
+                      "RS_BENCH_AUDIENCE": f"{base}/api/v1",
                       "RS_BENCH_CLIENT_ID": rs_key["client_id"],
                       "RS_BENCH_CLIENT_SECRET": rs_key["client_secret"]}
             for name in ("KEYMINT_DATABASE_URL", "KEYMINT_SIGNING_KEY_ENCRYPTION_KEY"):

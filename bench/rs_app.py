@@ -4,6 +4,7 @@ keymint-resource's WSGI middleware, configured from the environment (each worker
     RS_BENCH_MODE      unprotected | jwt | jwt_nocache | opaque_cached | opaque_nocache
     RS_BENCH_ISSUER    keymint's issuer URL (a running `keymint serve`)
     RS_BENCH_CLIENT_ID, RS_BENCH_CLIENT_SECRET   a key with the `introspect` scope
+    RS_BENCH_AUDIENCE  this resource's identifier, checked against each token's `aud`
 
 Served like the floor, on keymint's own server stack::
 
@@ -48,7 +49,8 @@ def build() -> Any:
     if options is None:
         return api
     verifier = TokenVerifier(os.environ["RS_BENCH_ISSUER"], os.environ["RS_BENCH_CLIENT_ID"],
-                             os.environ["RS_BENCH_CLIENT_SECRET"], **options)
+                             os.environ["RS_BENCH_CLIENT_SECRET"],
+                             audience=os.environ.get("RS_BENCH_AUDIENCE"), **options)
     return BearerMiddleware(api, verifier)
 
 

@@ -153,16 +153,18 @@ def test_pyjwt_validates_an_eddsa_token_from_the_jwks(app, client, factory, jwks
 
 def test_pyjwt_follows_a_key_rotation(app, client, jwks_client, fetched, jwt_workspace):
     key = jwt_workspace()
-    before = mint(client, key)
-    assert pyjwt_decode(jwks_client, before)["client_id"] == key.client_id
-    new_kid = first_signing_key(app)  # rotate --now: the new key signs from now on
-    after = mint(client, key)
-    assert pyjwt.get_unverified_header(after)["kid"] == new_kid != \
-        pyjwt.get_unverified_header(before)["kid"]
-    # An unknown kid makes PyJWKClient fetch the set again; the old key is still published,
-    # so tokens signed before the rotation keep validating until they expire.
-    assert pyjwt_decode(jwks_client, after)["client_id"] == key.client_id
-    assert pyjwt_decode(jwks_client, before)["client_id"] == key.client_id
+    with freeze_time(T0):
+        before = mint(client, key)
+        assert pyjwt_decode(jwks_client, before)["client_id"] == key.client_id
+    with freeze_time(T0 + timedelta(seconds=5)):
+        new_kid = first_signing_key(app)  # rotate --now: the new key signs from now on
+        after = mint(client, key)
+        assert pyjwt.get_unverified_header(after)["kid"] == new_kid != \
+            pyjwt.get_unverified_header(before)["kid"]
+        # An unknown kid makes PyJWKClient fetch the set again; the old key is still
+        # published, so tokens signed before the rotation keep validating until they expire.
+        assert pyjwt_decode(jwks_client, after)["client_id"] == key.client_id
+        assert pyjwt_decode(jwks_client, before)["client_id"] == key.client_id
     assert len(fetched) == 2
 
 

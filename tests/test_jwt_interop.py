@@ -4,11 +4,11 @@ an RFC 9068 profile check of the header and the claims with their types."""
 
 from __future__ import annotations
 
-import io
-import urllib.request
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt as pyjwt
 import pytest
@@ -43,30 +43,37 @@ def app_config(database_url: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def fetched(client, monkeypatch) -> list[str]:
-    """PyJWKClient as shipped, with only its transport (urllib's urlopen) answered by the
-    Flask test client; the JWKS URLs it fetched, in order."""
-    urls: list[str] = []
+def served(app, client) -> Iterator[tuple[str, list[str]]]:
+    """The app on a real loopback HTTP server (werkzeug, one thread), so PyJWKClient runs as
+    shipped, transport included: (its JWKS URL, the paths it fetched in order)."""
+    from werkzeug.serving import make_server
 
-    def urlopen(request: urllib.request.Request, timeout: float | None = None,
-                context: Any = None) -> io.BytesIO:
-        url = request.full_url
-        assert url.startswith(ISSUER + "/"), url
-        urls.append(url)
-        response = client.get(url.removeprefix(ISSUER))
-        assert response.status_code == 200, response.data
-        return io.BytesIO(response.data)
+    paths: list[str] = []
 
-    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
-    return urls
+    def counting(environ: dict[str, Any], start_response: Any) -> Any:
+        paths.append(environ["PATH_INFO"])
+        return app(environ, start_response)
+
+    server = make_server("127.0.0.1", 0, counting)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    # Discovery as a resource server does it: RFC 8414 metadata, then its jwks_uri (here on
+    # the address this server listens on).
+    jwks_uri = client.get("/.well-known/oauth-authorization-server").get_json()["jwks_uri"]
+    assert jwks_uri == ISSUER + "/.well-known/jwks.json"
+    yield f"http://127.0.0.1:{server.server_port}{urlsplit(jwks_uri).path}", paths
+    server.shutdown()
+    thread.join(timeout=5)
 
 
 @pytest.fixture
-def jwks_client(client, fetched) -> PyJWKClient:
-    """Discovery as a resource server does it: RFC 8414 metadata, then its jwks_uri."""
-    metadata = client.get("/.well-known/oauth-authorization-server").get_json()
-    assert metadata["jwks_uri"] == ISSUER + "/.well-known/jwks.json"
-    return PyJWKClient(metadata["jwks_uri"])
+def fetched(served) -> list[str]:
+    return served[1]
+
+
+@pytest.fixture
+def jwks_client(served) -> PyJWKClient:
+    return PyJWKClient(served[0], timeout=10)
 
 
 @pytest.fixture
@@ -137,7 +144,7 @@ def test_pyjwt_validates_an_es256_token_from_the_jwks(app, client, jwks_client, 
     assert claims["sub"] == user_id(app, key.email)
     assert claims["client_id"] == key.client_id and claims["scope"] == "keys:read"
     assert claims["iat"] == int(T0.timestamp()) and claims["exp"] == claims["iat"] + 300
-    assert fetched == [ISSUER + "/.well-known/jwks.json"]
+    assert fetched == ["/.well-known/jwks.json"]
     assert_rfc9068_profile(token, API)
 
 
@@ -156,7 +163,8 @@ def test_pyjwt_follows_a_key_rotation(app, client, jwks_client, fetched, jwt_wor
     with freeze_time(T0):
         before = mint(client, key)
         assert pyjwt_decode(jwks_client, before)["client_id"] == key.client_id
-    with freeze_time(T0 + timedelta(seconds=5)):
+    # A minute on: past PyJWKClient's cooldown between forced refetches (30 s in PyJWT 2.15).
+    with freeze_time(T0 + timedelta(seconds=60)):
         new_kid = first_signing_key(app)  # rotate --now: the new key signs from now on
         after = mint(client, key)
         assert pyjwt.get_unverified_header(after)["kid"] == new_kid != \

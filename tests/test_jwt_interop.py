@@ -63,6 +63,7 @@ def served(app, client) -> Iterator[tuple[str, list[str]]]:
     assert jwks_uri == ISSUER + "/.well-known/jwks.json"
     yield f"http://127.0.0.1:{server.server_port}{urlsplit(jwks_uri).path}", paths
     server.shutdown()
+    server.server_close()
     thread.join(timeout=5)
 
 

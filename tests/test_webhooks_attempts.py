@@ -79,11 +79,6 @@ def test_name_resolution_counts_against_the_budget():
     assert outcome.retryable
 
 
-def test_a_resolver_error_is_a_refused_target_not_a_timeout():
-    outcome = _post("http://hooks.example.com/hook", resolver=lambda host, port: [])
-    assert outcome.refused and outcome.error.startswith("target refused")
-
-
 def test_the_worker_records_a_trickled_attempt_as_timed_out_and_retries_it(app, factory,
                                                                           monkeypatch):
     monkeypatch.setattr(webhooks, "TIMEOUT_SECONDS", BUDGET)

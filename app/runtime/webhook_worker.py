@@ -102,7 +102,11 @@ class _BoundedConnection:
             # A duplicate survives wrap_socket() (which detaches the original), so abort()
             # reaches the connection during a TLS handshake too.
             self._guard = sock.dup()
-        sock.settimeout(self.remaining())
+        try:
+            sock.settimeout(self.remaining())
+        except TimeoutError:
+            sock.close()
+            raise
         return sock
 
     def abort(self) -> None:

@@ -48,7 +48,6 @@ def test_a_receiver_trickling_bytes_cannot_stretch_an_attempt(part):
     assert receiver.hits == 1
     assert outcome.status is None and outcome.error == f"timed out after {BUDGET:g} s"
     assert outcome.retryable and not outcome.succeeded
-    assert outcome.duration_ms >= BUDGET * 1000
 
 
 def test_an_answer_within_the_budget_is_read_up_to_the_limit_only():

@@ -198,7 +198,8 @@ def test_exception_tracebacks_are_redacted():
     assert json.loads(line)["level"] == "error"
 
 
-_FRAGMENTS = ["sk_", "at_", "SK_", "whsec_", "WHSEC_", "+/=", "Basic ", "bEaReR ", "authorization:", "X-API-KEY=",
+_FRAGMENTS = ["sk_", "at_", "SK_", "whsec_", "WHSEC_", "+/=", "Basic ", "bEaReR ",
+              "authorization:", "X-API-KEY=",
               "x_api_key:", "client_secret=", "Access_Token:", "refresh_token=", "password:",
               "HTTP_AUTHORIZATION=", "'", '"', " ", ":", "=", "0123456789abcdef" * 4,
               "0123456789ABCDEF" * 2, "abc", "x-api-key=", "API_Key:",

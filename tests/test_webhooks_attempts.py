@@ -124,3 +124,16 @@ def test_an_ssl_context_still_verifies_certificates():
     conn = webhook_worker._PinnedHTTPSConnection("hooks.example.com", 443, "127.0.0.1",
                                                  deadline=0.0)
     assert conn._context.verify_mode == ssl.CERT_REQUIRED and conn._context.check_hostname
+
+
+def test_a_name_that_does_not_resolve_now_is_retried_not_refused():
+    # A DNS failure is usually passing: the delivery keeps its retries.
+    outcome = _post("http://hooks.example.com/hook", resolver=lambda host, port: [])
+    assert outcome.error == "network error: hooks.example.com does not resolve"
+    assert not outcome.refused and outcome.retryable and not outcome.succeeded
+
+
+def test_a_name_that_resolves_to_a_private_address_is_refused():
+    outcome = webhook_worker.post(_job("https://hooks.example.com/hook"), allow_private=False,
+                                  timeout=BUDGET, resolver=lambda host, port: ["10.0.0.7"])
+    assert outcome.refused and not outcome.retryable

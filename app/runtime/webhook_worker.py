@@ -201,6 +201,8 @@ def post(job: webhooks.Job, *, allow_private: bool,
         target, addresses = webhooks.delivery_addresses(
             job.url, allow_private=allow_private,
             resolver=_resolve_by(resolver or webhooks.resolve, deadline))
+    except webhooks.Unresolved as exc:  # DNS may be back for the next attempt
+        return webhooks.Outcome(error=f"network error: {exc.message}", duration_ms=elapsed())
     except InvalidInput as exc:
         return webhooks.Outcome(error=f"target refused: {exc.message}", refused=True)
     except TimeoutError:

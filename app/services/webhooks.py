@@ -180,6 +180,11 @@ def check_url(url: str, *, allow_private: bool, resolver: Resolver | None = None
     return target
 
 
+class Unresolved(InvalidInput):
+    """The target's name did not resolve now: often a passing DNS failure, so a delivery
+    retries it (a creation accepts it: delivery checks again)."""
+
+
 def delivery_addresses(url: str, *, allow_private: bool,
                        resolver: Resolver | None = None) -> tuple[Target, list[str]]:
     """Where a delivery may connect, resolved now (a name may have been re-pointed since
@@ -187,7 +192,7 @@ def delivery_addresses(url: str, *, allow_private: bool,
     target = parse_target(url, allow_private=allow_private)
     addresses = list((resolver or resolve)(target.host, target.port))
     if not addresses:
-        raise InvalidInput(f"{target.host} does not resolve", field="url")
+        raise Unresolved(f"{target.host} does not resolve", field="url")
     if not allow_private and any(not is_public_address(a) for a in addresses):
         raise InvalidInput("url resolves to a private, loopback or link-local address",
                            field="url")

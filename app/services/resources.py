@@ -18,7 +18,7 @@ from app.models import ApiKey, Resource, ResourceCatalog
 from app.models.resources import MAX_URI_LEN
 from app.services import audit, reads
 from app.services.audit import Actor
-from app.services.errors import Conflict, InvalidInput, NotFound
+from app.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.services.keys import INTROSPECT_SCOPE, MANAGEMENT_SCOPES, clean_name, parse_scopes
 from app.transactions import begin_write
 
@@ -397,6 +397,22 @@ def get_resource(session: Session, uri: str) -> Resource:
     if row is None:
         raise NotFound(f"no resource {uri[:120]!r}", field="uri")
     return row
+
+
+def served_by(introspects_for: str | None) -> str:
+    """The one resource whose policy a resource server's credentials may read: its key's
+    `introspects_for`. A key bound to none reads no policy with its credentials."""
+    if introspects_for is None:
+        raise Forbidden("these client credentials are not a resource server's (the key has "
+                        "no introspects_for); use a Bearer token holding keys:read")
+    return introspects_for
+
+
+def check_served_by(introspects_for: str | None, uri: str, shown_as: str) -> None:
+    """A resource server reads its own resource and no other: another one is as unknown to
+    it as a missing one (404, the same answer)."""
+    if served_by(introspects_for) != uri:
+        raise NotFound(f"no resource {shown_as[:40]!r}", field="id")
 
 
 def get_resource_by_id(session: Session, resource_id: str) -> Resource:

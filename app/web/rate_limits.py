@@ -27,7 +27,7 @@ import functools
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from flask import Flask, Response, after_this_request, current_app, g, request
@@ -298,6 +298,22 @@ def oauth_limits(key_setting: str = "KEYMINT_RATELIMIT_CLIENT",
     if key_setting not in _PER_KEY_SETTINGS:
         raise ValueError(f"unknown per-key limit setting {key_setting}")
     rules = _oauth_rules(ip_when_authenticated)
+    return lambda view: _limited(rules, view, key_setting)
+
+
+def client_credential_limits(key_setting: str,
+                             applies: Callable[[], bool]) -> Callable[[F], F]:
+    """The limits of an OAuth endpoint that only authenticates (as introspection and
+    revocation do), for a non-OAuth view on the requests where `applies()` is true (those
+    presenting client credentials; the others pass untouched)."""
+    if key_setting not in _PER_KEY_SETTINGS:
+        raise ValueError(f"unknown per-key limit setting {key_setting}")
+
+    def exempt(rule: Rule) -> Callable[[], bool]:
+        return lambda: not applies() or (rule.exempt is not None and rule.exempt())
+
+    rules = tuple(replace(rule, exempt=exempt(rule))
+                  for rule in _oauth_rules(ip_when_authenticated=False))
     return lambda view: _limited(rules, view, key_setting)
 
 

@@ -63,7 +63,8 @@ def transactional(func: Callable[..., Any] | None = None, *,
 
 # API field names the services' messages use -> the flags that carry them on the CLI.
 _FLAGS = {"expires_at": "--expires-at", "expires_in_days": "--expires-in-days",
-          "rate_limit": "--rate-limit", "grace_period": "--grace-period"}
+          "rate_limit": "--rate-limit", "grace_period": "--grace-period",
+          "introspects_for": "--introspects-for"}
 _FIELD_WORD = re.compile(r"\b(" + "|".join(_FLAGS) + r")\b")
 
 
@@ -322,6 +323,9 @@ def _keys_expiring(within_days: int, slug: str | None, as_json: bool) -> int:
 @keys_cli.command("update")
 @click.argument("client_id")
 @click.option("--name", default=None, help="A new name.")
+@click.option("--scope", "scope", default=None,
+              help="Narrow the scopes to these (space separated; never widens); live tokens "
+                   "holding a dropped scope are revoked.")
 @click.option("--rate-limit", callback=_rate_limit_option, help=RATE_LIMIT_HELP)
 @click.option("--resource", "resources", multiple=True,
               help=RESOURCE_HELP + " Only ever narrows; live tokens for a dropped resource "
@@ -330,12 +334,13 @@ def _keys_expiring(within_days: int, slug: str | None, as_json: bool) -> int:
               help=INTROSPECTS_FOR_HELP + " Set once; never moved or cleared.")
 @click.option("--json", "as_json", is_flag=True)
 @transactional
-def keys_update(client_id: str, name: str | None, rate_limit: Any, resources: tuple[str, ...],
-                introspects_for: str | None, as_json: bool) -> None:
-    """Rename a key, set its own rate limit, narrow its resources or bind it to one
-    (audited as key.updated with old and new)."""
+def keys_update(client_id: str, name: str | None, scope: str | None, rate_limit: Any,
+                resources: tuple[str, ...], introspects_for: str | None,
+                as_json: bool) -> None:
+    """Rename a key, narrow its scopes or resources, set its own rate limit or bind it to a
+    resource (audited as key.updated with old and new)."""
     key = keys.get_key(db.session, client_id, lock=True)
-    keys.update_key(db.session, key, key.workspace, Actor.cli(), name=name,
+    keys.update_key(db.session, key, key.workspace, Actor.cli(), name=name, scopes=scope,
                     rate_limit=rate_limit, resources=list(resources) if resources else None,
                     introspects_for=introspects_for, issuer=_issuer())
     _emit(as_json, key_json(key),

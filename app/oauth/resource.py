@@ -13,13 +13,14 @@ from authlib.integrations.flask_oauth2.errors import raise_http_exception
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import MissingAuthorizationError, UnsupportedTokenTypeError
 from authlib.oauth2.rfc6750 import BearerTokenValidator, InsufficientScopeError, InvalidTokenError
-from flask import g, request
+from flask import current_app, g, request
 
 from app.clock import utcnow
 from app.extensions import db
 from app.oauth.errors import REALM, ClientAuthFailed
 from app.oauth.server import authenticate_basic_client
 from app.services import keys as key_service
+from app.services import resources as resource_service
 from app.services import tokens as token_service
 from app.web import rate_limits
 
@@ -36,6 +37,14 @@ class KeymintBearerValidator(BearerTokenValidator):
         # the same error; one is_active() keeps the rule in one place.
         if token is None or not token.is_active(utcnow()):
             raise InvalidTokenError(realm=self.realm, extra_attributes=self.extra_attributes)
+        # RFC 8707 §2 / RFC 6750 §3.1: a token meant for other APIs is not one for this API,
+        # whatever scopes it holds (its audience was read by the same statement).
+        if not resource_service.for_own_api(token.audience,
+                                            current_app.config.get("KEYMINT_ISSUER") or None):
+            raise InvalidTokenError(
+                description="The access token is not for this API: its audience does not "
+                            "include keymint's own API (<issuer>/api/v1).",
+                realm=self.realm, extra_attributes=self.extra_attributes)
         if self.scope_insufficient(token.scopes, scopes):
             raise InsufficientScopeError()
 

@@ -285,6 +285,22 @@ def builtin(issuer: str) -> ResourceSpec:
                         scopes=BUILTIN_SCOPES, policy=_BUILTIN_POLICY, builtin=True)
 
 
+def for_own_api(audience: list[str], issuer: str | None) -> bool:
+    """May a token with this audience call keymint's own API?
+
+    A token without an audience predates resources and stays good everywhere. Otherwise its
+    audience must name `<issuer>/api/v1`: exactly, with KEYMINT_ISSUER set (`issuer`); without
+    it the issuer is derived from each request's Host, so a token minted through one name of
+    the server must still work through another, and any audience URI whose path ends in
+    `/api/v1` counts.
+    """
+    if not audience:
+        return True
+    if issuer:
+        return issuer.rstrip("/") + BUILTIN_PATH in audience
+    return any(urlsplit(uri).path.rstrip("/").endswith(BUILTIN_PATH) for uri in audience)
+
+
 @dataclass(frozen=True, slots=True)
 class Catalog:
     """Every registered resource at one catalog version, plus keymint's own API."""

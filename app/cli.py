@@ -345,7 +345,7 @@ def keys_update(client_id: str, name: str | None, scope: str | None, rate_limit:
                     introspects_for=introspects_for, issuer=_issuer())
     _emit(as_json, key_json(key),
           f"updated {key.client_id}: name={key.name!r} rate_limit={key.rate_limit or 'default'}"
-          + ("\n" + _resource_lines(key).rstrip("\n") if _resource_lines(key) else ""))
+          f"\n{_resource_lines(key)}".rstrip("\n"))
 
 
 @keys_cli.command("revoke")

@@ -16,7 +16,9 @@ What counts where (each a bucket in the limiter storage: memory, or Redis shared
   alert (metric keymint_rate_limit_alerts_total, sampled `ratelimit.alert` audit event): they
   never refuse anything, because client_ids are public and a correct secret must not be
   locked out by other parties' guesses;
-- per legacy key / per IP on requests carrying X-API-Key: `legacy_limits` (below).
+- per legacy key / per IP on requests carrying X-API-Key: `legacy_limits` (below);
+- a resource server reading its route policy with its client credentials
+  (GET /api/v1/resources[/{id}] with HTTP Basic): as introspection (`client_credential_limits`).
 
 Counting (storage, Redis fallback, clearing) is app/runtime/limiter.py.
 """

@@ -325,9 +325,7 @@ def test_token_listing_shows_each_tokens_audience(app, client, team):
 
 def test_token_listing_shows_an_empty_audience_for_tokens_from_before_resources(app, client,
                                                                                 team):
-    from sqlalchemy import update
-
-    from sqlalchemy import select
+    from sqlalchemy import select, update
 
     from app.extensions import db
     from app.models import AccessToken, ApiKey

@@ -70,7 +70,7 @@ def test_another_resource_is_as_unknown_to_it_as_a_missing_one(client, world):
 
 
 def test_a_server_of_keymint_own_api_reads_the_builtin_policy(client, factory):
-    rs = factory.key(scopes="introspect", introspects_for=OWN_API)
+    rs = factory.key(scopes="introspect", introspects_for=OWN_API, issuer="http://localhost")
     one = client.get("/api/v1/resources/keymint", auth=rs.auth)
     assert one.status_code == 200 and one.json["uri"] == OWN_API
     listed = client.get("/api/v1/resources", auth=rs.auth).json["resources"]
@@ -123,7 +123,7 @@ def test_a_malformed_basic_header_is_401_not_500(client, world):
 
 
 def test_bearer_reads_are_unchanged(client, world):
-    reader, orders_rs, _ = world
+    _, orders_rs, _ = world
     assert client.get("/api/v1/resources").status_code == 401
     assert client.get("/api/v1/resources").headers["WWW-Authenticate"].startswith("Bearer")
     token = mint(client, orders_rs)  # introspect only: no keys:read

@@ -63,7 +63,8 @@ def transactional(func: Callable[..., Any] | None = None, *,
 
 # API field names the services' messages use -> the flags that carry them on the CLI.
 _FLAGS = {"expires_at": "--expires-at", "expires_in_days": "--expires-in-days",
-          "rate_limit": "--rate-limit", "grace_period": "--grace-period"}
+          "rate_limit": "--rate-limit", "grace_period": "--grace-period",
+          "introspects_for": "--introspects-for"}
 _FIELD_WORD = re.compile(r"\b(" + "|".join(_FLAGS) + r")\b")
 
 
@@ -217,6 +218,11 @@ def _rate_limit_option(_ctx: click.Context, _param: click.Parameter, value: str 
 RATE_LIMIT_HELP = ('The key\'s own request limit, e.g. "1000 per minute" (replaces the '
                    'server\'s per-key defaults); "none" clears it.')
 
+RESOURCE_HELP = ("Restrict the key to this resource URI (repeat for several); its scopes must "
+                 "be the resources' own (plus introspect).")
+INTROSPECTS_FOR_HELP = ("Make the key this resource's server: its introspection answers "
+                        "inactive for tokens not meant for the resource.")
+
 
 @keys_cli.command("create")
 @click.option("--workspace", "slug", required=True)
@@ -226,23 +232,44 @@ RATE_LIMIT_HELP = ('The key\'s own request limit, e.g. "1000 per minute" (replac
 @click.option("--expires-at", callback=_parse_time, help="RFC 3339, e.g. 2030-01-01T00:00:00Z.")
 @click.option("--expires-in-days", type=click.IntRange(min=1))
 @click.option("--rate-limit", callback=_rate_limit_option, help=RATE_LIMIT_HELP)
+@click.option("--resource", "resources", multiple=True, help=RESOURCE_HELP)
+@click.option("--introspects-for", "introspects_for", help=INTROSPECTS_FOR_HELP)
 @click.option("--json", "as_json", is_flag=True)
 @transactional
 def keys_create(slug: str, email: str, name: str, scope: str, expires_at: Any,
-                expires_in_days: int | None, rate_limit: Any, as_json: bool) -> None:
+                expires_in_days: int | None, rate_limit: Any, resources: tuple[str, ...],
+                introspects_for: str | None, as_json: bool) -> None:
     """Create a key; its secret is printed once."""
     workspace = accounts.get_workspace(db.session, slug)
     user = accounts.get_user_by_email(db.session, email)
     created = keys.create_key(db.session, workspace, user, Actor.cli(), name=name, scopes=scope,
                               expires_at=expires_at, expires_in_days=expires_in_days,
-                              rate_limit=None if rate_limit is ... else rate_limit)
+                              rate_limit=None if rate_limit is ... else rate_limit,
+                              resources=list(resources) if resources else None,
+                              introspects_for=introspects_for, issuer=_issuer())
     payload = {**key_json(created.key), "client_secret": created.client_secret}
     _emit(as_json, payload,
           f"client_id:     {created.key.client_id}\n"
           f"client_secret: {created.client_secret}\n"
           f"scopes:        {created.key.scopes or '(none)'}\n"
           f"expires_at:    {isoformat(created.key.expires_at) or 'never'}\n"
-          "The secret is shown once; store it now.")
+          + _resource_lines(created.key)
+          + "The secret is shown once; store it now.")
+
+
+def _issuer() -> str | None:
+    """The configured issuer, which names keymint's own API resource (<issuer>/api/v1)."""
+    return current_app.config.get("KEYMINT_ISSUER") or None
+
+
+def _resource_lines(key: Any) -> str:
+    """The resource restriction and binding of a key, for the text output; empty when none."""
+    lines = ""
+    if key.resource_list is not None:
+        lines += f"resources:     {' '.join(key.resource_list) or '(none)'}\n"
+    if key.introspects_for:
+        lines += f"introspects_for: {key.introspects_for}\n"
+    return lines
 
 
 def _print_keys(rows: list[Any], as_json: bool) -> None:
@@ -296,16 +323,29 @@ def _keys_expiring(within_days: int, slug: str | None, as_json: bool) -> int:
 @keys_cli.command("update")
 @click.argument("client_id")
 @click.option("--name", default=None, help="A new name.")
+@click.option("--scope", "scope", default=None,
+              help="Narrow the scopes to these (space separated; never widens); live tokens "
+                   "holding a dropped scope are revoked.")
 @click.option("--rate-limit", callback=_rate_limit_option, help=RATE_LIMIT_HELP)
+@click.option("--resource", "resources", multiple=True,
+              help=RESOURCE_HELP + " Only ever narrows; live tokens for a dropped resource "
+                   "are revoked.")
+@click.option("--introspects-for", "introspects_for",
+              help=INTROSPECTS_FOR_HELP + " Set once; never moved or cleared.")
 @click.option("--json", "as_json", is_flag=True)
 @transactional
-def keys_update(client_id: str, name: str | None, rate_limit: Any, as_json: bool) -> None:
-    """Rename a key or set its own rate limit (audited as key.updated with old and new)."""
+def keys_update(client_id: str, name: str | None, scope: str | None, rate_limit: Any,
+                resources: tuple[str, ...], introspects_for: str | None,
+                as_json: bool) -> None:
+    """Rename a key, narrow its scopes or resources, set its own rate limit or bind it to a
+    resource (audited as key.updated with old and new)."""
     key = keys.get_key(db.session, client_id, lock=True)
-    keys.update_key(db.session, key, key.workspace, Actor.cli(), name=name,
-                    rate_limit=rate_limit)
+    keys.update_key(db.session, key, key.workspace, Actor.cli(), name=name, scopes=scope,
+                    rate_limit=rate_limit, resources=list(resources) if resources else None,
+                    introspects_for=introspects_for, issuer=_issuer())
     _emit(as_json, key_json(key),
-          f"updated {key.client_id}: name={key.name!r} rate_limit={key.rate_limit or 'default'}")
+          f"updated {key.client_id}: name={key.name!r} rate_limit={key.rate_limit or 'default'}"
+          f"\n{_resource_lines(key)}".rstrip("\n"))
 
 
 @keys_cli.command("revoke")

@@ -66,6 +66,8 @@ def token_json(token: AccessToken) -> dict[str, Any]:
         "issued_at": isoformat(token.issued_at),
         "expires_at": isoformat(token.expires_at),
         "rotated_from": bool(token.rotated_from_id),
+        # Tokens issued before resources existed have none: an empty array.
+        "audience": token.audience.split() if token.audience else [],
     }
 
 

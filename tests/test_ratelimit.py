@@ -624,3 +624,32 @@ def test_legacy_key_on_me_is_rate_limited_per_key(make_app):
     # a bearer caller is not throttled by the legacy key's budget
     token = mint(client, made.key())
     assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_resource_policy_reads_with_client_credentials_are_limited_as_introspection(make_app):
+    """GET /api/v1/resources with a resource server's Basic credentials spends its key's
+    introspection budget; failed ones count as failed authentications; Bearer reads are not
+    limited here."""
+    from tests.support import ORDERS, add_resource
+
+    app = make_app(KEYMINT_RATELIMIT_INTROSPECT="2 per hour",
+                   KEYMINT_RATELIMIT_FAILED_CLIENT_IP="2 per hour")
+    factory, client = Factory(app), app.test_client()
+    add_resource(app, ORDERS, "orders:read")
+    rs = factory.key(scopes="introspect", introspects_for=ORDERS)
+    reader = factory.key(scopes="keys:read")
+    for _ in range(2):
+        assert client.get("/api/v1/resources", auth=rs.auth).status_code == 200
+    assert_rate_limited(client.get("/api/v1/resources", auth=rs.auth))
+    token = mint(client, reader)
+    for _ in range(3):
+        assert client.get("/api/v1/resources",
+                          headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+    other = factory.key(scopes="introspect", introspects_for=ORDERS)
+    wrong = (other.client_id, "sk_" + "A" * 46)
+    for _ in range(2):
+        assert client.get("/api/v1/resources", auth=wrong).status_code == 401
+    # refused before the secret is compared, here and at the OAuth endpoints alike
+    assert_rate_limited(client.get("/api/v1/resources", auth=wrong))
+    assert_rate_limited(token_request(client, wrong, ip="127.0.0.1"))  # the test client's

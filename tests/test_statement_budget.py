@@ -145,6 +145,21 @@ def test_bearer_check_is_one_statement_and_no_transaction(app, client, keys):
     _check("me", count)
 
 
+def test_bearer_check_refusing_a_token_for_other_resources_is_one_statement(app, client,
+                                                                            factory):
+    from tests.support import ORDERS, add_resource
+
+    add_resource(app, ORDERS, "orders:read")
+    key = factory.key(scopes="orders:read keys:read")
+    for_orders = post(client, "/oauth/token", {"grant_type": "client_credentials",
+                                               "resource": ORDERS}, key)
+    assert for_orders.status_code == 200, for_orders.text
+    with counted(app) as count:
+        response = client.get("/api/v1/me", headers=bearer(for_orders.json["access_token"]))
+    assert response.status_code == 401 and response.json["error"] == "invalid_token"
+    _check("me", count)
+
+
 def test_issuance_is_one_read_then_one_transaction(app, client, keys):
     _, subject = keys
     with counted(app) as count:

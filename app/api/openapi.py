@@ -92,6 +92,25 @@ def management(summary: str, scopes: tuple[str, ...], responses: Doc, *,
     return operation
 
 
+def resource_read(summary: str, responses: Doc, **kwargs: Any) -> Doc:
+    """A resources route: a `keys:read` Bearer token, or a resource server's own key's HTTP
+    Basic client credentials (its `introspects_for` resource only)."""
+    operation = management(summary, ("keys:read",), responses, **kwargs)
+    operation["security"] = [*operation["security"], {"clientSecretBasic": []}]
+    operation["description"] += (
+        " Or HTTP Basic client credentials (as at /oauth/introspect) of a key with "
+        "`introspects_for`: it reads that resource only. Failed client authentication is "
+        "`401 invalid_client` (`WWW-Authenticate: Basic`), audited and rate limited as at "
+        "the OAuth endpoints; a key without `introspects_for` gets `403 forbidden`.")
+    operation["responses"]["401"] = error(
+        "Missing, malformed, expired or revoked Bearer token (`WWW-Authenticate: Bearer`), "
+        "or failed client authentication (`invalid_client`, `WWW-Authenticate: Basic`).",
+        challenge=True)
+    operation["responses"]["429"] = error(
+        "Client credentials over a rate limit; retry after `Retry-After` seconds.")
+    return operation
+
+
 CLIENT_ID_PARAM: Doc = {"name": "client_id", "in": "path", "required": True,
                         "schema": {"type": "string", "pattern": "^key_[0-9A-Za-z]{24}$"},
                         "description": "The key's public id (its OAuth client_id)."}
@@ -353,18 +372,20 @@ def _paths() -> Doc:
                 {"200": {"description": "How many tokens were revoked.",
                          "content": json_content(ref("TokensRevoked"))},
                  "404": KEY_NOT_FOUND}, path_param=CLIENT_ID_PARAM)}},
-        "/api/v1/resources": {"get": {"tags": ["resources"], **management(
-            "The registered resources (RFC 8707) with their route policies", ("keys:read",),
+        "/api/v1/resources": {"get": {"tags": ["resources"], **resource_read(
+            "The registered resources (RFC 8707) with their route policies",
             {"200": {"description": "keymint's own API (id `keymint`) first, then every "
-                                    "registered resource by URI.",
+                                    "registered resource by URI. With a resource server's "
+                                    "client credentials: its own resource only.",
                      "content": json_content(ref("ResourceList"))}},
             description="Resources are registered by the operator (`keymint resources "
                         "create`); a resource server may read its route policy here to "
                         "decide locally.")}},
-        "/api/v1/resources/{id}": {"get": {"tags": ["resources"], **management(
-            "Read one resource and its route policy", ("keys:read",),
+        "/api/v1/resources/{id}": {"get": {"tags": ["resources"], **resource_read(
+            "Read one resource and its route policy",
             {"200": {"description": "The resource.", "content": json_content(ref("Resource"))},
-             "404": error("No such resource.")},
+             "404": error("No such resource, or (with a resource server's client "
+                          "credentials) not the caller's own resource.")},
             path_param=RESOURCE_ID_PARAM)}},
         "/api/v1/members": {
             "get": {"tags": ["members"], **management(

@@ -1,4 +1,5 @@
-"""/api/v1/resources: the registered resources and their route policies, read-only."""
+"""/api/v1/resources: the registered resources and their route policies, read-only; also
+readable by a resource server with its own key's client credentials (its resource only)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from app.extensions import db
-from app.oauth.resource import require_token
+from app.oauth.resource import require_token_or_resource_server, resource_server
 from app.serialize import resource_json
 from app.services import resources as resource_service
 from app.web.context import issuer
@@ -27,15 +28,23 @@ def _builtin_json() -> dict[str, Any]:
 
 
 @bp.get("/resources")
-@require_token(READ)
+@require_token_or_resource_server(READ)
 def list_resources() -> Response:
-    rows = [resource_json(r) for r in resource_service.list_resources(db.session)]
-    return jsonify({"resources": [_builtin_json(), *rows]})
+    found = [_builtin_json(),
+             *(resource_json(r) for r in resource_service.list_resources(db.session))]
+    server = resource_server()
+    if server is not None:
+        own = resource_service.served_by(server.introspects_for)
+        found = [r for r in found if r["uri"] == own]
+    return jsonify({"resources": found})
 
 
 @bp.get("/resources/<id>")
-@require_token(READ)
+@require_token_or_resource_server(READ)
 def get_resource(id: str) -> Response:
-    if id == BUILTIN_ID:
-        return jsonify(_builtin_json())
-    return jsonify(resource_json(resource_service.get_resource_by_id(db.session, id)))
+    found = (_builtin_json() if id == BUILTIN_ID
+             else resource_json(resource_service.get_resource_by_id(db.session, id)))
+    server = resource_server()
+    if server is not None:
+        resource_service.check_served_by(server.introspects_for, found["uri"], id)
+    return jsonify(found)

@@ -277,7 +277,7 @@ KEY_PAGE: Schema = {
 
 TOKEN: Schema = {
     "type": "object",
-    "required": ["jti", "scopes", "issued_at", "expires_at", "rotated_from"],
+    "required": ["jti", "scopes", "issued_at", "expires_at", "rotated_from", "audience"],
     "properties": {
         "jti": {"type": "string", "description": "The id introspection reports as `jti`."},
         "scopes": {"type": "array", "items": {"type": "string"}},
@@ -285,6 +285,10 @@ TOKEN: Schema = {
         "expires_at": {"type": "string", "format": "date-time"},
         "rotated_from": {"type": "boolean",
                          "description": "True if issued by POST /oauth/rotate."},
+        "audience": {"type": "array", "items": {"type": "string"},
+                     "description": "The resources the token is for (RFC 8707; introspection's "
+                                    "`aud`); empty for tokens issued before resources "
+                                    "existed."},
     },
 }
 

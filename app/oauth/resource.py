@@ -1,19 +1,28 @@
-"""Bearer-token protection for keymint's own API, over the same token lookup."""
+"""Bearer-token protection for keymint's own API, over the same token lookup; and the one
+alternative it accepts on a few read routes: a resource server's own client credentials."""
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
+from typing import Any
 
 from authlib.integrations.flask_oauth2 import ResourceProtector, current_token
 from authlib.integrations.flask_oauth2.errors import raise_http_exception
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import MissingAuthorizationError, UnsupportedTokenTypeError
 from authlib.oauth2.rfc6750 import BearerTokenValidator, InsufficientScopeError, InvalidTokenError
+from flask import current_app, g, request
 
 from app.clock import utcnow
 from app.extensions import db
-from app.oauth.errors import REALM
+from app.oauth.errors import REALM, ClientAuthFailed
+from app.oauth.server import authenticate_basic_client
+from app.services import keys as key_service
+from app.services import resources as resource_service
 from app.services import tokens as token_service
+from app.web import rate_limits
 
 
 class KeymintBearerValidator(BearerTokenValidator):
@@ -28,6 +37,14 @@ class KeymintBearerValidator(BearerTokenValidator):
         # the same error; one is_active() keeps the rule in one place.
         if token is None or not token.is_active(utcnow()):
             raise InvalidTokenError(realm=self.realm, extra_attributes=self.extra_attributes)
+        # RFC 8707 §2 / RFC 6750 §3.1: a token meant for other APIs is not one for this API,
+        # whatever scopes it holds (its audience was read by the same statement).
+        if not resource_service.for_own_api(token.audience,
+                                            current_app.config.get("KEYMINT_ISSUER") or None):
+            raise InvalidTokenError(
+                description="The access token is not for this API: its audience does not "
+                            "include keymint's own API (<issuer>/api/v1).",
+                realm=self.realm, extra_attributes=self.extra_attributes)
         if self.scope_insufficient(token.scopes, scopes):
             raise InsufficientScopeError()
 
@@ -77,3 +94,43 @@ require_token.register_token_validator(KeymintBearerValidator(realm=REALM))
 def current_info() -> token_service.TokenInfo:
     """The token of this request, as looked up by the Bearer check."""
     return current_token._get_current_object()
+
+
+def _presents_basic() -> bool:
+    scheme, _, _ = (request.headers.get("Authorization") or "").partition(" ")
+    return scheme.lower() == "basic"
+
+
+def require_token_or_resource_server(scope: str) -> Callable[[Callable[..., Any]], Any]:
+    """A Bearer token holding `scope`, or HTTP Basic client credentials of a key (a resource
+    server's introspecting key, say): the view reads the latter with resource_server().
+
+    Basic credentials are checked exactly as at the OAuth endpoints (app.oauth.server): a
+    failure is a 401 `invalid_client` with a Basic challenge, counted and audited as
+    `client.auth_failed`; such requests are rate limited as introspection is (the key's own
+    budget once authenticated, the failure and per-IP limits otherwise). Bearer requests are
+    untouched by this.
+    """
+    def decorate(view: Callable[..., Any]) -> Any:
+        bearer_view = require_token(scope)(view)
+
+        @functools.wraps(view)
+        def either(*args: Any, **kwargs: Any) -> Any:
+            if not _presents_basic():
+                return bearer_view(*args, **kwargs)
+            try:
+                g.keymint_resource_server = authenticate_basic_client()
+            except ClientAuthFailed as error:
+                raise_http_exception(error.status_code, json.dumps(dict(error.get_body())),
+                                     error.get_headers())
+            return view(*args, **kwargs)
+
+        return rate_limits.client_credential_limits("KEYMINT_RATELIMIT_INTROSPECT",
+                                                    applies=_presents_basic)(either)
+
+    return decorate
+
+
+def resource_server() -> key_service.KeyCredential | None:
+    """The key whose client credentials authenticated this request; None for a Bearer one."""
+    return g.get("keymint_resource_server")

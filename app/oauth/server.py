@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidRequestError
@@ -125,19 +126,43 @@ class KeyAuthentication(ClientAuthentication):
                 db.session, client_id, form.get("token"), now)
         else:
             cred = key_service.load_credential(db.session, client_id, now)
-        matched = key_service.match_secret(cred, secret)
-        if cred is None or matched is None:
-            if cred is None:
-                note_auth_failure("unknown_or_inactive_client", client_id)
-            else:
-                note_auth_failure("wrong_secret", client_id, cred.workspace_id)
-            raise ClientAuthFailed()
-        # Only now, with the secret matched, may the request spend the key's rate limit.
-        rate_limits.authenticated(cred.client_id, cred.rate_limit)
-        key_service.mark_used(db.session, cred, now, client_ip(),
-                              current_app.config["KEYMINT_LAST_USED_INTERVAL"])
+        cred, matched = verify_secret(cred, client_id, secret, now)
         request.auth_method = method
         return KeyClient(cred, matched)
+
+
+def verify_secret(cred: key_service.KeyCredential | None, client_id: str, secret: str,
+                  now: datetime) -> tuple[key_service.KeyCredential, key_service.SecretRow]:
+    """The secret checked against the key read for `client_id`: a failure is counted and
+    audited and raises ClientAuthFailed; a success spends the key's rate limit and marks it
+    used."""
+    matched = key_service.match_secret(cred, secret)
+    if cred is None or matched is None:
+        if cred is None:
+            note_auth_failure("unknown_or_inactive_client", client_id)
+        else:
+            note_auth_failure("wrong_secret", client_id, cred.workspace_id)
+        raise ClientAuthFailed()
+    # Only now, with the secret matched, may the request spend the key's rate limit.
+    rate_limits.authenticated(cred.client_id, cred.rate_limit)
+    key_service.mark_used(db.session, cred, now, client_ip(),
+                          current_app.config["KEYMINT_LAST_USED_INTERVAL"])
+    return cred, matched
+
+
+def authenticate_basic_client() -> key_service.KeyCredential:
+    """The key behind this request's HTTP Basic client credentials (RFC 6749 §2.3.1), outside
+    the OAuth endpoints: the same lookup, constant-time check, failure audit and rate limit
+    as client_secret_basic there. Raises ClientAuthFailed."""
+    basic = parse_basic(request.headers.get("Authorization"))
+    if basic is None:
+        note_auth_failure("missing_credentials", None)
+        raise ClientAuthFailed("Client authentication is required.")
+    client_id, secret = basic
+    now = utcnow()
+    cred, _ = verify_secret(key_service.load_credential(db.session, client_id, now), client_id,
+                            secret, now)
+    return cred
 
 
 class KeymintAuthorizationServer(AuthorizationServer):

@@ -18,7 +18,7 @@ from app.models import ApiKey, Resource, ResourceCatalog
 from app.models.resources import MAX_URI_LEN
 from app.services import audit, reads
 from app.services.audit import Actor
-from app.services.errors import Conflict, InvalidInput, NotFound
+from app.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.services.keys import INTROSPECT_SCOPE, MANAGEMENT_SCOPES, clean_name, parse_scopes
 from app.transactions import begin_write
 
@@ -285,6 +285,22 @@ def builtin(issuer: str) -> ResourceSpec:
                         scopes=BUILTIN_SCOPES, policy=_BUILTIN_POLICY, builtin=True)
 
 
+def for_own_api(audience: list[str], issuer: str | None) -> bool:
+    """May a token with this audience call keymint's own API?
+
+    A token without an audience predates resources and stays good everywhere. Otherwise its
+    audience must name `<issuer>/api/v1`: exactly, with KEYMINT_ISSUER set (`issuer`); without
+    it the issuer is derived from each request's Host, so a token minted through one name of
+    the server must still work through another, and any audience URI whose path ends in
+    `/api/v1` counts.
+    """
+    if not audience:
+        return True
+    if issuer:
+        return issuer.rstrip("/") + BUILTIN_PATH in audience
+    return any(urlsplit(uri).path.rstrip("/").endswith(BUILTIN_PATH) for uri in audience)
+
+
 @dataclass(frozen=True, slots=True)
 class Catalog:
     """Every registered resource at one catalog version, plus keymint's own API."""
@@ -397,6 +413,22 @@ def get_resource(session: Session, uri: str) -> Resource:
     if row is None:
         raise NotFound(f"no resource {uri[:120]!r}", field="uri")
     return row
+
+
+def served_by(introspects_for: str | None) -> str:
+    """The one resource whose policy a resource server's credentials may read: its key's
+    `introspects_for`. A key bound to none reads no policy with its credentials."""
+    if introspects_for is None:
+        raise Forbidden("these client credentials are not a resource server's (the key has "
+                        "no introspects_for); use a Bearer token holding keys:read")
+    return introspects_for
+
+
+def check_served_by(introspects_for: str | None, uri: str, shown_as: str) -> None:
+    """A resource server reads its own resource and no other: another one is as unknown to
+    it as a missing one (404, the same answer)."""
+    if served_by(introspects_for) != uri:
+        raise NotFound(f"no resource {shown_as[:40]!r}", field="id")
 
 
 def get_resource_by_id(session: Session, resource_id: str) -> Resource:

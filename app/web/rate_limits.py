@@ -16,7 +16,9 @@ What counts where (each a bucket in the limiter storage: memory, or Redis shared
   alert (metric keymint_rate_limit_alerts_total, sampled `ratelimit.alert` audit event): they
   never refuse anything, because client_ids are public and a correct secret must not be
   locked out by other parties' guesses;
-- per legacy key / per IP on requests carrying X-API-Key: `legacy_limits` (below).
+- per legacy key / per IP on requests carrying X-API-Key: `legacy_limits` (below);
+- a resource server reading its route policy with its client credentials
+  (GET /api/v1/resources[/{id}] with HTTP Basic): as introspection (`client_credential_limits`).
 
 Counting (storage, Redis fallback, clearing) is app/runtime/limiter.py.
 """
@@ -27,7 +29,7 @@ import functools
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from flask import Flask, Response, after_this_request, current_app, g, request
@@ -298,6 +300,22 @@ def oauth_limits(key_setting: str = "KEYMINT_RATELIMIT_CLIENT",
     if key_setting not in _PER_KEY_SETTINGS:
         raise ValueError(f"unknown per-key limit setting {key_setting}")
     rules = _oauth_rules(ip_when_authenticated)
+    return lambda view: _limited(rules, view, key_setting)
+
+
+def client_credential_limits(key_setting: str,
+                             applies: Callable[[], bool]) -> Callable[[F], F]:
+    """The limits of an OAuth endpoint that only authenticates (as introspection and
+    revocation do), for a non-OAuth view on the requests where `applies()` is true (those
+    presenting client credentials; the others pass untouched)."""
+    if key_setting not in _PER_KEY_SETTINGS:
+        raise ValueError(f"unknown per-key limit setting {key_setting}")
+
+    def exempt(rule: Rule) -> Callable[[], bool]:
+        return lambda: not applies() or (rule.exempt is not None and rule.exempt())
+
+    rules = tuple(replace(rule, exempt=exempt(rule))
+                  for rule in _oauth_rules(ip_when_authenticated=False))
     return lambda view: _limited(rules, view, key_setting)
 
 

@@ -14,6 +14,7 @@ from app.clock import utcnow
 from app.extensions import db
 from app.oauth.errors import REALM
 from app.services import tokens as token_service
+from app.web.telemetry import note_client, note_error
 
 
 class KeymintBearerValidator(BearerTokenValidator):
@@ -28,6 +29,7 @@ class KeymintBearerValidator(BearerTokenValidator):
         # the same error; one is_active() keeps the rule in one place.
         if token is None or not token.is_active(utcnow()):
             raise InvalidTokenError(realm=self.realm, extra_attributes=self.extra_attributes)
+        note_client(token.client_id)  # authenticated, whatever the route's scopes say
         if self.scope_insufficient(token.scopes, scopes):
             raise InsufficientScopeError()
 
@@ -60,6 +62,7 @@ class KeymintResourceProtector(ResourceProtector):
             headers.append(("WWW-Authenticate", challenge))
         else:
             headers.extend(h for h in error.get_headers() if h[0].lower() == "www-authenticate")
+        note_error(body.get("error"))
         raise_http_exception(error.status_code, json.dumps(body), headers)
 
     def validate_request(self, scopes, request, **kwargs):

@@ -258,8 +258,7 @@ def migration_guide() -> Response:
     for name, value in facts.items():
         text = text.replace("{{" + name + "}}", value)
     response = Response(text, mimetype="text/markdown")
-    # Short: a brownout added with `keymint legacy brownouts add` shows up here soon.
-    response.headers["Cache-Control"] = "public, max-age=300"
+    response.headers["Cache-Control"] = "public, max-age=3600"
     return response
 
 

@@ -66,14 +66,10 @@ class Counter:
         """The storage counting now: the configured one, or the memory fallback while it is down."""
         return self._fallback_storage if self._dead and self._fallback_storage else self.primary
 
-    @property
-    def degraded(self) -> bool:
-        """True while the configured storage is unreachable and this process counts alone."""
-        return self._dead
-
     def recheck_if_due(self) -> bool:
-        """`degraded`, after asking the storage again if its next check is due (a readiness
-        probe sees a recovery even when no request came to notice it)."""
+        """True while the configured storage is unreachable and this process counts alone;
+        asks the storage again first if that is due (a readiness probe then sees a recovery
+        even when no request came to notice it)."""
         if self._dead and time.monotonic() >= self._recheck_at:
             self._recovered()
         return self._dead

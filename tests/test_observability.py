@@ -8,6 +8,7 @@ import logging
 
 import pytest
 from freezegun import freeze_time
+from limits.strategies import SlidingWindowCounterRateLimiter
 from sqlalchemy import create_engine
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -15,7 +16,7 @@ from app.runtime import database, limiter
 from app.runtime.logs import JsonFormatter
 from tests.support import bearer, mint, token_response
 from tests.test_metrics import scrape, value
-from tests.test_ratelimit_storage import FlakyStorage, _counter_on
+from tests.test_ratelimit_storage import FlakyStorage
 
 # --- /readyz and the rate-limit storage --------------------------------------------------
 
@@ -27,10 +28,9 @@ def metric(client, name: str) -> float:
 def test_readyz_is_ready_but_degraded_while_rate_limits_are_counted_per_process(
         database_url, app_factory):
     app, _ = app_factory(database_url, KEYMINT_RATELIMIT_ENABLED=True)
-    shared = FlakyStorage()
+    shared = FlakyStorage()  # stands in for Redis
     counter = app.extensions[limiter._EXTENSION]
-    counter.primary = shared
-    counter._primary = _counter_on(shared)._primary
+    counter.primary, counter._primary = shared, SlidingWindowCounterRateLimiter(shared)
     client = app.test_client()
     with freeze_time("2030-01-01T00:00:00Z") as clock:
         ready = client.get("/readyz")
@@ -134,7 +134,7 @@ def test_the_request_line_names_the_client_the_error_and_the_user_agent(client, 
     ok, scope, wrong, unknown, minted = request_records(caplog)
 
     assert (ok.status, ok.client_id, ok.error_code) == (200, key.client_id, None)
-    assert ok.user_agent == long_agent[:200]
+    assert ok.user_agent == long_agent[:256]
     # authenticated, but the route needs another scope: both facts are on the line
     assert (scope.status, scope.client_id, scope.error_code, scope.user_agent) == (
         403, key.client_id, "insufficient_scope", "cron/1")

@@ -8,15 +8,13 @@ import time
 from flask import Flask, Response, g, request
 
 from app.runtime import metrics
+from app.services.audit import USER_AGENT_MAX_LEN
 from app.web.context import client_ip, request_id
 
 log = logging.getLogger("keymint.request")
 
 # Probes hit these every few seconds; their lines are debug-level noise.
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-# Enough to tell client libraries and their versions apart; a client chooses its User-Agent,
-# so a log line does not carry an unbounded one.
-USER_AGENT_MAX = 200
 
 _CLIENT_ID = "keymint_client_id"
 _ERROR_CODE = "keymint_error_code"
@@ -64,5 +62,6 @@ def init_app(app: Flask) -> None:
                        "status": status, "duration_ms": round(elapsed * 1000, 3),
                        "client_ip": client_ip(), "client_id": state.get(_CLIENT_ID),
                        "error_code": state.get(_ERROR_CODE) if status >= 400 else None,
-                       "user_agent": user_agent[:USER_AGENT_MAX] if user_agent else None})
+                       # the client chooses it: as long as the audit trail keeps it
+                       "user_agent": user_agent[:USER_AGENT_MAX_LEN] if user_agent else None})
         return response

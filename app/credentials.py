@@ -16,6 +16,8 @@ CLIENT_ID_BODY = 24
 SECRET_PREFIX = "sk_"  # noqa: S105 (a format prefix, not a secret)
 TOKEN_PREFIX = "at_"  # noqa: S105
 TOKEN_ID_PREFIX = "tok_"  # noqa: S105
+# Webhook signing secrets (Standard Webhooks: base64 after the prefix; app/services/webhooks.py)
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105
 INVITATION_ID_PREFIX = "inv_"
 RANDOM_BODY = 40
 CHECKSUM_LEN = 6
@@ -134,9 +136,11 @@ REDACTED = "[REDACTED]"
 # Text that may be a keymint secret or access token, wherever it turns up (log lines, a
 # User-Agent): its prefix and at least 8 base62 characters. Any length, checksum or not: a
 # truncated or mistyped secret still gives most of itself away. Not after a letter or digit,
-# so "task_12345678" is no token; "_" may precede ("last_token_at_...").
+# so "task_12345678" is no token; "_" may precede ("last_token_at_..."). A webhook signing
+# secret is base64 after its prefix ("+", "/" and "=" padding included).
 CREDENTIAL_TEXT = re.compile(
-    rf"(?<![0-9A-Za-z])(?:{SECRET_PREFIX}|{TOKEN_PREFIX})[0-9A-Za-z]{{8,}}")
+    rf"(?<![0-9A-Za-z])(?:(?:{SECRET_PREFIX}|{TOKEN_PREFIX})[0-9A-Za-z]{{8,}}"
+    rf"|{WEBHOOK_SECRET_PREFIX}[0-9A-Za-z+/]{{8,}}=*)")
 
 
 # A JWT (a JWT access token is a bearer credential like `at_…`): two base64url JSON segments

@@ -677,6 +677,7 @@ BENCH_AUDIT=1 bench/run.sh        # adds the cost of auditing (issue 6): ~3 min 
 BENCH_MAIN=0 BENCH_SCALE=0 BENCH_PEERS=0 BENCH_AUDIT=1 bench/run.sh   # only that (~4 min)
 .venv/bin/python bench/purge_bench.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 .venv/bin/python bench/check_lean.py   # the lean floor answers what keymint answers (SQLite)
+.venv/bin/python bench/resource_server_bench.py   # what keymint-resource costs an API (~1 min)
 bench/wsgi_compare.sh             # the WSGI server study (floor app under each candidate)
 ```
 

@@ -165,6 +165,22 @@ def test_redactor_catches_what_might_slip_through():
     assert redact("request abc123 took 5 ms") == "request abc123 took 5 ms"
 
 
+def test_webhook_signing_secrets_are_redacted_whole():
+    from app.services import webhooks
+
+    for _ in range(20):  # base64: "+", "/" and "=" turn up in some, and must go too
+        secret = webhooks.new_secret()
+        for sample in (f"secret: {secret}", f"{{'secret': '{secret}'}}", f"k={secret}&x=1",
+                       f"rotated to {secret[:14]}"):
+            cleaned = redact(sample)
+            assert REDACTED in cleaned, sample
+            assert secret[6:14] not in cleaned, sample
+        assert redact(f"secret: {secret}.") == f"secret: {REDACTED}."
+    assert credentials.redact_credentials(f"agent/1 {secret}") == f"agent/1 {REDACTED}"
+    # Too short to be a secret, or part of a longer word: left alone.
+    assert redact("whsec_abc and nowhsec_abcdefghijkl") == "whsec_abc and nowhsec_abcdefghijkl"
+
+
 def test_exception_tracebacks_are_redacted():
     from app.runtime.logs import JsonFormatter
 
@@ -182,7 +198,8 @@ def test_exception_tracebacks_are_redacted():
     assert json.loads(line)["level"] == "error"
 
 
-_FRAGMENTS = ["sk_", "at_", "SK_", "Basic ", "bEaReR ", "authorization:", "X-API-KEY=",
+_FRAGMENTS = ["sk_", "at_", "SK_", "whsec_", "WHSEC_", "+/=", "Basic ", "bEaReR ",
+              "authorization:", "X-API-KEY=",
               "x_api_key:", "client_secret=", "Access_Token:", "refresh_token=", "password:",
               "HTTP_AUTHORIZATION=", "'", '"', " ", ":", "=", "0123456789abcdef" * 4,
               "0123456789ABCDEF" * 2, "abc", "x-api-key=", "API_Key:",

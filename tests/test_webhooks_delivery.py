@@ -1,13 +1,9 @@
 """The delivery worker against real HTTP receivers on 127.0.0.1: signing, retries, backoff,
-timeouts, disabling, targets re-checked at delivery, crash recovery and concurrent workers."""
+timeouts, disabling, targets re-checked at delivery, concurrent workers in one process, and
+the backlog metrics (real worker processes: tests/test_webhooks_workers.py)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -18,7 +14,7 @@ from app.extensions import db
 from app.runtime import webhook_worker
 from app.services import webhooks
 from app.services.audit import Actor
-from tests.support import REPO, audit_events
+from tests.support import audit_events
 from tests.webhook_support import (
     Reply,
     deliveries,
@@ -26,7 +22,6 @@ from tests.webhook_support import (
     make_endpoint,
     receiving,
     run_worker,
-    wait_for,
     workspace_id,
 )
 
@@ -259,58 +254,6 @@ def test_two_workers_never_deliver_the_same_attempt_twice(app, app_factory, data
     assert {d.attempts for d in deliveries(app)} == {1}
 
 
-def _worker_process(database_url, log):
-    env = {**os.environ, "KEYMINT_DATABASE_URL": database_url,
-           "KEYMINT_WEBHOOK_ALLOW_PRIVATE_TARGETS": "true", "KEYMINT_RATELIMIT_ENABLED": "false"}
-    return subprocess.Popen([sys.executable, "-m", "app.cli", "webhooks", "run"], cwd=REPO,
-                            env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
-@pytest.mark.slow
-def test_kill_9_mid_delivery_loses_nothing_and_it_is_delivered_after_restart(
-        app, slug, database_url):
-    with receiving(Reply(200, hang=60)) as receiver, tempfile.TemporaryFile() as log:
-        public_id, _ = make_endpoint(app, slug, receiver.url)
-        _queue_test(app, slug, public_id)
-        worker = _worker_process(database_url, log)
-        try:
-            assert wait_for(lambda: receiver.requests, 30), "the worker never posted"
-        finally:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(10)
-        [claimed] = deliveries(app)
-        assert (claimed.status, claimed.attempts) == ("pending", 1)  # claimed, not lost
-        # A restarted worker takes it up once the dead worker's lease has run out.
-        with freeze_time(claimed.next_attempt_at):
-            assert run_worker(app).delivered == 1
-    assert len(receiver.requests) == 2
-    assert receiver.requests[0].headers["webhook-id"] == receiver.requests[1].headers[
-        "webhook-id"]
-    [done] = deliveries(app)
-    assert (done.status, done.attempts) == ("succeeded", 2)
-
-
-@pytest.mark.slow
-def test_the_long_running_worker_delivers_and_stops_on_sigterm(app, slug, database_url):
-    with receiving() as receiver, tempfile.TemporaryFile() as log:
-        public_id, _ = make_endpoint(app, slug, receiver.url)
-        worker = _worker_process(database_url, log)
-        try:
-            _queue_test(app, slug, public_id)
-            assert wait_for(lambda: deliveries(app)[0].status == "succeeded", 30)
-            worker.send_signal(signal.SIGTERM)
-            assert worker.wait(15) == 0
-        finally:
-            if worker.poll() is None:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait(10)
-        log.seek(0)
-        output = log.read().decode()
-    assert "webhook worker stopped" in output
-    assert len(receiver.requests) == 1
-
-
 def _sample(registry, name, **labels):
     value = registry.get_sample_value(name, labels)
     return 0.0 if value is None else value
@@ -320,22 +263,71 @@ def test_metrics_show_attempts_by_outcome_and_the_backlog(app, slug):
     registry = webhook_worker.metrics_registry(app)
     before = {o: _sample(registry, "keymint_webhook_attempts_total", outcome=o)
               for o in ("delivered", "retried", "failed")}
-    with receiving(Reply(500), Reply(200)) as receiver:
+    with receiving(Reply(500), Reply(200), Reply(404)) as receiver:
+        public_id, _ = make_endpoint(app, slug, receiver.url)
+        with freeze_time(T0) as clock:
+            for _ in range(3):
+                _queue_test(app, slug, public_id)
+            run_worker(app)  # one retried, one delivered, one failed
+            assert _sample(registry, "keymint_webhook_deliveries_queued") == 1
+            assert _sample(registry, "keymint_webhook_deliveries_due") == 0
+            assert _sample(registry, "keymint_webhook_deliveries_failed") == 1
+            assert _sample(registry, "keymint_webhook_oldest_due_age_seconds") == 0
+            due = next(d for d in deliveries(app) if d.status == "pending").next_attempt_at
+            clock.move_to(due)  # due this instant: waiting, for no time yet
+            assert _sample(registry, "keymint_webhook_deliveries_due") == 1
+            assert _sample(registry, "keymint_webhook_oldest_due_age_seconds") == 0
+            clock.move_to(due + timedelta(seconds=90))  # due, not yet attempted
+            assert _sample(registry, "keymint_webhook_oldest_due_age_seconds") == 90
+    for outcome in ("retried", "delivered", "failed"):
+        assert _sample(registry, "keymint_webhook_attempts_total",
+                       outcome=outcome) - before[outcome] == 1
+
+
+def _scrape(client):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    return {sample.name: sample.value
+            for family in text_string_to_metric_families(response.get_data(as_text=True))
+            for sample in family.samples if sample.name.startswith("keymint_webhook_")}
+
+
+def test_the_servers_own_metrics_show_the_backlog_as_stored(app, client, slug):
+    # The API server posts nothing; it reads the outbox at each scrape, like the worker.
+    assert _scrape(client) == {"keymint_webhook_deliveries_queued": 0,
+                               "keymint_webhook_deliveries_due": 0,
+                               "keymint_webhook_deliveries_failed": 0,
+                               "keymint_webhook_oldest_due_age_seconds": 0}
+    with receiving(Reply(410)) as receiver:
         public_id, _ = make_endpoint(app, slug, receiver.url)
         with freeze_time(T0) as clock:
             _queue_test(app, slug, public_id)
+            assert run_worker(app).failed == 1
             _queue_test(app, slug, public_id)
-            run_worker(app)  # one retried, one delivered
-            assert _sample(registry, "keymint_webhook_deliveries", status="pending") == 1
-            assert _sample(registry, "keymint_webhook_deliveries", status="succeeded") == 1
-            assert _sample(registry, "keymint_webhook_oldest_due_age_seconds") == 0
-            due = deliveries(app)[0].next_attempt_at
-            clock.move_to(due + timedelta(seconds=90))  # due, not yet attempted
-            assert _sample(registry, "keymint_webhook_oldest_due_age_seconds") == 90
-    assert _sample(registry, "keymint_webhook_attempts_total",
-                   outcome="retried") - before["retried"] == 1
-    assert _sample(registry, "keymint_webhook_attempts_total",
-                   outcome="delivered") - before["delivered"] == 1
+            _queue_test(app, slug, public_id)
+            clock.tick(timedelta(minutes=2))
+            assert _scrape(client) == {"keymint_webhook_deliveries_queued": 2,
+                                       "keymint_webhook_deliveries_due": 2,
+                                       "keymint_webhook_deliveries_failed": 1,
+                                       "keymint_webhook_oldest_due_age_seconds": 120}
+            assert client.get("/readyz").status_code == 200  # receivers are not its business
+
+
+def test_the_servers_metrics_answer_without_the_backlog_when_the_database_fails(
+        app, client, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    def down(session, now):
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(webhooks, "backlog", down)
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    text = response.get_data(as_text=True)
+    assert "# TYPE keymint_http_requests_total counter" in text  # the process's own metrics
+    assert "keymint_webhook_deliveries_queued" not in text
 
 
 def test_an_endpoint_deleted_during_a_delivery_ends_it_quietly(app, slug):

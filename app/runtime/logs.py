@@ -4,8 +4,9 @@ One JSON object per line: time, level, logger, message, plus request fields when
 is being served (request_id, method, path, status, duration_ms, client_ip), and on the
 request line also client_id, error_code and user_agent when they apply. keymint never
 logs a credential on purpose; the redactor is the second line of defence for anything a
-library or a future change might log: secrets, tokens, 64-hex digests, Basic/Bearer values
-and Authorization / X-API-Key header values are replaced by "[REDACTED]".
+library or a future change might log: secrets, tokens, webhook signing secrets, 64-hex
+digests, Basic/Bearer values and Authorization / X-API-Key header values are replaced by
+"[REDACTED]".
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ _PATTERNS = [
 # line without it skips that regex: most lines hold none, and the case-insensitive
 # alternations cost ~20 µs per line to scan. None = always scan (hex runs have no literal).
 _MUST_CONTAIN: list[tuple[str, ...] | None] = [
-    ("sk_", "at_"),
+    ("sk_", "at_", "whsec_"),
     ("eyj",),
     None,
     ("basic", "bearer"),

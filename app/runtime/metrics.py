@@ -9,6 +9,8 @@ PROMETHEUS_MULTIPROC_DIR and a scrape of any worker sums them all.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import (
@@ -20,10 +22,11 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as prom_multiprocess
+from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from app.services import token_counts
+from app.services import token_counts, webhooks
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -117,13 +120,50 @@ def mark_process_dead(pid: int) -> None:
         prom_multiprocess.mark_process_dead(pid)
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition text of every metric of every worker."""
+class _Families:
+    """Collector of metric families read at this scrape (not kept between scrapes)."""
+
+    def __init__(self, families: Sequence[GaugeMetricFamily]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        return iter(self.families)
+
+
+def render(extra: Sequence[GaugeMetricFamily] = ()) -> tuple[bytes, str]:
+    """The exposition text of every metric of every worker, then `extra` (gauges read from
+    the database at this scrape, the same from every worker, so never summed)."""
     if multiprocess_dir():
         registry = CollectorRegistry()
         prom_multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    else:
+        registry = REGISTRY
+    body = generate_latest(registry)
+    if extra:
+        scraped = CollectorRegistry(auto_describe=False)
+        scraped.register(_Families(extra))  # type: ignore[arg-type]
+        body += generate_latest(scraped)
+    return body, CONTENT_TYPE_LATEST
+
+
+def webhook_backlog_families(backlog: webhooks.Backlog,
+                             now: datetime) -> list[GaugeMetricFamily]:
+    """The webhook outbox as gauges: served by the API servers' /metrics and by
+    `keymint webhooks run --metrics-port` alike."""
+    oldest = backlog.oldest_due_at
+    return [
+        GaugeMetricFamily("keymint_webhook_deliveries_queued",
+                          "Deliveries not yet delivered nor given up (new, waiting for a "
+                          "retry, or being posted).", value=backlog.queued),
+        GaugeMetricFamily("keymint_webhook_deliveries_due",
+                          "Deliveries due now and waiting for a worker.", value=backlog.due),
+        GaugeMetricFamily("keymint_webhook_deliveries_failed",
+                          "Deliveries given up (4xx, refused target, or retried for 24 h), "
+                          "as kept.", value=backlog.failed),
+        GaugeMetricFamily("keymint_webhook_oldest_due_age_seconds",
+                          "How long the longest-waiting due delivery has been due (0: none).",
+                          value=max((now - oldest).total_seconds(), 0.0) if oldest else 0.0),
+    ]
 
 
 # --- counters other modules call -------------------------------------------------------------

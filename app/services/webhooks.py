@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from app.clock import epoch, isoformat, utcnow
+from app.credentials import WEBHOOK_SECRET_PREFIX
 from app.models import (
     ApiKey,
     DeliveryStatus,
@@ -43,7 +44,7 @@ EVENT_TYPES = (
     "key.previous_secret_expiring", "token.reuse_detected", "member.added", "member.removed",
     "legacy.sunset_approaching", "webhook.test",
 )
-SECRET_PREFIX = "whsec_"  # noqa: S105 (a format prefix, not a secret)
+SECRET_PREFIX = WEBHOOK_SECRET_PREFIX  # the log redactor knows it too (app/credentials.py)
 ENDPOINT_ID_PREFIX = "whe_"
 EVENT_ID_PREFIX = "msg_"
 DELIVERY_ID_PREFIX = "whd_"
@@ -59,12 +60,19 @@ MAX_EXPIRING_DAY = 365
 SECRET_GRACE = timedelta(hours=24)
 
 # Delivery policy (Standard Webhooks' "at least once").
+# One attempt, all told (name resolution, connecting, sending, the answer's status, headers
+# and the start of its body): app/runtime/webhook_worker.py enforces it as a deadline.
 TIMEOUT_SECONDS = 5.0
 RETRY_WINDOW = timedelta(hours=24)     # after this, a failing delivery is given up
 FIRST_RETRY_SECONDS = 30
 MAX_RETRY_SECONDS = 6 * 3600
 JITTER = 0.25                          # a retry is due within [delay, delay * 1.25]
-LEASE = timedelta(seconds=60)          # a claimed delivery is due again if its worker dies
+# A claimed delivery is due again this long after its claim if its worker dies. A worker
+# claims CLAIM_BATCH at once and posts them one after the other, so the lease must outlast
+# CLAIM_BATCH whole attempts (50 s) with room to spare for recording their outcomes:
+# otherwise a second worker could post a delivery the first one is still posting.
+CLAIM_BATCH = 10
+LEASE = timedelta(minutes=5)
 DISABLE_AFTER_FAILURES = 10            # consecutive failed attempts before disabling
 PREVIOUS_SECRET_NOTICE = timedelta(hours=1)
 LEGACY_SUNSET_DAYS = (30, 7, 1)
@@ -551,7 +559,7 @@ class Outcome:
         return self.status in RETRYABLE_STATUSES or self.status >= 500
 
 
-def claim(session: Session, now: datetime, limit: int = 10) -> list[Job]:
+def claim(session: Session, now: datetime, limit: int = CLAIM_BATCH) -> list[Job]:
     """Claim up to `limit` due deliveries of enabled endpoints for this worker: each gets
     a lease (due again at now + LEASE if this worker dies) and one more attempt counted.
     PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent workers never claim the same row;
@@ -649,17 +657,31 @@ def record_outcome(session: Session, delivery_id: int, outcome: Outcome, now: da
     return delivery
 
 
-def oldest_due(session: Session, now: datetime) -> datetime | None:
-    """When the longest-waiting due delivery became due (None: nothing is due)."""
-    return session.scalar(select(func.min(WebhookDelivery.next_attempt_at)).where(
-        WebhookDelivery.status == DeliveryStatus.PENDING.value,
-        WebhookDelivery.next_attempt_at <= now))
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """The outbox as stored now, for metrics (the same whichever process reads it)."""
+
+    queued: int                   # pending: new, waiting for a retry, or being posted
+    due: int                      # pending and due now: waiting for a worker
+    failed: int                   # given up (kept until deleted)
+    oldest_due_at: datetime | None  # when the longest-waiting due delivery became due
 
 
-def count_by_status(session: Session) -> dict[str, int]:
-    rows = session.execute(select(WebhookDelivery.status, func.count())
-                           .group_by(WebhookDelivery.status)).all()
-    return {str(status): int(count) for status, count in rows}
+def backlog(session: Session, now: datetime) -> Backlog:
+    """Two reads of the (status, next_attempt_at) index; delivered rows, which only ever
+    grow in number, are not counted."""
+    pending = DeliveryStatus.PENDING.value
+    failed = DeliveryStatus.FAILED.value
+    counts = {str(status): int(count) for status, count in session.execute(
+        select(WebhookDelivery.status, func.count())
+        .where(WebhookDelivery.status.in_((pending, failed)))
+        .group_by(WebhookDelivery.status)).all()}
+    due, oldest = session.execute(
+        select(func.count(), func.min(WebhookDelivery.next_attempt_at))
+        .where(WebhookDelivery.status == pending,
+               WebhookDelivery.next_attempt_at <= now)).one()
+    return Backlog(queued=counts.get(pending, 0), due=int(due or 0),
+                   failed=counts.get(failed, 0), oldest_due_at=oldest)
 
 
 # --- the schedule: notices found by time, not by a change ----------------------------------

@@ -1,4 +1,5 @@
-"""IntrospectionCache: a bounded, thread-safe LRU of introspection answers with per-entry expiry."""
+"""IntrospectionCache: a bounded, thread-safe LRU of verification results (introspection answers,
+verified JWTs) with per-entry expiry."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-Entry = tuple[float, dict[str, Any]]  # (expires at, epoch seconds; the answer)
+Entry = tuple[float, Any]  # (expires at, epoch seconds; the answer)
 
 
 class IntrospectionCache:
@@ -19,7 +20,7 @@ class IntrospectionCache:
         self._entries: OrderedDict[Any, Entry] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: Any, now: float) -> dict[str, Any] | None:
+    def get(self, key: Any, now: float) -> Any | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -30,7 +31,7 @@ class IntrospectionCache:
             self._entries.move_to_end(key)
             return entry[1]
 
-    def put(self, key: Any, answer: dict[str, Any], expires_at: float, now: float) -> None:
+    def put(self, key: Any, answer: Any, expires_at: float, now: float) -> None:
         if expires_at <= now:
             return
         with self._lock:

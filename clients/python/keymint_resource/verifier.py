@@ -52,6 +52,7 @@ class TokenVerifier:
         inactive_ttl: float = 2.0,
         cache: bool = True,
         cache_size: int = 10_000,
+        jwt_cache: bool = True,
         leeway: int = 5,
         algorithms: Collection[str] = DEFAULT_ALGORITHMS,
         verify_jwt_locally: bool = True,
@@ -75,6 +76,10 @@ class TokenVerifier:
         self.inactive_ttl = min(inactive_ttl, max_stale)
         self.cache: IntrospectionCache | None = (
             IntrospectionCache(cache_size) if cache and max_stale > 0 else None)
+        # Verified JWTs, by digest: a token is presented on every request of its client, and
+        # checking its signature again each time costs more than the rest of the request.
+        self.jwt_cache: IntrospectionCache | None = (
+            IntrospectionCache(cache_size) if jwt_cache else None)
         self.leeway = leeway
         self.algorithms = tuple(algorithms)
         self.verify_jwt_locally = verify_jwt_locally
@@ -90,6 +95,13 @@ class TokenVerifier:
         self._jwks: JWKSCache | None = None
         self._lock = threading.Lock()
         self.introspections = 0  # requests made to keymint's introspection endpoint
+        self.signature_checks = 0  # JWT signatures verified (not answered from jwt_cache)
+        # Built once: it holds only options, and `now` is read through the clock on each use.
+        self._claims = JWTClaimsRegistry(
+            now=lambda: int(self.clock()), leeway=leeway,
+            iss={"essential": True, "value": self.issuer},
+            **({"aud": {"essential": True, "value": audience}} if audience else {}),
+            **{name: {"essential": True} for name in _JWT_CLAIMS if name not in ("iss", "aud")})
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -141,6 +153,8 @@ class TokenVerifier:
         return self._introspect(token, method, path)
 
     def _jwks_cache(self) -> JWKSCache | None:
+        if self._jwks is not None:  # set once, after discovery: no lock on the hot path
+            return self._jwks
         uri = self.metadata.get("jwks_uri")
         if not isinstance(uri, str):
             return None  # a keymint without JWT tokens: JWTs, if any, are introspected
@@ -175,7 +189,16 @@ class TokenVerifier:
         jwks = self._jwks
         assert jwks is not None
         try:
-            header = jws.extract_compact(token.encode("ascii")).protected
+            raw = token.encode("ascii")
+        except UnicodeError:
+            raise InvalidToken("The access token is malformed.") from None
+        digest = hashlib.sha256(raw).digest() if self.jwt_cache is not None else None
+        if digest is not None:
+            access = self._cached_jwt(digest, jwks)
+            if access is not None:
+                return access
+        try:
+            header = jws.extract_compact(raw).protected
         except (JoseError, ValueError, UnicodeError):
             raise InvalidToken("The access token is malformed.") from None
         if str(header.get("typ", "")).lower() not in _JWT_TYPES:
@@ -186,26 +209,50 @@ class TokenVerifier:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise InvalidToken("The token names no signing key.")
-        try:
-            key = jwks.key_for(kid)
-        except JWKSUnavailable:
-            raise VerifierUnavailable("The authorization server's keys are unavailable.") from None
+        key = self._key(jwks, kid)
         if key is None:
             raise InvalidToken("The token is signed by an unknown key.")
+        self.signature_checks += 1
         try:
-            claims = jwt.decode(token, key, algorithms=[alg]).claims
+            claims = jwt.decode(raw, key, algorithms=[alg]).claims
         except JoseError:
             raise InvalidToken("The token's signature is invalid.") from None
-        registry = JWTClaimsRegistry(
-            now=lambda: int(self.clock()), leeway=self.leeway,
-            iss={"essential": True, "value": self.issuer},
-            **({"aud": {"essential": True, "value": self.audience}} if self.audience else {}),
-            **{name: {"essential": True} for name in _JWT_CLAIMS if name not in ("iss", "aud")})
         try:
-            registry.validate(claims)
+            self._claims.validate(claims)
         except JoseError as exc:
             raise InvalidToken(_claim_problem(exc)) from None
+        access = AccessToken.from_claims("jwt", claims)
+        if digest is not None and self.jwt_cache is not None:
+            # Until the instant the claims check would call it expired (joserfc: exp must be
+            # greater than now - leeway), and only from when nbf/iat allowed it.
+            starts = [float(claims[name]) - self.leeway for name in ("nbf", "iat")
+                      if isinstance(claims.get(name), int | float)]
+            now = self.clock()
+            # The claims, not the AccessToken: each request gets its own copy to keep.
+            self.jwt_cache.put(digest, (kid, key, max(starts, default=now), claims),
+                               float(claims["exp"]) + self.leeway, now)
+        return access
+
+    def _cached_jwt(self, digest: bytes, jwks: JWKSCache) -> AccessToken | None:
+        """The decision for a JWT verified before (the same bytes), if it still holds: not
+        expired, past nbf/iat, and its signing key still the one published (a key withdrawn
+        from the JWKS stops its tokens at the next refresh, as it does without this cache)."""
+        assert self.jwt_cache is not None
+        now = self.clock()
+        entry = self.jwt_cache.get(digest, now)
+        if entry is None:
+            return None
+        kid, key, valid_from, claims = entry
+        if now < valid_from or self._key(jwks, kid) is not key:
+            return None
         return AccessToken.from_claims("jwt", claims)
+
+    @staticmethod
+    def _key(jwks: JWKSCache, kid: str) -> Any | None:
+        try:
+            return jwks.key_for(kid)
+        except JWKSUnavailable:
+            raise VerifierUnavailable("The authorization server's keys are unavailable.") from None
 
     # --- opaque tokens: introspection (RFC 7662) behind the cache ----------------------------
 

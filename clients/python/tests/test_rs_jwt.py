@@ -275,3 +275,76 @@ def test_verify_jwt_locally_off_introspects_jwts(fake_keymint, clock, es_key):
                                             "exp": NOW + 300}
     access = verifier(fake_keymint, clock, verify_jwt_locally=False).verify(token)
     assert access.format == "opaque" and fake_keymint.forms[0]["token"] == token
+
+
+# --- the cache of verified JWTs (jwt_cache) ---------------------------------------------------
+
+
+def test_a_verified_jwt_is_not_verified_again_until_it_expires(fake_keymint, clock, es_key):
+    fake_keymint.jwks_cache_control = "public, max-age=3600"  # no JWKS refresh in between
+    check = verifier(fake_keymint, clock, leeway=5)
+    token = fake_keymint.sign(es_key, exp=NOW + 300)
+    first = check.verify(token)
+    clock.now = NOW + 304  # the last second the leeway allows
+    assert check.verify(token) == first
+    assert check.signature_checks == 1
+    clock.now = NOW + 305  # the cached decision ends where the claims check would refuse
+    with pytest.raises(InvalidToken, match="expired"):
+        check.verify(token)
+    assert check.signature_checks == 2
+
+
+def test_a_cached_jwt_still_needs_its_scopes(fake_keymint, clock, es_key):
+    from keymint_resource import InsufficientScope
+
+    check = verifier(fake_keymint, clock)
+    token = fake_keymint.sign(es_key, scope="orders:read")
+    assert check.check(token, "GET", "/orders", ["orders:read"]).subject == "42"
+    with pytest.raises(InsufficientScope):
+        check.check(token, "POST", "/orders", ["orders:write"])
+    assert check.signature_checks == 1
+
+
+def test_a_key_withdrawn_from_the_jwks_stops_its_cached_tokens(fake_keymint, clock, es_key):
+    fake_keymint.jwks_cache_control = "public, max-age=120"
+    check = verifier(fake_keymint, clock)
+    token = fake_keymint.sign(es_key, exp=NOW + 3600)
+    check.verify(token)
+    fake_keymint.keys[:] = [make_key("EC", "k2")]  # k1 retired (or compromised) at keymint
+    clock.advance(119)  # the cached key set is still fresh: nothing has told us yet
+    assert check.verify(token).subject == "42"
+    clock.advance(1)  # refreshed: k1 is gone, and so is every decision it made
+    with pytest.raises(InvalidToken, match="unknown key"):
+        check.verify(token)
+    assert fake_keymint.hits[JWKS] == 2
+
+
+def test_a_refreshed_key_set_verifies_each_token_once_more(fake_keymint, clock, es_key):
+    fake_keymint.jwks_cache_control = "public, max-age=120"
+    check = verifier(fake_keymint, clock)
+    token = fake_keymint.sign(es_key, exp=NOW + 3600)
+    check.verify(token)
+    clock.advance(120)  # the same key, published again: decisions are re-checked against it
+    check.verify(token)
+    check.verify(token)
+    assert fake_keymint.hits[JWKS] == 2
+    assert check.signature_checks == 2
+
+
+def test_a_token_used_before_its_nbf_is_not_answered_from_the_cache(fake_keymint, clock,
+                                                                     es_key):
+    check = verifier(fake_keymint, clock, leeway=5)
+    token = fake_keymint.sign(es_key, nbf=NOW + 10)
+    clock.now = NOW + 5
+    check.verify(token)
+    clock.now = NOW + 4  # the clock stepped back: the cached decision does not apply then
+    with pytest.raises(InvalidToken, match="not valid yet"):
+        check.verify(token)
+
+
+def test_jwt_cache_off_checks_every_signature(fake_keymint, clock, es_key):
+    check = verifier(fake_keymint, clock, jwt_cache=False)
+    token = fake_keymint.sign(es_key)
+    for _ in range(3):
+        assert check.verify(token).subject == "42"
+    assert check.signature_checks == 3 and check.jwt_cache is None

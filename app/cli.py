@@ -520,21 +520,39 @@ def _legacy_report(slug: str | None, as_json: bool, behind: int) -> None:
 
 
 @legacy_cli.command("migrate")
-@click.option("--workspace", "slug", required=True)
+@click.option("--workspace", "slug", default=None,
+              help="Every legacy key of this workspace (with --label: the workspace to look in).")
+@click.option("--label", default=None, help="Only the legacy key of --workspace with this label.")
+@click.option("--key-id", "key_id", type=click.IntRange(min=1), default=None,
+              help="Only this legacy key (its id in `GET /api/v1/legacy-keys`).")
 @click.option("--owner", "email", required=True, help="The member who will own the new keys.")
 @click.option("--scope", "scope", default="",
-              help='Scopes of the new keys, space separated (default: none).')
+              help="Scopes of the new keys, space separated (default: none). Management "
+                   "scopes only for an admin or owner.")
 @click.option("--disable-legacy", is_flag=True,
               help="Disable the migrated legacy keys now instead of at the sunset.")
 @click.option("--json", "as_json", is_flag=True)
 @transactional
-def legacy_migrate(slug: str, email: str, scope: str, disable_legacy: bool,
-                   as_json: bool) -> None:
-    """Create one API key per legacy key of a workspace; secrets are printed once."""
-    workspace = accounts.get_workspace(db.session, slug)
+def legacy_migrate(slug: str | None, label: str | None, key_id: int | None, email: str,
+                   scope: str, disable_legacy: bool, as_json: bool) -> None:
+    """Create one API key per legacy key of a workspace, or for one legacy key (--key-id, or
+    --workspace with --label); secrets are printed once."""
+    if key_id is not None and label is not None:
+        raise click.UsageError("give --key-id or --label, not both")
+    if key_id is None and slug is None:
+        raise click.UsageError("give --workspace (all its legacy keys, or one with --label) "
+                               "or --key-id")
+    workspace = accounts.get_workspace(db.session, slug) if slug else None
     owner = accounts.get_user_by_email(db.session, email)
-    result = migration_service.migrate_workspace(db.session, workspace, owner, Actor.cli(),
-                                                 scopes=scope, disable=disable_legacy)
+    if key_id is None and label is None:
+        result = migration_service.migrate_workspace(db.session, workspace, owner, Actor.cli(),
+                                                     scopes=scope, disable=disable_legacy)
+    else:
+        row = migration_service.find_key(db.session, key_id=key_id, workspace=workspace,
+                                         label=label)
+        workspace = row.workspace
+        result = migration_service.migrate_key(db.session, row, owner, Actor.cli(),
+                                               scopes=scope, disable=disable_legacy)
     if as_json:
         click.echo(json.dumps({
             "workspace": workspace.slug,
@@ -552,6 +570,9 @@ def legacy_migrate(slug: str, email: str, scope: str, disable_legacy: bool,
         click.echo(f"legacy key {m.legacy.id} ({m.legacy.label or 'no label'}) -> "
                    f"client_id {m.created.key.client_id}  "
                    f"client_secret {m.created.client_secret}")
+    for r in result.already_migrated:
+        if key_id is not None or label is not None:
+            click.echo(f"legacy key {r.id} was already migrated to {r.migrated_to}")
     click.echo(f"{len(result.migrated)} new key(s) owned by {owner.email}; "
                f"{len(result.already_migrated)} already migrated; "
                f"{len(result.skipped_disabled)} skipped (disabled); "

@@ -113,7 +113,8 @@ def main() -> None:
                  lambda: log.info("%s %s %s", "POST", "/oauth/introspect", 200, extra={
                      "request_id": "0123456789abcdef01234567", "method": "POST",
                      "path": "/oauth/introspect", "status": 200, "duration_ms": 1.0,
-                     "client_ip": "127.0.0.1"})),
+                     "client_ip": "127.0.0.1", "client_id": "key_0123456789abcdef0123",
+                     "error_code": None, "user_agent": "python-requests/2.32.3"})),
                 ("rate limits of an introspection (3 tests + the key's hit)", limits),
             ]
             base = best_of(lambda: None, n, rounds)

@@ -167,7 +167,8 @@ def test_readyz_times_out_on_a_slow_database(app, client, backend, monkeypatch):
     monkeypatch.setattr(database, "READINESS_PROBE", slow)
     response = client.get("/readyz")
     assert response.status_code == 503
-    assert response.get_json() == {"status": "unavailable", "database": "unreachable"}
+    assert response.get_json() == {"status": "unavailable", "database": "unreachable",
+                                   "rate_limit_storage": "disabled", "degraded": []}
     monkeypatch.setattr(database, "READINESS_PROBE", "SELECT 1")
     assert client.get("/readyz").status_code == 200  # the connection is usable again
 

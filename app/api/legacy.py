@@ -241,8 +241,22 @@ def list_legacy_keys() -> Response:
 
 @bp.get(GUIDE_PATH)
 def migration_guide() -> Response:
-    """The integrator's guide the Deprecation Link points to by default (Markdown)."""
+    """The integrator's guide the Deprecation Link points to by default (Markdown), with this
+    server's sunset, issuer and brownout schedule filled in."""
+    now = utcnow()
+    rules = deciding_policy(now)
+    upcoming = [(start, end) for start, end in rules.brownouts
+                if end > now and start < rules.sunset]
+    brownouts = ("; ".join(f"{isoformat(start)} until {isoformat(end)}" for start, end in upcoming)
+                 if upcoming else "none scheduled now")
+    facts = {"sunset": isoformat(rules.sunset) or "", "sunset_http": http_date(rules.sunset),
+             "sunset_epoch": str(epoch(rules.sunset)),
+             "deprecated_at": isoformat(rules.deprecated_at) or "",
+             "deprecated_epoch": str(epoch(rules.deprecated_at)),
+             "issuer": issuer(), "guide_url": guide_url(), "brownouts": brownouts}
     text = resources.files("app").joinpath("docs/legacy-migration.md").read_text("utf-8")
+    for name, value in facts.items():
+        text = text.replace("{{" + name + "}}", value)
     response = Response(text, mimetype="text/markdown")
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response

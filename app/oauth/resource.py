@@ -23,6 +23,7 @@ from app.services import keys as key_service
 from app.services import resources as resource_service
 from app.services import tokens as token_service
 from app.web import rate_limits
+from app.web.telemetry import note_client, note_error
 
 
 class KeymintBearerValidator(BearerTokenValidator):
@@ -45,6 +46,7 @@ class KeymintBearerValidator(BearerTokenValidator):
                 description="The access token is not for this API: its audience does not "
                             "include keymint's own API (<issuer>/api/v1).",
                 realm=self.realm, extra_attributes=self.extra_attributes)
+        note_client(token.client_id)  # authenticated, whatever the route's scopes say
         if self.scope_insufficient(token.scopes, scopes):
             raise InsufficientScopeError()
 
@@ -77,6 +79,7 @@ class KeymintResourceProtector(ResourceProtector):
             headers.append(("WWW-Authenticate", challenge))
         else:
             headers.extend(h for h in error.get_headers() if h[0].lower() == "www-authenticate")
+        note_error(body.get("error"))
         raise_http_exception(error.status_code, json.dumps(body), headers)
 
     def validate_request(self, scopes, request, **kwargs):

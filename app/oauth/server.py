@@ -23,6 +23,7 @@ from app.services import keys as key_service
 from app.services import tokens as token_service
 from app.web import basic_auth, boundary, rate_limits
 from app.web.context import client_ip, issuer, request_actor
+from app.web.telemetry import note_client, note_error
 from app.web.validation import FORM_CONTENT_TYPE
 
 log = logging.getLogger("keymint.oauth")
@@ -144,6 +145,7 @@ def verify_secret(cred: key_service.KeyCredential | None, client_id: str, secret
             note_auth_failure("wrong_secret", client_id, cred.workspace_id)
         raise ClientAuthFailed()
     # Only now, with the secret matched, may the request spend the key's rate limit.
+    note_client(cred.client_id)
     rate_limits.authenticated(cred.client_id, cred.rate_limit)
     key_service.mark_used(db.session, cred, now, client_ip(),
                           current_app.config["KEYMINT_LAST_USED_INTERVAL"])
@@ -170,6 +172,11 @@ class KeymintAuthorizationServer(AuthorizationServer):
         super().init_app(app, query_client=lambda _id: None, save_token=lambda *_: None)
         self._client_auth = KeyAuthentication(self.query_client)
         self.scopes_supported = None
+
+    def handle_response(self, status_code, payload, headers):
+        if status_code >= 400 and isinstance(payload, dict):
+            note_error(payload.get("error"))
+        return super().handle_response(status_code, payload, headers)
 
     def get_token_grant(self, request):
         # Authlib answers every unmatched grant_type with unsupported_grant_type; a missing one

@@ -9,9 +9,10 @@ from typing import Any
 
 from sqlalchemy import event, exc, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.pool import Pool
+from sqlalchemy.pool import ConnectionPoolEntry, Pool, QueuePool
 
 from app.durability import SQLITE_RELAXED
+from app.runtime import metrics
 from app.transactions import SQLITE_BEGIN_WRITE
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -175,6 +176,33 @@ def probe(engine: Engine, timeout_ms: int) -> None:
                 conn.execute(text(READINESS_PROBE)).all()
 
 
+class MeteredQueuePool(QueuePool):
+    """SQLAlchemy's QueuePool that reports its use to /metrics: connections in use, overflow,
+    and checkouts that had to wait for a connection (or waited in vain).
+
+    Pool events fire only once a connection is handed out, too late to see a wait; the
+    checkout itself is the one place that knows. The bookkeeping is two integer reads and
+    three gauge sets per checkout and checkin; SQLAlchemy's own logic is unchanged.
+    """
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        capacity = self.size() + max(self._max_overflow, 0)
+        if self._max_overflow > -1 and self.checkedout() >= capacity:
+            metrics.count_pool_wait()
+        try:
+            record = super()._do_get()
+        except exc.TimeoutError:
+            metrics.count_pool_timeout()
+            raise
+        metrics.set_pool_usage(self.checkedout(), self.overflow(), capacity)
+        return record
+
+    def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
+        super()._do_return_conn(record)
+        metrics.set_pool_usage(self.checkedout(), self.overflow(),
+                               self.size() + max(self._max_overflow, 0))
+
+
 def engine_options(uri: str, connect_timeout: int) -> dict[str, Any]:
     """Per-backend engine options (stale pooled connections: _ping_if_idle above).
 
@@ -186,6 +214,7 @@ def engine_options(uri: str, connect_timeout: int) -> dict[str, Any]:
         return {}
     timeout_ms = max(connect_timeout, 1) * 2000
     return {
+        "poolclass": MeteredQueuePool,
         "pool_timeout": max(connect_timeout, 1),
         "connect_args": {
             "connect_timeout": max(connect_timeout, 2),  # libpq's minimum useful value

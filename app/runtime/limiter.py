@@ -28,6 +28,7 @@ from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage, RedisStorage, Storage, storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
 
+from app.runtime import metrics
 from app.runtime.limiter_storage import SweptMemoryStorage, storage_uri
 
 log = logging.getLogger("keymint.ratelimit")
@@ -65,6 +66,14 @@ class Counter:
         """The storage counting now: the configured one, or the memory fallback while it is down."""
         return self._fallback_storage if self._dead and self._fallback_storage else self.primary
 
+    def recheck_if_due(self) -> bool:
+        """True while the configured storage is unreachable and this process counts alone;
+        asks the storage again first if that is due (a readiness probe then sees a recovery
+        even when no request came to notice it)."""
+        if self._dead and time.monotonic() >= self._recheck_at:
+            self._recovered()
+        return self._dead
+
     def _strategy(self) -> SlidingWindowCounterRateLimiter:
         if self._dead and self._fallback is not None and (
                 time.monotonic() < self._recheck_at or not self._recovered()):
@@ -82,6 +91,7 @@ class Counter:
             if alive:
                 log.warning("rate-limit storage reachable again; limits are shared again")
                 self._dead = False
+                metrics.set_rate_limit_fallback(False)
                 self._recheck_delay = 1.0
                 return True
             self._schedule_recheck()
@@ -96,6 +106,7 @@ class Counter:
             if not self._dead:
                 log.warning("rate-limit storage unreachable; counting per process until it is back")
                 self._dead = True
+                metrics.set_rate_limit_fallback(True)
                 self._schedule_recheck()
             if self._fallback is None:
                 self._fallback_storage = SweptMemoryStorage()
@@ -180,6 +191,15 @@ def init_app(app: Flask, settings: tuple[str, ...]) -> None:
     app.extensions[_EXTENSION] = Counter(
         app.config.get("KEYMINT_RATELIMIT_STORAGE_URL") or "memory://",
         {name: parse_limits(app.config[name]) for name in settings})
+
+
+def storage_state() -> str:
+    """The current app's rate-limit storage for /readyz: "ok" (the configured storage counts),
+    "fallback" (per-process memory while it is unreachable) or "disabled"."""
+    found = counter()
+    if found is None:
+        return "disabled"
+    return "fallback" if found.recheck_if_due() else "ok"
 
 
 def counter() -> Counter | None:

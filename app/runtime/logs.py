@@ -1,7 +1,8 @@
 """Structured JSON logging with secret redaction, shared by the app and the server (Granian).
 
 One JSON object per line: time, level, logger, message, plus request fields when a request
-is being served (request_id, method, path, status, duration_ms, client_ip). keymint never
+is being served (request_id, method, path, status, duration_ms, client_ip), and on the
+request line also client_id, error_code and user_agent when they apply. keymint never
 logs a credential on purpose; the redactor is the second line of defence for anything a
 library or a future change might log: secrets, tokens, webhook signing secrets, 64-hex
 digests, Basic/Bearer values and Authorization / X-API-Key header values are replaced by
@@ -48,6 +49,9 @@ _MUST_CONTAIN: list[tuple[str, ...] | None] = [
 ]
 
 REQUEST_FIELDS = ("request_id", "method", "path", "status", "duration_ms", "client_ip")
+# Fields only the request line carries (app/web/telemetry.py), taken from the record alone:
+# other lines do not look them up.
+REQUEST_LINE_FIELDS = ("client_id", "error_code", "user_agent")
 
 _HEX_RUN = 64  # the shortest run the hex pattern matches
 _BLOCK = _HEX_RUN // 2
@@ -110,6 +114,10 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, field, None)
             if value is None:
                 value = _request_field(field)
+            if value is not None:
+                entry[field] = value
+        for field in REQUEST_LINE_FIELDS:
+            value = getattr(record, field, None)
             if value is not None:
                 entry[field] = value
         if record.exc_info:

@@ -17,6 +17,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -63,6 +64,31 @@ class Metrics:
         self.legacy_uses = Counter("keymint_legacy_key_uses",
                                    "Requests presenting a legacy API key.", ("outcome",),
                                    registry=registry)
+        # Per process; across `serve` workers the highest (any worker in fallback shows 1).
+        self.ratelimit_fallback = Gauge(
+            "keymint_rate_limit_storage_fallback",
+            "1 while rate limits are counted per process because the configured storage "
+            "(Redis) is unreachable, else 0.", registry=registry, multiprocess_mode="livemax")
+        self.ratelimit_fallbacks = Counter(
+            "keymint_rate_limit_storage_fallbacks",
+            "Times a process lost its rate-limit storage and fell back to counting in memory.",
+            registry=registry)
+        # Summed over the live `serve` workers (each has its own pool).
+        self.pool_in_use = Gauge("keymint_db_pool_connections_in_use",
+                                 "Database connections checked out of the pool now.",
+                                 registry=registry, multiprocess_mode="livesum")
+        self.pool_overflow = Gauge("keymint_db_pool_overflow",
+                                   "Connections open beyond the pool size (pool_size).",
+                                   registry=registry, multiprocess_mode="livesum")
+        self.pool_capacity = Gauge("keymint_db_pool_capacity",
+                                   "Connections the pool may open: pool_size + max_overflow.",
+                                   registry=registry, multiprocess_mode="livesum")
+        self.pool_waits = Counter("keymint_db_pool_waits",
+                                  "Checkouts that found every connection in use and waited.",
+                                  registry=registry)
+        self.pool_timeouts = Counter("keymint_db_pool_timeouts",
+                                     "Checkouts that waited pool_timeout in vain.",
+                                     registry=registry)
 
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -169,6 +195,29 @@ def count_rate_limit_alert(limit: str) -> None:
 def count_legacy_use(outcome: str) -> None:
     """A request presented a known legacy key: "accepted", "disabled", "sunset", "brownout"."""
     METRICS.legacy_uses.labels(outcome).inc()
+
+
+def set_rate_limit_fallback(active: bool) -> None:
+    """The rate limiter switched to (True) or back from (False) per-process counting."""
+    metrics = METRICS
+    metrics.ratelimit_fallback.set(1 if active else 0)
+    if active:
+        metrics.ratelimit_fallbacks.inc()
+
+
+def set_pool_usage(in_use: int, overflow: int, capacity: int) -> None:
+    metrics = METRICS
+    metrics.pool_in_use.set(in_use)
+    metrics.pool_overflow.set(max(overflow, 0))  # SQLAlchemy counts up from -pool_size
+    metrics.pool_capacity.set(capacity)
+
+
+def count_pool_wait() -> None:
+    METRICS.pool_waits.inc()
+
+
+def count_pool_timeout() -> None:
+    METRICS.pool_timeouts.inc()
 
 
 # --- token counts, from what the services note on a session that commits ----------------------

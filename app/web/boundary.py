@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlch
 from sqlalchemy.orm import Session
 
 from app.extensions import db
+from app.web.telemetry import note_error
 
 log = logging.getLogger("keymint.boundary")
 
@@ -29,6 +30,7 @@ _WRITES = "keymint_after_writes"
 
 
 def unavailable_response() -> Response:
+    note_error("temporarily_unavailable")
     response = jsonify(error="temporarily_unavailable",
                        error_description="The database is unavailable; nothing was changed. "
                                          "Retry later.")
@@ -38,6 +40,7 @@ def unavailable_response() -> Response:
 
 
 def conflict_response() -> Response:
+    note_error("conflict")
     response = jsonify(error="conflict",
                        error_description="The change conflicts with a concurrent one; nothing "
                                          "was changed. Retry.")

@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from app.services.errors import Conflict, DomainError, Forbidden, Gone, InvalidInput, NotFound
 from app.web.boundary import unavailable_response
+from app.web.telemetry import note_error
 
 log = logging.getLogger("keymint.errors")
 
@@ -20,6 +21,7 @@ DOMAIN_STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409, Forbidden: 403
 
 
 def error_response(status: int, error: str, description: str, **extra: object) -> Response:
+    note_error(error)
     response = jsonify({"error": error, "error_description": description, **extra})
     response.status_code = status
     return response

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from app.clock import utcnow
 from app.extensions import db
-from app.runtime import database, metrics
+from app.runtime import database, limiter, metrics
 from app.services import webhooks
 from app.web.errors import error_response
 
@@ -28,13 +28,21 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """Ready when the database answers within KEYMINT_READYZ_TIMEOUT_MS."""
+    """Ready when the database answers within KEYMINT_READYZ_TIMEOUT_MS.
+
+    A process counting rate limits in memory because Redis is away still serves (limits
+    then hold per process, not per cluster): ready, with `degraded` naming what is wrong.
+    """
+    storage = limiter.storage_state()
+    degraded = ["rate_limit_storage"] if storage == "fallback" else []
     try:
         database.probe(db.engine, current_app.config["KEYMINT_READYZ_TIMEOUT_MS"])
     except DBAPIError as exc:
         log.warning("readiness probe failed: %s", type(exc.orig or exc).__name__)
-        return jsonify(status="unavailable", database="unreachable"), 503
-    return jsonify(status="ok", database="ok"), 200
+        return jsonify(status="unavailable", database="unreachable",
+                       rate_limit_storage=storage, degraded=degraded), 503
+    return jsonify(status="degraded" if degraded else "ok", database="ok",
+                   rate_limit_storage=storage, degraded=degraded), 200
 
 
 def _metrics_authorized() -> bool:

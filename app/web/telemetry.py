@@ -8,12 +8,27 @@ import time
 from flask import Flask, Response, g, request
 
 from app.runtime import metrics
+from app.services.audit import USER_AGENT_MAX_LEN
 from app.web.context import client_ip, request_id
 
 log = logging.getLogger("keymint.request")
 
 # Probes hit these every few seconds; their lines are debug-level noise.
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+_CLIENT_ID = "keymint_client_id"
+_ERROR_CODE = "keymint_error_code"
+
+
+def note_client(client_id: str) -> None:
+    """The request authenticated as this key (client authentication or a Bearer token)."""
+    setattr(g, _CLIENT_ID, client_id)
+
+
+def note_error(code: object) -> None:
+    """The OAuth or API error code of the answer being built (`error` of its JSON body)."""
+    if isinstance(code, str):
+        setattr(g, _ERROR_CODE, code)
 
 
 def endpoint_label() -> str:
@@ -29,7 +44,8 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def _record(response: Response) -> Response:
-        started = g.get("request_started")
+        state = g._get_current_object().__dict__  # one context lookup for every g value
+        started = state.get("request_started")
         elapsed = time.perf_counter() - started if started is not None else 0.0
         req = request._get_current_object()  # one context lookup instead of one per field
         method, path, status = req.method, req.path, response.status_code
@@ -39,9 +55,13 @@ def init_app(app: Flask) -> None:
             level = logging.ERROR
         if not log.isEnabledFor(level):
             return response
+        user_agent = req.environ.get("HTTP_USER_AGENT")
         # request.path only: a query string may carry credentials a client should not send.
         log.log(level, "%s %s %s", method, path, status,
                 extra={"request_id": request_id(), "method": method, "path": path,
                        "status": status, "duration_ms": round(elapsed * 1000, 3),
-                       "client_ip": client_ip()})
+                       "client_ip": client_ip(), "client_id": state.get(_CLIENT_ID),
+                       "error_code": state.get(_ERROR_CODE) if status >= 400 else None,
+                       # the client chooses it: as long as the audit trail keeps it
+                       "user_agent": user_agent[:USER_AGENT_MAX_LEN] if user_agent else None})
         return response

@@ -117,6 +117,13 @@ def client(app: Any) -> Any:
 
 
 @pytest.fixture
+def cli(app: Any) -> Callable[..., Any]:
+    """cli("keys", "list", ...): run a `keymint` command against `app`; click's Result."""
+    runner = app.test_cli_runner()
+    return lambda *args: runner.invoke(args=list(args))
+
+
+@pytest.fixture
 def backend(database_url: str) -> str:
     return "sqlite" if database_url.startswith("sqlite") else "postgres"
 

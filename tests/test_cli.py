@@ -11,15 +11,6 @@ KEY_FIELDS = {"client_id", "name", "workspace", "owner", "scopes", "state", "cre
               "rate_limit", "resources", "introspects_for"}
 
 
-@pytest.fixture
-def cli(app):
-    runner = app.test_cli_runner()
-
-    def invoke(*args):
-        return runner.invoke(args=list(args))
-
-    return invoke
-
 
 @pytest.fixture
 def seeded(cli):

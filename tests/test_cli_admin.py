@@ -11,16 +11,6 @@ from tests.support import all_rows, audit_events, introspect, mint, token_respon
 
 
 @pytest.fixture
-def cli(app):
-    runner = app.test_cli_runner()
-
-    def invoke(*args):
-        return runner.invoke(args=list(args))
-
-    return invoke
-
-
-@pytest.fixture
 def acme(factory):
     """acme: ann owns it, bob is an admin, cat a member with a key; dan is in no workspace."""
     factory.workspace(owner=factory.user("ann@example.com"), slug="acme")

@@ -19,15 +19,6 @@ def app_config(database_url: str) -> dict[str, Any]:
     return jwt_config(database_url)
 
 
-@pytest.fixture
-def cli(app):
-    runner = app.test_cli_runner()
-
-    def invoke(*args: str):
-        return runner.invoke(args=list(args))
-
-    return invoke
-
 
 def _json(result) -> Any:
     assert result.exit_code == 0, result.output

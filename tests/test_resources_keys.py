@@ -189,11 +189,6 @@ def test_restricting_a_key_ends_its_tokens_from_before_resources(app, client, te
 # --- the CLI: keys create/update --resource/--introspects-for -----------------------------
 
 
-@pytest.fixture
-def cli(app):
-    runner = app.test_cli_runner()
-    return lambda *args: runner.invoke(args=list(args))
-
 
 @pytest.fixture
 def owner_of(app, factory):

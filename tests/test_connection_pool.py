@@ -136,3 +136,24 @@ def test_begin_write_queues_first_then_holds_sqlites_lock_before_any_read(
         other.execute("BEGIN IMMEDIATE")
         other.rollback()
         other.close()
+
+
+def test_an_exhausted_pool_is_a_503_with_retry_after_not_a_500(app, client, factory,
+                                                                monkeypatch):
+    # QueuePool raises sqlalchemy.exc.TimeoutError (not a DBAPIError) when no connection
+    # frees up within pool_timeout: an overloaded server, so clients should come back.
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    from app.services import tokens
+
+    key = factory.key(scopes="introspect")
+    token = mint(client, key)
+
+    def exhausted(*_args, **_kwargs):
+        raise PoolTimeout("QueuePool limit of size 5 overflow 10 reached")
+
+    monkeypatch.setattr(tokens, "load_caller_and_token", exhausted)
+    response = client.post("/oauth/introspect", data={"token": token}, auth=key.auth)
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "temporarily_unavailable"
+    assert int(response.headers["Retry-After"]) >= 1

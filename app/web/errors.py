@@ -9,6 +9,7 @@ import logging
 
 from flask import Flask, Response, jsonify
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from app.services.errors import Conflict, DomainError, Forbidden, Gone, InvalidInput, NotFound
@@ -61,6 +62,12 @@ def register(app: Flask) -> None:
     @app.errorhandler(DBAPIError)
     def _database(exc: DBAPIError) -> Response:
         log.warning("database error: %s", type(exc.orig).__name__ if exc.orig else "unknown")
+        return unavailable_response()
+
+    @app.errorhandler(PoolTimeout)
+    def _pool_exhausted(exc: PoolTimeout) -> Response:
+        # Every pooled connection busy for pool_timeout: overloaded, not broken — retry later.
+        log.warning("database connection pool exhausted")
         return unavailable_response()
 
     @app.errorhandler(Exception)

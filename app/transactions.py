@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
 # The statement app/runtime/database.py recognises to queue this thread as the writer first.
@@ -30,3 +31,11 @@ def begin_write(session: Session) -> None:
     raw = connection.connection.dbapi_connection
     if isinstance(raw, sqlite3.Connection) and not raw.in_transaction:
         connection.exec_driver_sql(SQLITE_BEGIN_WRITE)
+
+
+def locked(session: Session, query: Select) -> Select:
+    """`query` as the read a write decides on: the write lock taken first (begin_write), its
+    rows locked (FOR UPDATE; a no-op on SQLite) and re-read over any copy this session holds
+    (populate_existing), so a concurrent change is never decided on stale data."""
+    begin_write(session)
+    return query.with_for_update().execution_options(populate_existing=True)

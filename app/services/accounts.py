@@ -97,12 +97,7 @@ def disable_user(session: Session, user: User, actor: Actor) -> User:
         return user
     user.status = UserStatus.DISABLED.value
     user.disabled_at = utcnow()
-    for membership in user.memberships:
-        audit.record(session, "user.disabled", actor, workspace_id=membership.workspace_id,
-                     target_type="user", target_id=str(user.id))
-    if not user.memberships:
-        audit.record(session, "user.disabled", actor, workspace_id=None,
-                     target_type="user", target_id=str(user.id))
+    _audit_in_each_workspace(session, "user.disabled", user, actor)
     session.flush()
     return user
 
@@ -114,14 +109,17 @@ def enable_user(session: Session, user: User, actor: Actor) -> User:
         return user
     user.status = UserStatus.ACTIVE.value
     user.disabled_at = None
-    for membership in user.memberships:
-        audit.record(session, "user.enabled", actor, workspace_id=membership.workspace_id,
-                     target_type="user", target_id=str(user.id))
-    if not user.memberships:
-        audit.record(session, "user.enabled", actor, workspace_id=None,
-                     target_type="user", target_id=str(user.id))
+    _audit_in_each_workspace(session, "user.enabled", user, actor)
     session.flush()
     return user
+
+
+def _audit_in_each_workspace(session: Session, action: str, user: User, actor: Actor) -> None:
+    """One event per workspace of `user` (each workspace's trail shows it), or one without a
+    workspace for a user in none."""
+    for workspace_id in [m.workspace_id for m in user.memberships] or [None]:
+        audit.record(session, action, actor, workspace_id=workspace_id, target_type="user",
+                     target_id=str(user.id))
 
 
 def list_users(session: Session, *, status: str | None = None) -> list[User]:

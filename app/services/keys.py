@@ -26,7 +26,7 @@ from app.models import (
 from app.services import audit, pagination, reads, token_counts, webhooks
 from app.services.audit import Actor
 from app.services.errors import Conflict, InvalidInput, NotFound
-from app.transactions import begin_write
+from app.transactions import locked
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), at most 64 here. Written so
 # that Python and JSON Schema (the management API's published `pattern`) read it alike.
@@ -240,10 +240,7 @@ def get_key(session: Session, client_id: str, *, workspace_id: int | None = None
     if workspace_id is not None:
         query = query.where(ApiKey.workspace_id == workspace_id)
     if lock:
-        # populate_existing: the row read under the lock wins over a copy loaded earlier in
-        # this session, so a concurrent revocation or rotation is never decided on stale data.
-        begin_write(session)
-        query = query.with_for_update().execution_options(populate_existing=True)
+        query = locked(session, query)
     key = session.scalar(query)
     if key is None:
         raise NotFound(f"no key {client_id!r}", field="client_id")

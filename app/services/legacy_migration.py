@@ -13,7 +13,7 @@ from app.services import keys as key_service
 from app.services.audit import Actor
 from app.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.services.legacy import disable_key
-from app.transactions import begin_write
+from app.transactions import begin_write, locked
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +103,9 @@ def migrate_key(session: Session, row: LegacyKey, owner: User, actor: Actor, *,
     workspace = session.get_one(Workspace, row.workspace_id)
     check_owner(session, workspace, owner, scope_list)
     result = MigrationResult()
-    begin_write(session)
-    locked = session.scalars(select(LegacyKey).where(LegacyKey.id == row.id)
-                             .with_for_update().execution_options(populate_existing=True)).one()
-    _migrate_row(session, locked, workspace, owner, actor, scope_list, disable, result)
+    key_row = session.scalars(locked(session, select(LegacyKey)
+                                     .where(LegacyKey.id == row.id))).one()
+    _migrate_row(session, key_row, workspace, owner, actor, scope_list, disable, result)
     session.flush()
     return result
 

@@ -37,7 +37,7 @@ from app.models import (
 from app.services import audit, pagination
 from app.services.audit import Actor
 from app.services.errors import InvalidInput, NotFound
-from app.transactions import begin_write
+from app.transactions import begin_write, locked
 
 EVENT_TYPES = (
     "key.created", "key.expiring", "key.expired", "key.revoked", "key.secret_rotated",
@@ -292,8 +292,7 @@ def get_endpoint(session: Session, workspace_id: int, public_id: str, *,
     query = select(WebhookEndpoint).where(WebhookEndpoint.public_id == public_id,
                                           WebhookEndpoint.workspace_id == workspace_id)
     if lock:
-        begin_write(session)
-        query = query.with_for_update().execution_options(populate_existing=True)
+        query = locked(session, query)
     found = session.scalar(query)
     if found is None:
         raise NotFound(f"no webhook {public_id!r}", field="webhook_id")
@@ -464,8 +463,7 @@ def get_delivery(session: Session, endpoint: WebhookEndpoint, public_id: str, *,
     query = select(WebhookDelivery).where(WebhookDelivery.public_id == public_id,
                                           WebhookDelivery.endpoint_id == endpoint.id)
     if lock:
-        begin_write(session)
-        query = query.with_for_update().execution_options(populate_existing=True)
+        query = locked(session, query)
     found = session.scalar(query)
     if found is None:
         raise NotFound(f"no delivery {public_id!r}", field="delivery_id")
@@ -619,16 +617,13 @@ def record_outcome(session: Session, delivery_id: int, outcome: Outcome, now: da
     """Write what an attempt got: succeeded; failed (4xx, or the retry window is over);
     or pending again after the backoff (or the receiver's Retry-After). A run of failed
     attempts disables the endpoint (audited)."""
-    begin_write(session)
     # The endpoint's row first, then the delivery's: the order delete_endpoint locks them in,
     # so a deletion during a delivery waits instead of deadlocking.
-    endpoint = session.scalar(
-        select(WebhookEndpoint)
-        .where(WebhookEndpoint.id == select(WebhookDelivery.endpoint_id)
-               .where(WebhookDelivery.id == delivery_id).scalar_subquery())
-        .with_for_update().execution_options(populate_existing=True))
-    delivery = session.scalar(select(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
-                              .with_for_update().execution_options(populate_existing=True))
+    endpoint = session.scalar(locked(session, select(WebhookEndpoint).where(
+        WebhookEndpoint.id == select(WebhookDelivery.endpoint_id)
+        .where(WebhookDelivery.id == delivery_id).scalar_subquery())))
+    delivery = session.scalar(locked(session, select(WebhookDelivery)
+                                     .where(WebhookDelivery.id == delivery_id)))
     if endpoint is None or delivery is None:  # the endpoint was deleted meanwhile
         return None
     delivery.response_status = outcome.status

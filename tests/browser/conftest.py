@@ -1,0 +1,171 @@
+"""Browser-test fixtures: one Chromium per session, a real `keymint serve` per database with a
+seeded team, a fresh browser context per test, pages signed in as each person of the team."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DESKTOP,
+    PEOPLE,
+    SECRET_KEY,
+    WORKSPACE,
+    Console,
+    browser_database,
+    sign_in_by_link,
+    skip_or_fail,
+    unavailable,
+)
+from tests.support import IN_CI, PG_URL, ServerProcess, base_config, dispose
+
+# --- the browser -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """One headless Chromium for the whole session (each test gets its own context)."""
+    reason = unavailable()
+    if reason:
+        skip_or_fail(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+# --- the server and its data -----------------------------------------------------------------
+
+
+def _sso_settings(server: ServerProcess, workdir: Path,
+                  stack: ExitStack) -> dict[str, Any] | None:
+    """Start the OpenID provider of tests/oidc_provider for `server` (every person of the
+    team has a verified account there, login name = email); the settings that point keymint
+    at it, and how to sign in at its form. None when node or its node_modules are missing
+    (the SSO journey then skips; under CI=true that fails instead)."""
+    from tests.console.oidc_support import run_provider, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        if IN_CI:
+            pytest.fail(f"CI=true but the SSO journey cannot run: {reason}")
+        return None
+    provider = stack.enter_context(run_provider(
+        workdir, [f"{server.url}/console/sign-in/sso/callback"],
+        accounts=[{"email": email, "email_verified": True} for email in PEOPLE.values()]))
+
+    def log_in(page: Any, email: str) -> None:
+        page.locator("input[name=login]").fill(email)
+        page.locator("input[name=password]").fill("any password")
+        page.locator("button[type=submit]").click()
+
+    return {"issuer": provider.issuer, "env": provider.settings(), "log_in": log_in}
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def console(request: pytest.FixtureRequest, chromium: Any, sqlite_template: Path,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    """A real `keymint serve` with the console, one per database and xdist worker, shared by
+    every browser test (each test makes its own keys; the people are seeded once).
+
+    Depends on `chromium` so that a machine without a browser skips before starting servers."""
+    from app import create_app
+
+    if request.param == "postgres" and not PG_URL:
+        pytest.skip("PostgreSQL tests need KEYMINT_TEST_DATABASE_URL (set by .ci/run)")
+    with ExitStack() as stack:
+        database_url = stack.enter_context(browser_database(
+            request.param, sqlite_template, tmp_path_factory.mktemp("browser")))
+        server = ServerProcess(database_url, env={"KEYMINT_SECRET_KEY": SECRET_KEY})
+        server.env["KEYMINT_ISSUER"] = server.url  # sign-in links point at this server
+        sso = _sso_settings(server, tmp_path_factory.mktemp("oidc"), stack)
+        if sso:
+            server.env.update(sso["env"])
+        app = create_app(base_config(database_url, KEYMINT_SECRET_KEY=SECRET_KEY))
+        stack.callback(dispose, app)
+        console = Console(server=server, database_url=database_url, backend=request.param,
+                          env=dict(server.env), app=app, sso=sso)
+        _seed(console, tmp_path_factory.mktemp("seed"))
+        stack.callback(server.stop)
+        server.start()
+        yield console
+
+
+def _seed(console: Console, workdir: Path) -> None:
+    """The team (an owner, an admin, two members and one who signs out everywhere) and an
+    imported legacy key, so the legacy page has something to show."""
+    people = console.people
+    for email in people.values():
+        console.cli("users", "create", email)
+    console.cli("workspaces", "create", WORKSPACE, "--owner", people["owner"])
+    for role, email in people.items():
+        if role != "owner":
+            console.cli("members", "add", WORKSPACE, email, "--role",
+                        "admin" if role == "admin" else "member")
+    legacy = workdir / "legacy.csv"
+    legacy.write_text(f"workspace,key,label\n{WORKSPACE},legacy-0123456789abcdef,nightly export\n")
+    console.cli("legacy", "import", str(legacy))
+
+
+# --- per test: a fresh context, signing in, screenshots, axe ---------------------------------
+
+
+@pytest.fixture
+def context(chromium: Any, console: Console) -> Iterator[Any]:
+    """A fresh browser context (no cookies) at desktop size, closed after the test."""
+    ctx = chromium.new_context(viewport=DESKTOP, base_url=console.url)
+    ctx.set_default_timeout(10_000)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def page(context: Any) -> Any:
+    return context.new_page()
+
+
+@pytest.fixture
+def new_context(chromium: Any, console: Console) -> Iterator[Callable[..., Any]]:
+    """make(**options): a further fresh context (a second device, JavaScript off, ...)."""
+    made: list[Any] = []
+
+    def make(**options: Any) -> Any:
+        ctx = chromium.new_context(**{"viewport": DESKTOP, "base_url": console.url, **options})
+        ctx.set_default_timeout(10_000)
+        made.append(ctx)
+        return ctx
+
+    yield make
+    for ctx in made:
+        ctx.close()
+
+
+@pytest.fixture
+def signed_in(console: Console, new_context: Callable[..., Any]) -> Callable[..., Any]:
+    """as_(role) -> a page in a fresh context signed in as that person of the team.
+
+    The first call per person signs in by link; later tests reuse that console session
+    (the browser's storage state) so the suite runs the login-link CLI once per person."""
+
+    def as_(role: str, **options: Any) -> Any:
+        email = console.people[role]
+        if email not in console.signed_in:
+            first = new_context()
+            first_page = first.new_page()
+            sign_in_by_link(first_page, console, email)
+            console.signed_in[email] = first.storage_state()
+            first.close()
+        ctx = new_context(storage_state=console.signed_in[email], **options)
+        return ctx.new_page()
+
+    return as_
+
+

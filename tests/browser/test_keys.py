@@ -1,0 +1,141 @@
+"""Key journeys in Chromium: create (secret shown once, then gone), use the secret at
+/oauth/token, rotate with a grace period, revoke, JavaScript off, keyboard only."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.support import (
+    SECRET,
+    Console,
+    assert_accessible,
+    create_key_in_ui,
+    screenshot,
+    secret_on,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _token_works(console: Console, client_id: str, secret: str) -> bool:
+    response = console.token(client_id, secret)
+    assert response.status_code in (200, 401), response.text
+    if response.status_code == 401:
+        assert response.json()["error"] == "invalid_client"
+    return response.status_code == 200
+
+
+def test_create_a_key_use_its_secret_and_find_it_gone_on_reload(console: Console,
+                                                               signed_in: Any) -> None:
+    page = signed_in("member")
+    page.goto(console.page_url("keys/new"))
+    screenshot(page, "new-key")
+    assert_accessible(page, "the new-key form")
+
+    created = create_key_in_ui(page, console, "billing worker")
+    assert "no-store" in created.headers["cache-control"]
+    expect(page.get_by_text(re.compile("will not be shown again", re.I)).first).to_be_visible()
+    expect(page.get_by_text(re.compile(r"curl .*oauth/token")).first).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile("Copy", re.I)).first).to_be_visible()
+    screenshot(page, "key-result")
+    assert_accessible(page, "the new key's result page")
+
+    # The secret the page showed is the key's credential.
+    token = console.token(created.client_id, created.secret)
+    assert token.status_code == 200, token.text
+    assert token.json()["token_type"] == "Bearer"
+
+    # Nowhere to be seen again: not on the key's page, not after a reload, not in the list.
+    page.goto(console.page_url(f"keys/{created.client_id}"))
+    page.reload()
+    expect(page.get_by_role("heading", name=re.compile("billing worker"))).to_be_visible()
+    assert created.secret not in page.content()
+    assert not SECRET.search(page.content())
+    screenshot(page, "key-detail")
+    assert_accessible(page, "the key's detail page")
+    page.goto(console.page_url("keys"))
+    expect(page.get_by_role("link", name="billing worker").first).to_be_visible()
+    assert created.secret not in page.content()
+    screenshot(page, "keys")
+    assert_accessible(page, "My keys")
+
+
+def test_rotate_with_grace_keeps_both_secrets_and_grace_zero_ends_the_old(
+        console: Console, signed_in: Any) -> None:
+    page = signed_in("member")
+    first = create_key_in_ui(page, console, "rotating worker")
+
+    page.goto(console.page_url(f"keys/{first.client_id}"))
+    page.get_by_label("Grace period (seconds)").fill("3600")
+    page.get_by_role("button", name="Rotate secret").click()
+    second = secret_on(page)
+    assert second != first.secret
+    screenshot(page, "rotate-result")
+    assert_accessible(page, "the rotation's result page")
+    assert _token_works(console, first.client_id, first.secret)  # within its grace period
+    assert _token_works(console, first.client_id, second)
+
+    page.goto(console.page_url(f"keys/{first.client_id}"))
+    page.get_by_label("Grace period (seconds)").fill("0")
+    page.get_by_role("button", name="Rotate secret").click()
+    third = secret_on(page)
+    assert not _token_works(console, first.client_id, first.secret)
+    assert not _token_works(console, first.client_id, second)
+    assert _token_works(console, first.client_id, third)
+
+
+def test_revoke_after_confirmation_stops_token_requests(console: Console,
+                                                        signed_in: Any) -> None:
+    page = signed_in("member")
+    created = create_key_in_ui(page, console, "doomed worker")
+    assert _token_works(console, created.client_id, created.secret)
+
+    page.goto(console.page_url(f"keys/{created.client_id}"))
+    page.get_by_role("link", name="Revoke key").or_(
+        page.get_by_role("button", name="Revoke key")).first.click()
+    expect(page).to_have_url(re.compile(rf"/keys/{created.client_id}/revoke$"))
+    assert _token_works(console, created.client_id, created.secret)  # asking is not revoking
+    screenshot(page, "revoke-confirm")
+    assert_accessible(page, "the revoke confirmation")
+    page.get_by_role("button", name="Revoke key").click()
+
+    expect(page.get_by_text(re.compile("revoked", re.I)).first).to_be_visible()
+    response = console.token(created.client_id, created.secret)
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
+
+
+def test_with_javascript_off_creating_a_key_still_works(console: Console,
+                                                        signed_in: Any) -> None:
+    page = signed_in("member", java_script_enabled=False)
+    created = create_key_in_ui(page, console, "no-js worker")
+    assert _token_works(console, created.client_id, created.secret)
+
+
+def test_keyboard_alone_reaches_the_form_with_a_visible_focus_ring(console: Console,
+                                                                 signed_in: Any) -> None:
+    page = signed_in("member")
+    page.goto(console.page_url("keys/new"))
+    name = page.get_by_label("Name", exact=True)
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        if name.evaluate("element => element === document.activeElement"):
+            break
+    else:
+        pytest.fail("60 presses of Tab never reached the Name field of the new-key form")
+    ring = name.evaluate("""element => {
+        const style = getComputedStyle(element);
+        return {outline: style.outlineStyle, width: parseFloat(style.outlineWidth),
+                shadow: style.boxShadow};
+    }""")
+    assert (ring["outline"] != "none" and ring["width"] >= 2) or ring["shadow"] != "none", ring
+    screenshot(page, "keyboard-focus")
+
+    page.keyboard.type("typed worker")
+    page.keyboard.press("Enter")  # submits the form: defaults for everything else
+    expect(page.get_by_text(re.compile("will not be shown again", re.I)).first).to_be_visible()
+    assert SECRET.search(page.content())

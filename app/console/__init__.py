@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, render_template, request
+from flask.sessions import SecureCookieSessionInterface
 
 bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates",
                static_folder="static")
@@ -102,6 +103,16 @@ def page_url(endpoint: str, **values: Any) -> str | None:
     return url_for(f"console.{endpoint}", **values)
 
 
+class ConsoleFlowSession(SecureCookieSessionInterface):
+    """Flask's signed-cookie session (it carries the SSO flow's state, nonce and PKCE
+    verifier), Secure by the console cookies' rule rather than a fixed setting."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        from app.console.session import cookie_secure
+
+        return cookie_secure()
+
+
 def init_app(app: Flask) -> None:
     """Register the console. Call it before the request boundary's init_app: its
     after_request hook must run after the boundary's (Flask runs them in reverse)."""
@@ -116,6 +127,7 @@ def init_app(app: Flask) -> None:
     # The short-lived Flask session (the SSO flow's state) is the console's alone.
     app.config.update(SESSION_COOKIE_NAME="keymint_console_flow", SESSION_COOKIE_PATH=PREFIX,
                       SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_HTTPONLY=True)
+    app.session_interface = ConsoleFlowSession()
     app.add_template_global(csrf.csrf_token, "csrf_token")
     app.context_processor(_nav_context)
     app.after_request(_finish_console_response)

@@ -6,6 +6,7 @@ from flask import current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from app.console import bp, session
+from app.services import console_auth
 
 
 @bp.get("/")
@@ -29,25 +30,35 @@ def switch() -> Response:
     return redirect(url_for("console.keys", slug=workspace.slug))
 
 
-@bp.get("/sign-in")
-def sign_in() -> Response | str:
-    if session.current() is not None:
-        return redirect(session.safe_next())
-    next_path = request.args.get("next", "")
+# Messages the sign-in page shows for `?refused=CODE` (a redirect never carries free text).
+REFUSALS = {"link": console_auth.LINK_REFUSED}
+
+
+def render_sign_in(error: str | None = None, status: int = 200,
+                   next_path: str | None = None) -> tuple[str, int]:
+    """The sign-in page, with an error message (SSO and link refusals) and its status."""
+    wanted = request.values.get("next", "") if next_path is None else next_path
     return render_template(
         "console/sign_in.html",
-        next=next_path if session.is_safe_console_path(next_path) else "",
+        next=wanted if session.is_safe_console_path(wanted) else "",
         sso=bool(current_app.config.get("KEYMINT_CONSOLE_OIDC_ISSUER")),
-        error=None)
+        error=error), status
+
+
+@bp.get("/sign-in")
+def sign_in() -> Response | tuple[str, int]:
+    if session.current() is not None:
+        return redirect(session.safe_next())
+    return render_sign_in(REFUSALS.get(request.args.get("refused", "")))
 
 
 @bp.post("/sign-out")
 def sign_out() -> Response:
     session.sign_out()
-    return redirect(url_for("console.sign_in", signed_out=1))
+    return redirect(url_for("console.sign_in", signed_out=1), 303)
 
 
 @bp.post("/sign-out-everywhere")
 def sign_out_everywhere() -> Response:
     session.sign_out_everywhere()
-    return redirect(url_for("console.sign_in", signed_out=1))
+    return redirect(url_for("console.sign_in", signed_out=1), 303)

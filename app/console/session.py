@@ -188,10 +188,10 @@ def user_workspaces(user: ConsoleUser) -> list[tuple[str, str, str]]:
     return cached
 
 
-def safe_next(default: str | None = None) -> str:
-    """The `next` of this request when it is a console path on this site, else `default`
-    (the console's start page): never an open redirect."""
-    wanted = request.values.get("next", "")
+def safe_next(value: str | None = None, default: str | None = None) -> str:
+    """`value` (default: this request's `next`) when it is a console path on this site,
+    else `default` (the console's start page): never an open redirect."""
+    wanted = request.values.get("next", "") if value is None else value
     if is_safe_console_path(wanted):
         return wanted
     return default or url_for("console.index")

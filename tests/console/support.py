@@ -33,7 +33,7 @@ def sign_in(client: Any, app: Any, email: str) -> Any:
     page = client.get(f"/console/sign-in/link/{token}")
     assert page.status_code == 200, page.get_data(as_text=True)
     response = client.post(f"/console/sign-in/link/{token}", data={"csrf_token": csrf_from(page)})
-    assert response.status_code == 302, response.get_data(as_text=True)
+    assert response.status_code == 303, response.get_data(as_text=True)
     return response
 
 

@@ -85,7 +85,7 @@ def test_post_with_a_wrong_token_or_foreign_origin_is_refused(client, factory):
     assert foreign.status_code == 400
     ok = client.post("/console/sign-out", data={"csrf_token": token},
                      headers={"Origin": "http://localhost"})
-    assert ok.status_code == 302
+    assert ok.status_code == 303
 
 
 def test_session_cookie_flags(client, factory):
@@ -111,7 +111,7 @@ def test_session_cookie_is_secure_off_loopback(client, factory):
     page = client.get(f"/console/sign-in/link/{token}", base_url=base)
     response = client.post(f"/console/sign-in/link/{token}", base_url=base,
                            data={"csrf_token": csrf_from(page)})
-    assert response.status_code == 302
+    assert response.status_code == 303
     cookie = next(c for c in response.headers.getlist("Set-Cookie")
                   if c.startswith("keymint_console="))
     assert "Secure" in cookie

@@ -8,14 +8,14 @@ from typing import Any
 import requests
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.flask_client import OAuth
-from flask import Flask, Response, current_app, redirect, request
+from flask import Flask, Response, current_app, redirect, render_template, request, url_for
 from flask import session as flow_session
 from joserfc.errors import JoseError
 
 from app.console import bp
 from app.console import session as console_session
 from app.extensions import db
-from app.services import sso
+from app.services import console_auth, sso
 from app.web import boundary
 from app.web.context import issuer, request_actor
 
@@ -91,7 +91,9 @@ def callback_url() -> str:
 
 
 def _refused(message: str, status: int) -> Response:
-    return console_session.render_sign_in(error=message, status=status)
+    """The sign-in page again, with what went wrong (a human message, never the IdP's)."""
+    page = render_template("console/sign_in.html", error=message, next="", sso=enabled())
+    return Response(page, status=status, mimetype="text/html")
 
 
 @bp.post("/sign-in/sso")
@@ -102,7 +104,8 @@ def sso_start() -> Response:
         return _refused("Single sign-on is not configured on this keymint.", 404)
     try:
         _checked_metadata(client)
-        flow_session[_NEXT] = console_session.safe_next(request.form.get("next"))
+        wanted = request.form.get("next", "")
+        flow_session[_NEXT] = wanted if console_session.is_safe_console_path(wanted) else ""
         return client.authorize_redirect(callback_url())
     except (requests.RequestException, ValueError, _ProviderMismatch, AuthlibBaseError,
             RuntimeError) as exc:
@@ -146,8 +149,13 @@ def sso_callback() -> Response:
     except sso.SignInRefused as refusal:
         _note_refusal(refusal)
         return _refused(refusal.message, 403)
-    console_session.sign_in(user, "sso")
-    return redirect(console_session.safe_next(next_path), 303)
+    try:
+        console_session.sign_in(user, "sso")
+    except console_auth.SignInRefused as refusal:
+        return _refused(refusal.message, 403)
+    if not next_path or not console_session.is_safe_console_path(next_path):
+        next_path = url_for("console.index")
+    return redirect(next_path, 303)
 
 
 def _claims(client: Any, token: dict[str, Any]) -> dict[str, Any]:

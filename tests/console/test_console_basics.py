@@ -1,0 +1,117 @@
+"""The console's frame: sign-in page, security headers, cookies, HTML errors, CSRF."""
+
+from __future__ import annotations
+
+from tests.console.support import csrf_from, sign_in
+
+CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
+def test_signed_out_start_page_redirects_to_sign_in(client):
+    response = client.get("/console/")
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith("/console/sign-in")
+
+
+def test_sign_in_page_has_strict_headers(client):
+    response = client.get("/console/sign-in")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    assert response.headers["Content-Security-Policy"] == CSP
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Referrer-Policy"] == "same-origin"
+    assert response.headers["Cache-Control"] == "no-store"
+    body = response.get_data(as_text=True)
+    assert "keymint console login-link" in body
+    assert "<script>" not in body and "style=" not in body
+    # Without an identity provider there is no single sign-on button.
+    assert "Sign in with single sign-on" not in body
+
+
+def test_stylesheet_is_served_by_the_console(client):
+    response = client.get("/console/static/console.css")
+    assert response.status_code == 200
+    assert response.mimetype == "text/css"
+    assert b":focus-visible" in response.data
+
+
+def test_unknown_console_page_is_an_html_404(client):
+    response = client.get("/console/nope")
+    assert response.status_code == 404
+    assert response.mimetype == "text/html"
+    assert "Not found" in response.get_data(as_text=True)
+    assert response.headers["Content-Security-Policy"] == CSP
+
+
+def test_wrong_method_is_an_html_405_with_allow(client):
+    response = client.delete("/console/sign-in")
+    assert response.status_code == 405
+    assert response.mimetype == "text/html"
+    assert "GET" in response.headers["Allow"]
+
+
+def test_api_errors_stay_json(client):
+    response = client.get("/nope")
+    assert response.status_code == 404
+    assert response.is_json
+    assert (response.headers["Content-Security-Policy"]
+            == "default-src 'none'; frame-ancestors 'none'")
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_post_without_csrf_token_is_refused(client, factory):
+    email = factory.user()
+    factory.workspace(owner=email)
+    sign_in(client, client.application, email)
+    response = client.post("/console/sign-out")
+    assert response.status_code == 400
+    assert response.mimetype == "text/html"
+    assert "This form expired or did not come from keymint" in response.get_data(as_text=True)
+    # Still signed in: the refused form did nothing.
+    assert client.get("/console/").status_code == 302
+    assert "/console/w/" in client.get("/console/").headers["Location"]
+
+
+def test_post_with_a_wrong_token_or_foreign_origin_is_refused(client, factory):
+    email = factory.user()
+    factory.workspace(owner=email)
+    sign_in(client, client.application, email)
+    page = client.get("/console/sign-in", follow_redirects=True)
+    token = csrf_from(page)
+    assert client.post("/console/sign-out", data={"csrf_token": token + "x"}).status_code == 400
+    foreign = client.post("/console/sign-out", data={"csrf_token": token},
+                          headers={"Origin": "https://evil.example"})
+    assert foreign.status_code == 400
+    ok = client.post("/console/sign-out", data={"csrf_token": token},
+                     headers={"Origin": "http://localhost"})
+    assert ok.status_code == 303
+
+
+def test_session_cookie_flags(client, factory):
+    email = factory.user()
+    factory.workspace(owner=email)
+    response = sign_in(client, client.application, email)
+    cookie = next(c for c in response.headers.getlist("Set-Cookie")
+                  if c.startswith("keymint_console="))
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+    assert "Path=/console" in cookie
+    # The tests run with AUTHLIB_INSECURE_TRANSPORT=1 on localhost: plain-HTTP development.
+    assert "Secure" not in cookie
+
+
+def test_session_cookie_is_secure_off_loopback(client, factory):
+    email = factory.user()
+    factory.workspace(owner=email)
+    from tests.console.support import make_link
+
+    token = make_link(client.application, email)
+    base = "https://keymint.example"
+    page = client.get(f"/console/sign-in/link/{token}", base_url=base)
+    response = client.post(f"/console/sign-in/link/{token}", base_url=base,
+                           data={"csrf_token": csrf_from(page)})
+    assert response.status_code == 303
+    cookie = next(c for c in response.headers.getlist("Set-Cookie")
+                  if c.startswith("keymint_console="))
+    assert "Secure" in cookie

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 from flask import Response, abort
 
 from app.models import Role, Workspace

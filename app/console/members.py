@@ -143,7 +143,8 @@ def invitation_revoke(slug: str, invitation_id: str) -> Response:
 def my_invitations() -> Response:
     """Invitations addressed to the signed-in person's email, to accept."""
     user = db.session.get_one(User, session.current().user_id)  # type: ignore[union-attr]
-    body = render_template("console/invitations.html", pending=invitations.pending_for(db.session, user), errors={})
+    body = render_template("console/invitations.html",
+                           pending=invitations.pending_for(db.session, user), errors={})
     return admin.html(body)
 
 
@@ -157,8 +158,8 @@ def invitation_accept(invitation_id: str) -> Response:
         invitations.accept(db.session, invitation, user, session.actor(user.id))
     except DomainError as error:
         errors, status = admin.errors_of(error, field=f"invitation-{invitation_id}")
-        body = render_template("console/invitations.html", pending=invitations.pending_for(db.session, user),
-                               errors=errors)
+        body = render_template("console/invitations.html",
+                               pending=invitations.pending_for(db.session, user), errors=errors)
         return admin.html(body, status)
     workspace = db.session.get_one(Workspace, invitation.workspace_id)
     return redirect(url_for("console.keys", slug=workspace.slug), 303)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import requests
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.flask_client import OAuth
-from flask import Flask, Response, current_app, redirect, render_template, request, url_for
+from flask import Flask, Response, current_app, redirect, request
 from flask import session as flow_session
 from joserfc.errors import JoseError
 
-from app.console import bp
+from app.console import bp, home
 from app.console import session as console_session
 from app.extensions import db
 from app.services import console_auth, sso
@@ -25,6 +26,7 @@ CLIENT_NAME = "keymint_console"
 SCOPE = "openid email profile"
 _EXTENSION = "keymint_console_sso"
 _NEXT = "keymint_sso_next"
+_LOCK = threading.Lock()
 # Seconds for each call to the provider (discovery, keys, token, userinfo): a slow provider
 # makes the person wait this long at most, then see a message.
 PROVIDER_TIMEOUT = 10
@@ -46,31 +48,32 @@ def enabled(app: Flask | None = None) -> bool:
     return (app or current_app).config.get("KEYMINT_CONSOLE_OIDC_ISSUER") is not None
 
 
-def init_app(app: Flask) -> None:
-    """Register the provider when KEYMINT_CONSOLE_OIDC_* are set (config validated all three).
-
-    One OAuth registry per app: tests and multi-app processes must not share a client.
-    Authlib keeps the flow's state, nonce and PKCE verifier in Flask's session (the console's
-    short-lived, signed flow cookie); nothing of it is stored server-side.
-    """
-    if not enabled(app):
-        return
-    provider = app.config["KEYMINT_CONSOLE_OIDC_ISSUER"]
-    oauth = OAuth(app)
-    oauth.register(
-        CLIENT_NAME,
-        client_id=app.config["KEYMINT_CONSOLE_OIDC_CLIENT_ID"],
-        client_secret=app.config["KEYMINT_CONSOLE_OIDC_CLIENT_SECRET"].reveal().decode("ascii"),
-        server_metadata_url=f"{provider}/.well-known/openid-configuration",
-        client_kwargs={"scope": SCOPE, "code_challenge_method": "S256",
-                       "default_timeout": PROVIDER_TIMEOUT},
-    )
-    app.extensions[_EXTENSION] = oauth
-
-
 def _client() -> Any:
-    oauth = current_app.extensions.get(_EXTENSION)
-    return oauth.create_client(CLIENT_NAME) if oauth is not None else None
+    """This app's registered provider client (made on first use), or None without SSO.
+
+    One OAuth registry per app (tests and multi-app processes must not share a client), kept
+    in app.extensions. Authlib keeps the flow's state, nonce and PKCE verifier in Flask's
+    session: the console's short-lived, signed flow cookie; nothing of it server-side.
+    """
+    app = current_app
+    if not enabled(app):
+        return None
+    client = app.extensions.get(_EXTENSION)
+    if client is None:
+        with _LOCK:
+            client = app.extensions.get(_EXTENSION)
+            if client is None:
+                provider = app.config["KEYMINT_CONSOLE_OIDC_ISSUER"]
+                secret = app.config["KEYMINT_CONSOLE_OIDC_CLIENT_SECRET"].reveal()
+                client = OAuth(app._get_current_object()).register(  # type: ignore[attr-defined]
+                    CLIENT_NAME,
+                    client_id=app.config["KEYMINT_CONSOLE_OIDC_CLIENT_ID"],
+                    client_secret=secret.decode("ascii"),
+                    server_metadata_url=f"{provider}/.well-known/openid-configuration",
+                    client_kwargs={"scope": SCOPE, "code_challenge_method": "S256",
+                                   "default_timeout": PROVIDER_TIMEOUT})
+                app.extensions[_EXTENSION] = client
+    return client
 
 
 def _checked_metadata(client: Any) -> dict[str, Any]:
@@ -92,8 +95,8 @@ def callback_url() -> str:
 
 def _refused(message: str, status: int) -> Response:
     """The sign-in page again, with what went wrong (a human message, never the IdP's)."""
-    page = render_template("console/sign_in.html", error=message, next="", sso=enabled())
-    return Response(page, status=status, mimetype="text/html")
+    body, status = home.render_sign_in(message, status, next_path="")
+    return Response(body, status=status, mimetype="text/html")
 
 
 @bp.post("/sign-in/sso")
@@ -104,8 +107,7 @@ def sso_start() -> Response:
         return _refused("Single sign-on is not configured on this keymint.", 404)
     try:
         _checked_metadata(client)
-        wanted = request.form.get("next", "")
-        flow_session[_NEXT] = wanted if console_session.is_safe_console_path(wanted) else ""
+        flow_session[_NEXT] = console_session.safe_next(request.form.get("next", ""))
         return client.authorize_redirect(callback_url())
     except (requests.RequestException, ValueError, _ProviderMismatch, AuthlibBaseError,
             RuntimeError) as exc:
@@ -153,9 +155,7 @@ def sso_callback() -> Response:
         console_session.sign_in(user, "sso")
     except console_auth.SignInRefused as refusal:
         return _refused(refusal.message, 403)
-    if not next_path or not console_session.is_safe_console_path(next_path):
-        next_path = url_for("console.index")
-    return redirect(next_path, 303)
+    return redirect(console_session.safe_next(next_path or ""), 303)
 
 
 def _claims(client: Any, token: dict[str, Any]) -> dict[str, Any]:

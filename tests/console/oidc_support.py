@@ -158,15 +158,18 @@ def oidc_provider_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 class _Forms(HTMLParser):
-    """The forms of a page: action, method and their named inputs' values."""
+    """The forms of a page (action, method, named inputs' values) and its links."""
 
     def __init__(self) -> None:
         super().__init__()
         self.forms: list[dict[str, Any]] = []
+        self.links: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
-        if tag == "form":
+        if tag == "a" and values.get("href"):
+            self.links.append(values["href"] or "")
+        elif tag == "form":
             self.forms.append({"action": values.get("action") or "",
                                "method": (values.get("method") or "get").lower(),
                                "fields": {}})
@@ -180,11 +183,19 @@ def forms_of(html: str) -> list[dict[str, Any]]:
     return parser.forms
 
 
+def links_of(html: str) -> list[str]:
+    parser = _Forms()
+    parser.feed(html)
+    return parser.links
+
+
 def sign_in_at_provider(authorization_url: str, login: str, *,
-                        http: requests.Session | None = None, max_hops: int = 10) -> str:
-    """Follow the provider from the authorization URL through its login form as `login`,
-    redirect by redirect, as a browser would; returns the first URL outside the provider
-    (keymint's callback with `code` and `state`, or with `error`)."""
+                        http: requests.Session | None = None, max_hops: int = 10,
+                        cancel: bool = False) -> str:
+    """Follow the provider from the authorization URL through its login form as `login`
+    (or its Cancel link with `cancel`), redirect by redirect, as a browser would; returns the
+    first URL outside the provider (keymint's callback with `code` and `state`, or with
+    `error`)."""
     http = http or requests.Session()
     parts = urlsplit(authorization_url)
     provider = f"{parts.scheme}://{parts.netloc}/"
@@ -195,6 +206,11 @@ def sign_in_at_provider(authorization_url: str, login: str, *,
         response = http.get(url, allow_redirects=False, timeout=10)
         if response.is_redirect:
             url = urljoin(url, response.headers["Location"])
+            continue
+        if cancel and not submitted:
+            aborts = [link for link in links_of(response.text) if link.endswith("/abort")]
+            assert aborts, f"no Cancel link at {url}"
+            url, submitted = urljoin(url, aborts[0]), True
             continue
         login_forms = [f for f in forms_of(response.text) if "login" in f["fields"]]
         if submitted or not login_forms:

@@ -58,7 +58,9 @@ def status_of(error: DomainError) -> int:
 
 def sentence(message: str) -> str:
     """A service message ("only owners can …") as a sentence for a page."""
-    message = message[:1].upper() + message[1:]
+    first = message.split(" ", 1)[0]
+    if first.isalpha() and first.islower():  # never "Ann@example.com", "Key_…"
+        message = message[:1].upper() + message[1:]
     return message if message.endswith((".", "?", "!")) else message + "."
 
 

@@ -1051,6 +1051,9 @@ def register(app: Flask) -> None:
 
     from app.cli_webhooks import webhooks_cli  # imports app.cli: loaded here, not at the top
     app.cli.add_command(webhooks_cli)
+    from app.cli_console import console_cli  # imports this module: registered late
+
+    app.cli.add_command(console_cli)
     app.cli.add_command(config_cli)
     app.cli.add_command(db_cli)  # replaces Flask-Migrate's: its developer verbs are `dev db`
 

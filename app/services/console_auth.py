@@ -107,20 +107,25 @@ def peek_login_link(session: Session, token: str) -> User:
     return link.user
 
 
+def claim_link(session: Session, link_id: int, now: datetime) -> bool:
+    """Mark the link used if nobody has: True for exactly one caller. The condition is
+    checked by the UPDATE itself (PostgreSQL re-checks it after waiting for a concurrent
+    claim's row lock; SQLite has one writer), never by an earlier read."""
+    result = session.execute(
+        update(ConsoleLoginLink)
+        .where(ConsoleLoginLink.id == link_id, ConsoleLoginLink.used_at.is_(None),
+               ConsoleLoginLink.expires_at > now)
+        .values(used_at=now)
+        .execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
 def consume_login_link(session: Session, token: str) -> User:
     """Use the link once: a single conditional UPDATE marks it used, so of two parallel
     requests exactly one changes the row and the other is refused."""
     now = utcnow()
     link = _usable_link(session, token, now)
-    if link is None:
-        raise SignInRefused(LINK_REFUSED)
-    result = session.execute(
-        update(ConsoleLoginLink)
-        .where(ConsoleLoginLink.id == link.id, ConsoleLoginLink.used_at.is_(None),
-               ConsoleLoginLink.expires_at > now)
-        .values(used_at=now)
-        .execution_options(synchronize_session=False))
-    if result.rowcount != 1:
+    if link is None or not claim_link(session, link.id, now):
         raise SignInRefused(LINK_REFUSED)
     user = session.get_one(User, link.user_id)
     if user.status != UserStatus.ACTIVE:

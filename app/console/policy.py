@@ -12,6 +12,20 @@ from app.services import access, accounts
 from app.services.errors import DomainError, InvalidInput
 
 NUMBER_FIELDS = ("max_key_lifetime_days", "default_key_lifetime_days", "token_ttl_seconds")
+# The API's field names in the services' messages, as the page's labels say them.
+WORDS = {"max_key_lifetime_days": "the maximum key lifetime (days)",
+         "default_key_lifetime_days": "the default key lifetime (days)",
+         "token_ttl_seconds": "the access token lifetime (seconds)",
+         "token_format": "the access token format"}
+
+
+def _in_words(errors: dict[str, str]) -> dict[str, str]:
+    worded = {}
+    for field, message in errors.items():
+        for name, words in WORDS.items():
+            message = message.replace(name, words).replace(name.capitalize(), words)
+        worded[field] = admin.sentence(message)
+    return worded
 
 
 def _effective_ttl(workspace: object) -> int:
@@ -73,5 +87,5 @@ def policy_update(slug: str) -> Response:
             token_format=values["token_format"], **numbers)
     except DomainError as error:
         errors, status = admin.errors_of(error)
-        return _render(p, errors=errors, values=values, status=status)
+        return _render(p, errors=_in_words(errors), values=values, status=status)
     return redirect(url_for("console.policy", slug=slug, saved=1), 303)

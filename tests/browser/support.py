@@ -43,7 +43,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 DESKTOP = {"width": 1280, "height": 800}
 MOBILE = {"width": 390, "height": 844}
-SECRET_KEY = "browser-tests-console-secret-key-0123456789abcdef"
+SECRET_KEY = "YnJvd3Nlci10ZXN0cy1jb25zb2xlLXNlY3JldC1rZXktMDEyMzQ1Njc4OQ"  # URL-safe base64
 WORKSPACE = "acme"
 # Everyone the journeys sign in as; seeded once per server (see `console`).
 SECRET = re.compile(r"sk_[0-9A-Za-z]{46}")  # a client_secret as keymint makes them
@@ -189,18 +189,25 @@ def screenshot(page: Any, name: str, full_page: bool = False) -> None:
 
 
 def assert_accessible(page: Any, what: str) -> None:
-    """axe-core on the page as it is now: no serious or critical violation (the message
-    lists each with its rule, impact, help text and the offending elements)."""
+    """axe-core on the page as it is now, at desktop and at mobile width: no serious or
+    critical violation (the message lists each with its rule, impact, help text and the
+    offending elements). The viewport is put back afterwards."""
     from axe_playwright_python.sync_playwright import Axe
 
-    results = Axe().run(page)
-    bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
-    report = "\n".join(
-        f"- {v['id']} ({v['impact']}): {v['help']} -> "
-        + "; ".join(" ".join(node["target"]) + " " + node["html"][:120] for node in v["nodes"])
-        for v in bad)
+    axe = Axe()
+    before = page.viewport_size
+    bad: list[str] = []
+    for label, size in (("desktop", DESKTOP), ("mobile", MOBILE)):
+        page.set_viewport_size(size)
+        for v in axe.run(page).response["violations"]:
+            if v["impact"] in ("serious", "critical"):
+                nodes = "; ".join(" ".join(node["target"]) + " " + node["html"][:120]
+                                  for node in v["nodes"])
+                bad.append(f"- [{label}] {v['id']} ({v['impact']}): {v['help']} -> {nodes}")
+    if before:
+        page.set_viewport_size(before)
     assert not bad, (f"axe: {len(bad)} serious/critical violation(s) on {what} "
-                     f"({page.url}):\n{report}")
+                     f"({page.url}):\n" + "\n".join(bad))
 
 
 def secret_on(page: Any) -> str:
@@ -225,7 +232,7 @@ def create_key_in_ui(page: Any, console: Console, name: str) -> CreatedKey:
     page.goto(console.page_url("keys/new"))
     page.get_by_label("Name", exact=True).fill(name)
     page.get_by_role("group", name=re.compile("Scopes")).get_by_role("checkbox").first.check()
-    page.get_by_label(re.compile(r"^30 days")).check()
+    page.get_by_role("radio", name="30 days").check()
     with page.expect_response(lambda r: r.request.method == "POST") as answer:
         page.get_by_role("button", name="Create key").click()
     response = answer.value

@@ -39,7 +39,7 @@ def test_create_a_key_use_its_secret_and_find_it_gone_on_reload(console: Console
     created = create_key_in_ui(page, console, "billing worker")
     assert "no-store" in created.headers["cache-control"]
     expect(page.get_by_text(re.compile("will not be shown again", re.I)).first).to_be_visible()
-    expect(page.get_by_text(re.compile(r"curl .*oauth/token")).first).to_be_visible()
+    expect(page.get_by_text(re.compile(r"curl .*/oauth/token", re.S)).first).to_be_visible()
     expect(page.get_by_role("button", name=re.compile("Copy", re.I)).first).to_be_visible()
     screenshot(page, "key-result")
     assert_accessible(page, "the new key's result page")

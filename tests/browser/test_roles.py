@@ -24,9 +24,15 @@ def test_a_member_cannot_see_another_members_keys(console: Console, signed_in: A
     expect(page.get_by_role("heading", level=1)).to_have_text("My keys")
     assert "max's deploy key" not in page.content()
     assert theirs["client_id"] not in page.content()
+    # Their key's page is the same 404 as a key that does not exist: nothing about it shows.
     response = page.goto(console.page_url(f"keys/{theirs['client_id']}"))
     assert response is not None and response.status == 404
-    assert theirs["client_id"] not in page.content()
+    assert "max's deploy key" not in page.content()
+    assert console.people["member2"] not in page.content()
+    shown = page.locator("main").inner_text().replace(theirs["client_id"], "ID")
+    unknown = "key_" + "x" * 24
+    page.goto(console.page_url(f"keys/{unknown}"))
+    assert page.locator("main").inner_text().replace(unknown, "ID") == shown
 
     admin = signed_in("admin")
     admin.goto(console.page_url("keys?state=all"))

@@ -61,6 +61,9 @@ def _sso_settings(server: ServerProcess, workdir: Path,
     provider = stack.enter_context(run_provider(
         workdir, [f"{server.url}/console/sign-in/sso/callback"],
         accounts=[{"email": email, "email_verified": True} for email in PEOPLE.values()]))
+    # Killed, not asked to stop: a graceful stop would wait out Chromium's keep-alive
+    # connections (10 s) at the end of every session.
+    stack.callback(provider.process.kill)
 
     def log_in(page: Any, email: str) -> None:
         page.locator("input[name=login]").fill(email)
@@ -70,33 +73,56 @@ def _sso_settings(server: ServerProcess, workdir: Path,
     return {"issuer": provider.issuer, "env": provider.settings(), "log_in": log_in}
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgres"])
-def console(request: pytest.FixtureRequest, chromium: Any, sqlite_template: Path,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
-    """A real `keymint serve` with the console, one per database and xdist worker, shared by
-    every browser test (each test makes its own keys; the people are seeded once).
+@pytest.fixture(scope="session")
+def consoles(chromium: Any, sqlite_template: Path,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Console]]:
+    """get(backend) -> the running console on that database, started on first use and kept
+    until the end of the session (per xdist worker): at most one server per database, however
+    xdist interleaves the tests of the two backends.
 
     Depends on `chromium` so that a machine without a browser skips before starting servers."""
-    from app import create_app
+    started: dict[str, Console] = {}
+    with ExitStack() as stack:
 
+        def get(backend: str) -> Console:
+            if backend not in started:
+                started[backend] = _start_console(backend, sqlite_template, tmp_path_factory,
+                                                  stack)
+            return started[backend]
+
+        yield get
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def console(request: pytest.FixtureRequest, consoles: Callable[[str], Console]) -> Console:
+    """The real `keymint serve` with the console this test runs against, on each database;
+    shared by the browser tests (each makes its own keys; the people are seeded once)."""
     if request.param == "postgres" and not PG_URL:
         pytest.skip("PostgreSQL tests need KEYMINT_TEST_DATABASE_URL (set by .ci/run)")
-    with ExitStack() as stack:
-        database_url = stack.enter_context(browser_database(
-            request.param, sqlite_template, tmp_path_factory.mktemp("browser")))
-        server = ServerProcess(database_url, env={"KEYMINT_SECRET_KEY": SECRET_KEY})
-        server.env["KEYMINT_ISSUER"] = server.url  # sign-in links point at this server
-        sso = _sso_settings(server, tmp_path_factory.mktemp("oidc"), stack)
-        if sso:
-            server.env.update(sso["env"])
-        app = create_app(base_config(database_url, KEYMINT_SECRET_KEY=SECRET_KEY))
-        stack.callback(dispose, app)
-        console = Console(server=server, database_url=database_url, backend=request.param,
-                          env=dict(server.env), app=app, sso=sso)
-        _seed(console, tmp_path_factory.mktemp("seed"))
-        stack.callback(server.stop)
-        server.start()
-        yield console
+    return consoles(request.param)
+
+
+def _start_console(backend: str, sqlite_template: Path,
+                   tmp_path_factory: pytest.TempPathFactory, stack: ExitStack) -> Console:
+    """Migrate a database, seed it through the CLI, start the OpenID provider (when it can
+    run here) and `keymint serve`; `stack` undoes it all."""
+    from app import create_app
+
+    database_url = stack.enter_context(browser_database(
+        backend, sqlite_template, tmp_path_factory.mktemp("browser")))
+    server = ServerProcess(database_url, env={"KEYMINT_SECRET_KEY": SECRET_KEY})
+    server.env["KEYMINT_ISSUER"] = server.url  # sign-in links point at this server
+    sso = _sso_settings(server, tmp_path_factory.mktemp("oidc"), stack)
+    if sso:
+        server.env.update(sso["env"])
+    app = create_app(base_config(database_url, KEYMINT_SECRET_KEY=SECRET_KEY))
+    stack.callback(dispose, app)
+    console = Console(server=server, database_url=database_url, backend=backend,
+                      env=dict(server.env), app=app, sso=sso)
+    _seed(console, tmp_path_factory.mktemp("seed"))
+    stack.callback(server.stop, 9)  # SIGKILL: see the provider above; nothing to flush
+    server.start()
+    return console
 
 
 def _seed(console: Console, workdir: Path) -> None:
@@ -152,15 +178,16 @@ def new_context(chromium: Any, console: Console) -> Iterator[Callable[..., Any]]
 def signed_in(console: Console, new_context: Callable[..., Any]) -> Callable[..., Any]:
     """as_(role) -> a page in a fresh context signed in as that person of the team.
 
-    The first call per person signs in by link; later tests reuse that console session
-    (the browser's storage state) so the suite runs the login-link CLI once per person."""
+    The first call per person signs in by link (the login-link command run in this process:
+    the sign-in journeys run the real executable); later tests reuse that console session
+    (the browser's storage state), as a person's browser would."""
 
     def as_(role: str, **options: Any) -> Any:
         email = console.people[role]
         if email not in console.signed_in:
             first = new_context()
             first_page = first.new_page()
-            sign_in_by_link(first_page, console, email)
+            sign_in_by_link(first_page, console, email, executable=False)
             console.signed_in[email] = first.storage_state()
             first.close()
         ctx = new_context(storage_state=console.signed_in[email], **options)

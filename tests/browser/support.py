@@ -140,13 +140,18 @@ class Console:
         return json.loads(self.cli("keys", "create", "--workspace", WORKSPACE, "--user", email,
                                    "--name", name, "--scope", scopes, "--json"))
 
-    def login_link(self, email: str) -> str:
-        """A sign-in URL from the real `keymint console login-link EMAIL` executable."""
-        result = subprocess.run([sys.executable, "-m", "app.cli", "console", "login-link", email],
-                                cwd=REPO, env=self.env, capture_output=True, timeout=60,
-                                check=False)
-        output = result.stdout.decode()
-        assert result.returncode == 0, result.stderr.decode()
+    def login_link(self, email: str, *, executable: bool = True) -> str:
+        """A sign-in URL from `keymint console login-link EMAIL`: the real executable in its
+        own process, or (`executable=False`, for the fixtures' setup sign-ins) the same
+        command through this process's app, which saves a Python start-up per person."""
+        if executable:
+            result = subprocess.run(
+                [sys.executable, "-m", "app.cli", "console", "login-link", email], cwd=REPO,
+                env=self.env, capture_output=True, timeout=60, check=False)
+            assert result.returncode == 0, result.stderr.decode()
+            output = result.stdout.decode()
+        else:
+            output = self.cli("console", "login-link", email, "--base-url", self.url)
         found = re.search(r"https?://\S+/console/sign-in/link/\S+", output)
         assert found, f"no sign-in URL in the output of login-link: {output!r}"
         return found.group(0)
@@ -160,45 +165,39 @@ class Console:
 # --- in a page ----------------------------------------------------------------------------
 
 
-def sign_in_by_link(page: Any, console: Console, email: str) -> None:
+def sign_in_by_link(page: Any, console: Console, email: str, *, executable: bool = True) -> None:
     """Sign in as `email` the way a person without SSO does: run the real
     `keymint console login-link EMAIL`, open the URL, press Continue."""
     from playwright.sync_api import expect
 
-    page.goto(console.login_link(email))
+    page.goto(console.login_link(email, executable=executable))
     page.get_by_role("button", name=re.compile("Continue", re.I)).click()
     expect(page).not_to_have_url(re.compile(r"/sign-in"))
     expect(page.get_by_text(email).first).to_be_visible()
 
 
-def screenshot(page: Any, name: str, full_page: bool = False) -> None:
-    """tests/browser/artifacts/NAME-desktop.png (1280x800) and NAME-mobile.png (390x844) of
-    the page as it is now; the viewport is put back afterwards."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    before = page.viewport_size
-    for label, size in (("desktop", DESKTOP), ("mobile", MOBILE)):
-        page.set_viewport_size(size)
-        data = page.screenshot(full_page=full_page, animations="disabled")
-        # Written whole then renamed: parallel workers may shoot the same page name.
-        target = ARTIFACTS / f"{name}-{label}.png"
-        partial = target.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_bytes(data)
-        partial.replace(target)
-    if before:
-        page.set_viewport_size(before)
+def inspect_page(console: Console, page: Any, name: str, what: str) -> None:
+    """Screenshots and axe-core on the page as it is now, at desktop (1280x800) and mobile
+    (390x844) width: tests/browser/artifacts/NAME-desktop.png and NAME-mobile.png, and no
+    serious or critical axe violation (the failure lists each: rule, impact, help, elements).
 
-
-def assert_accessible(page: Any, what: str) -> None:
-    """axe-core on the page as it is now, at desktop and at mobile width: no serious or
-    critical violation (the message lists each with its rule, impact, help text and the
-    offending elements). The viewport is put back afterwards."""
+    Done on the SQLite server only: the markup does not depend on the database, and the
+    journeys that lead to the page run on both."""
+    if console.backend != "sqlite":
+        return
     from axe_playwright_python.sync_playwright import Axe
 
+    ARTIFACTS.mkdir(exist_ok=True)
     axe = Axe()
     before = page.viewport_size
     bad: list[str] = []
     for label, size in (("desktop", DESKTOP), ("mobile", MOBILE)):
         page.set_viewport_size(size)
+        # Written whole then renamed: parallel workers may shoot the same page name.
+        target = ARTIFACTS / f"{name}-{label}.png"
+        partial = target.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(page.screenshot(animations="disabled"))
+        partial.replace(target)
         for v in axe.run(page).response["violations"]:
             if v["impact"] in ("serious", "critical"):
                 nodes = "; ".join(" ".join(node["target"]) + " " + node["html"][:120]

@@ -12,9 +12,8 @@ from playwright.sync_api import expect
 from tests.browser.support import (
     SECRET,
     Console,
-    assert_accessible,
-    create_key_in_ui,
-    screenshot,
+        create_key_in_ui,
+    inspect_page,
     secret_on,
 )
 
@@ -33,16 +32,14 @@ def test_create_a_key_use_its_secret_and_find_it_gone_on_reload(console: Console
                                                                signed_in: Any) -> None:
     page = signed_in("member")
     page.goto(console.page_url("keys/new"))
-    screenshot(page, "new-key")
-    assert_accessible(page, "the new-key form")
+    inspect_page(console, page, "new-key", "the new-key form")
 
     created = create_key_in_ui(page, console, "billing worker")
     assert "no-store" in created.headers["cache-control"]
     expect(page.get_by_text(re.compile("will not be shown again", re.I)).first).to_be_visible()
     expect(page.get_by_text(re.compile(r"curl .*/oauth/token", re.S)).first).to_be_visible()
     expect(page.get_by_role("button", name=re.compile("Copy", re.I)).first).to_be_visible()
-    screenshot(page, "key-result")
-    assert_accessible(page, "the new key's result page")
+    inspect_page(console, page, "key-result", "the new key's result page")
 
     # The secret the page showed is the key's credential.
     token = console.token(created.client_id, created.secret)
@@ -55,13 +52,11 @@ def test_create_a_key_use_its_secret_and_find_it_gone_on_reload(console: Console
     expect(page.get_by_role("heading", name=re.compile("billing worker"))).to_be_visible()
     assert created.secret not in page.content()
     assert not SECRET.search(page.content())
-    screenshot(page, "key-detail")
-    assert_accessible(page, "the key's detail page")
+    inspect_page(console, page, "key-detail", "the key's detail page")
     page.goto(console.page_url("keys"))
     expect(page.get_by_role("link", name="billing worker").first).to_be_visible()
     assert created.secret not in page.content()
-    screenshot(page, "keys")
-    assert_accessible(page, "My keys")
+    inspect_page(console, page, "keys", "My keys")
 
 
 def test_rotate_with_grace_keeps_both_secrets_and_grace_zero_ends_the_old(
@@ -74,8 +69,7 @@ def test_rotate_with_grace_keeps_both_secrets_and_grace_zero_ends_the_old(
     page.get_by_role("button", name="Rotate secret").click()
     second = secret_on(page)
     assert second != first.secret
-    screenshot(page, "rotate-result")
-    assert_accessible(page, "the rotation's result page")
+    inspect_page(console, page, "rotate-result", "the rotation's result page")
     assert _token_works(console, first.client_id, first.secret)  # within its grace period
     assert _token_works(console, first.client_id, second)
 
@@ -99,8 +93,7 @@ def test_revoke_after_confirmation_stops_token_requests(console: Console,
         page.get_by_role("button", name="Revoke key")).first.click()
     expect(page).to_have_url(re.compile(rf"/keys/{created.client_id}/revoke$"))
     assert _token_works(console, created.client_id, created.secret)  # asking is not revoking
-    screenshot(page, "revoke-confirm")
-    assert_accessible(page, "the revoke confirmation")
+    inspect_page(console, page, "revoke-confirm", "the revoke confirmation")
     page.get_by_role("button", name="Revoke key").click()
 
     expect(page.get_by_text(re.compile("revoked", re.I)).first).to_be_visible()
@@ -133,7 +126,7 @@ def test_keyboard_alone_reaches_the_form_with_a_visible_focus_ring(console: Cons
                 shadow: style.boxShadow};
     }""")
     assert (ring["outline"] != "none" and ring["width"] >= 2) or ring["shadow"] != "none", ring
-    screenshot(page, "keyboard-focus")
+    inspect_page(console, page, "keyboard-focus", "the new-key form focused by keyboard")
 
     page.keyboard.type("typed worker")
     page.keyboard.press("Enter")  # submits the form: defaults for everything else

@@ -146,8 +146,8 @@ def test_secret_key_setting_is_validated_and_masked(database_url, monkeypatch):
     from app.config import ConfigError, summary
     from tests.support import base_config, dispose
 
-    with pytest.raises(ConfigError, match="KEYMINT_SECRET_KEY must be at least 32 random "
-                                          "bytes.*decodes to only 8 bytes"):
+    with pytest.raises(ConfigError, match=r"KEYMINT_SECRET_KEY must be at least 32 random "
+                                          r"bytes.*decodes to only 8 bytes"):
         create_app(base_config(database_url, KEYMINT_SECRET_KEY="c2hvcnRrZXk"))
     with pytest.raises(ConfigError, match="not URL-safe base64"):
         create_app(base_config(database_url, KEYMINT_SECRET_KEY="not base64 at all!"))

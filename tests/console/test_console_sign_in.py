@@ -323,3 +323,33 @@ def test_an_invited_person_may_sign_in_until_the_invitation_is_gone(client, fact
         db.session.commit()
     # Neither a member nor invited any more: the session ends at once.
     assert client.get("/console/").headers["Location"].endswith("/console/sign-in")
+
+
+def test_two_parallel_uses_of_one_link_sign_in_once(app, factory):
+    """Both requests start together; the conditional UPDATE lets exactly one through."""
+    import threading
+
+    email, _ = _person(factory)
+    token = make_link(app, email)
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def use() -> None:
+        with app.app_context():
+            try:
+                barrier.wait(timeout=10)
+                console_auth.consume_login_link(db.session, token)
+                db.session.commit()
+                outcomes.append("signed in")
+            except console_auth.SignInRefused:
+                db.session.rollback()
+                outcomes.append("refused")
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=use) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["refused", "signed in"]

@@ -929,6 +929,9 @@ Then, with TOKEN set to its access_token:
   curl -s -u "$KEYMINT_CLIENT_ID:$KEYMINT_CLIENT_SECRET" -d "token=$TOKEN" {base}/oauth/introspect
   curl -s -u "$KEYMINT_CLIENT_ID:$KEYMINT_CLIENT_SECRET" -d "token=$TOKEN" {base}/oauth/rotate
   curl -s -u "$KEYMINT_CLIENT_ID:$KEYMINT_CLIENT_SECRET" -d "token=$TOKEN" {base}/oauth/revoke
+
+The web console ({base}/console/): sign in with a one-time link (valid 15 minutes) from
+  keymint console login-link {user.email} --base-url {base}
 """)
 
 

@@ -21,6 +21,7 @@ costs. Nothing is cached: every answer is read from the database when the reques
 from __future__ import annotations
 
 import io
+import json
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -96,6 +97,17 @@ class FastIntrospection:
         self.app = app
         self.wsgi_app = wsgi_app
         self._db_engine: Engine | None = None
+        self._encoder: json.JSONEncoder | None = None
+
+    def _json(self) -> json.JSONEncoder:
+        """Flask's JSON as Authlib's answers use it (sort_keys, ensure_ascii), one encoder
+        built once instead of one per json.dumps() call."""
+        if self._encoder is None:
+            provider = self.app.json
+            self._encoder = json.JSONEncoder(
+                sort_keys=getattr(provider, "sort_keys", True),
+                ensure_ascii=getattr(provider, "ensure_ascii", True))
+        return self._encoder
 
     def _engine(self) -> Engine:
         """The app's engine (Flask-SQLAlchemy keeps one per app; dispose() keeps the object)."""
@@ -154,8 +166,8 @@ class FastIntrospection:
             return None
         client_id, secret = presented
         token = form["token"]
-        if not token_service.is_presented_token(token) and \
-                not endpoints.is_keymint_format(token):
+        if not endpoints.is_keymint_format(token) and \
+                not token_service.is_presented_token(token):
             return None  # maybe a legacy key: its answer carries headers and counts usage
         try:
             iss = self._issuer(environ)
@@ -179,7 +191,7 @@ class FastIntrospection:
                     ENDPOINT, KEY_SETTING, client_id, ip, cred.rate_limit)):
             return None
         answer = endpoints.introspection_answer(info, cred, now, iss)
-        payload = self.app.json.dumps(answer).encode()  # as Authlib's answer: Flask's JSON
+        payload = self._json().encode(answer).encode()
         rid = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
         start_response("200 OK", [
             ("Content-Type", "application/json"), ("Content-Length", str(len(payload))),

@@ -83,6 +83,13 @@ def test_post_with_a_wrong_token_or_foreign_origin_is_refused(client, factory):
     foreign = client.post("/console/sign-out", data={"csrf_token": token},
                           headers={"Origin": "https://evil.example"})
     assert foreign.status_code == 400
+    foreign_referer = client.post("/console/sign-out", data={"csrf_token": token},
+                                  headers={"Referer": "https://evil.example/page"})
+    assert foreign_referer.status_code == 400
+    # A page sent with Referrer-Policy: no-referrer (the link page) posts with Origin: null;
+    # the token still decides.
+    assert client.post("/console/sign-out", data={"csrf_token": token + "x"},
+                       headers={"Origin": "null"}).status_code == 400
     ok = client.post("/console/sign-out", data={"csrf_token": token},
                      headers={"Origin": "http://localhost"})
     assert ok.status_code == 303

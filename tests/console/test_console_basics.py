@@ -83,6 +83,13 @@ def test_post_with_a_wrong_token_or_foreign_origin_is_refused(client, factory):
     foreign = client.post("/console/sign-out", data={"csrf_token": token},
                           headers={"Origin": "https://evil.example"})
     assert foreign.status_code == 400
+    foreign_referer = client.post("/console/sign-out", data={"csrf_token": token},
+                                  headers={"Referer": "https://evil.example/page"})
+    assert foreign_referer.status_code == 400
+    # A page sent with Referrer-Policy: no-referrer (the link page) posts with Origin: null;
+    # the token still decides.
+    assert client.post("/console/sign-out", data={"csrf_token": token + "x"},
+                       headers={"Origin": "null"}).status_code == 400
     ok = client.post("/console/sign-out", data={"csrf_token": token},
                      headers={"Origin": "http://localhost"})
     assert ok.status_code == 303
@@ -115,3 +122,110 @@ def test_session_cookie_is_secure_off_loopback(client, factory):
     cookie = next(c for c in response.headers.getlist("Set-Cookie")
                   if c.startswith("keymint_console="))
     assert "Secure" in cookie
+
+
+def test_console_is_off_without_a_secret_key_outside_development(database_url, monkeypatch):
+    """No KEYMINT_SECRET_KEY and no development mode: the console answers 503, the API not."""
+    from app import create_app
+    from tests.support import base_config, dispose
+
+    monkeypatch.delenv("AUTHLIB_INSECURE_TRANSPORT", raising=False)
+    config = base_config(database_url)
+    config.pop("TESTING")
+    app = create_app(config)
+    try:
+        client = app.test_client()
+        page = client.get("/console/sign-in")
+        assert page.status_code == 503 and page.mimetype == "text/html"
+        assert "KEYMINT_SECRET_KEY" in page.get_data(as_text=True)
+        assert client.get("/console/static/console.css").status_code == 200
+        assert client.get("/healthz").status_code == 200
+    finally:
+        dispose(app)
+
+
+def test_secret_key_setting_is_validated_and_masked(database_url, monkeypatch):
+    import secrets
+
+    import pytest
+
+    from app import create_app
+    from app.config import ConfigError, summary
+    from tests.support import base_config, dispose
+
+    with pytest.raises(ConfigError, match=r"KEYMINT_SECRET_KEY must be at least 32 random "
+                                          r"bytes.*decodes to only 8 bytes"):
+        create_app(base_config(database_url, KEYMINT_SECRET_KEY="c2hvcnRrZXk"))
+    with pytest.raises(ConfigError, match="not URL-safe base64"):
+        create_app(base_config(database_url, KEYMINT_SECRET_KEY="not base64 at all!"))
+    value = secrets.token_urlsafe(32)
+    monkeypatch.setenv("KEYMINT_SECRET_KEY", value)
+    app = create_app(base_config(database_url))
+    try:
+        assert app.config["SECRET_KEY"] == app.config["KEYMINT_SECRET_KEY"].reveal()
+        assert summary(app.config)["KEYMINT_SECRET_KEY"] == "********"
+        assert value not in repr(app.config)
+    finally:
+        dispose(app)
+
+
+def test_config_check_warns_about_a_per_process_secret_key(app, monkeypatch):
+    """Development without KEYMINT_SECRET_KEY works, but `config check` says what it costs."""
+    from app.cli import console_warnings
+
+    monkeypatch.setitem(app.config, "TESTING", False)
+    with app.app_context():
+        [warning] = console_warnings()
+        assert "random key per process" in warning
+        monkeypatch.setitem(app.config, "SECRET_KEY", None)
+        [warning] = console_warnings()
+        assert "answers 503" in warning
+
+
+def test_with_single_sign_on_the_sign_in_page_may_post_to_the_identity_provider(
+        app_factory, database_url):
+    """Browsers apply form-action to the redirect after the SSO button's POST."""
+    app, _ = app_factory(database_url,
+                         KEYMINT_CONSOLE_OIDC_ISSUER="https://idp.example.com/realms/x",
+                         KEYMINT_CONSOLE_OIDC_CLIENT_ID="keymint",
+                         KEYMINT_CONSOLE_OIDC_CLIENT_SECRET="s3cret-s3cret-s3cret")
+    client = app.test_client()
+    page = client.get("/console/sign-in")
+    assert "Sign in with single sign-on" in page.get_data(as_text=True)
+    assert "form-action 'self' https://idp.example.com;" in page.headers[
+        "Content-Security-Policy"]
+    # Only the sign-in page: the rest of the console keeps form-action 'self'.
+    assert "idp.example.com" not in client.get("/console/nope").headers[
+        "Content-Security-Policy"]
+
+
+def test_serve_off_loopback_needs_a_secret_key_outside_development(database_url, monkeypatch):
+    """Like KEYMINT_ISSUER: required to serve off loopback, except in development."""
+    import secrets
+
+    import app.runtime.server as server
+    from app import create_app
+    from tests.support import base_config, dispose
+
+    started: list[str] = []
+    monkeypatch.setattr(server, "serve_wsgi", lambda *a, **kw: started.append(kw["bind"]))
+    monkeypatch.delenv("AUTHLIB_INSECURE_TRANSPORT", raising=False)
+    config = base_config(database_url, KEYMINT_ISSUER="https://auth.example.com")
+    config.pop("TESTING")
+    made = []
+    try:
+        app = create_app(config)
+        made.append(app)
+        refused = app.test_cli_runner().invoke(args=["serve", "--bind", "0.0.0.0:8000"])
+        assert refused.exit_code == 1 and started == []
+        assert "KEYMINT_SECRET_KEY must be set to serve on 0.0.0.0:8000" in refused.output
+        loopback = app.test_cli_runner().invoke(args=["serve", "--bind", "127.0.0.1:8000"])
+        assert loopback.exit_code == 0 and started == ["127.0.0.1:8000"]
+        app = create_app({**config, "KEYMINT_SECRET_KEY": secrets.token_urlsafe(32)})
+        made.append(app)
+        served = app.test_cli_runner().invoke(args=["serve", "--bind", "0.0.0.0:8000"])
+        assert served.exit_code == 0, served.output
+        assert started == ["127.0.0.1:8000", "0.0.0.0:8000"]
+    finally:
+        for app in made:
+            dispose(app)

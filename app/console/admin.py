@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from flask import Response, abort
@@ -64,11 +65,19 @@ def sentence(message: str) -> str:
     return message if message.endswith((".", "?", "!")) else message + "."
 
 
-def errors_of(error: DomainError, field: str | None = None) -> tuple[dict[str, str], int]:
+def errors_of(error: DomainError, field: str | None = None, *,
+              words: dict[str, str] | None = None) -> tuple[dict[str, str], int]:
     """The service's message keyed by the form field it is about (`field` overrides the
     service's own name for it, e.g. one row's role select), and the status the API answers
-    with; a page answered with it rolls this request's changes back (status >= 400)."""
-    return {field or error.field or "form": sentence(error.message)}, status_of(error)
+    with; a page answered with it rolls this request's changes back (status >= 400).
+
+    `words` says the API's field names in the message as the page's labels do
+    ("url must use https" -> "The URL must use https.").
+    """
+    message = error.message
+    for name, said in (words or {}).items():
+        message = re.sub(rf"\b{re.escape(name)}\b", said, message)
+    return {field or error.field or "form": sentence(message)}, status_of(error)
 
 
 def html(body: str, status: int = 200) -> Response:

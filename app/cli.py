@@ -935,13 +935,26 @@ Then, with TOKEN set to its access_token:
 def startup_warnings() -> list[str]:
     """What an operator should hear about at start-up (logged by `serve`, printed by
     `config check`): a legacy sunset that passed or comes within 30 days while legacy keys
-    are still enabled."""
+    are still enabled; a console without its KEYMINT_SECRET_KEY."""
     try:
         warning = legacy_service.sunset_warning(
             db.session, current_app.config["KEYMINT_LEGACY_SUNSET"], utcnow())
     finally:
         db.session.rollback()
-    return [warning] if warning else []
+    return ([warning] if warning else []) + console_warnings()
+
+
+def console_warnings() -> list[str]:
+    """The web console without a KEYMINT_SECRET_KEY: off (503), or on a per-process key."""
+    config = current_app.config
+    if not config.get("SECRET_KEY"):
+        return ["KEYMINT_SECRET_KEY is not set: the web console (/console/) answers 503 until "
+                "it is (docs/console.md)"]
+    if config.get("CONSOLE_EPHEMERAL_SECRET_KEY") and not config.get("TESTING"):
+        return ["KEYMINT_SECRET_KEY is not set: development mode signs console forms with a "
+                "random key per process, so console sign-ins end at restart and forms fail "
+                "across several workers (the quickstart keeps one in instance/secret_key)"]
+    return []
 
 
 @config_cli.command("check")

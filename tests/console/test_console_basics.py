@@ -115,3 +115,61 @@ def test_session_cookie_is_secure_off_loopback(client, factory):
     cookie = next(c for c in response.headers.getlist("Set-Cookie")
                   if c.startswith("keymint_console="))
     assert "Secure" in cookie
+
+
+def test_console_is_off_without_a_secret_key_outside_development(database_url, monkeypatch):
+    """No KEYMINT_SECRET_KEY and no development mode: the console answers 503, the API not."""
+    from app import create_app
+    from tests.support import base_config, dispose
+
+    monkeypatch.delenv("AUTHLIB_INSECURE_TRANSPORT", raising=False)
+    config = base_config(database_url)
+    config.pop("TESTING")
+    app = create_app(config)
+    try:
+        client = app.test_client()
+        page = client.get("/console/sign-in")
+        assert page.status_code == 503 and page.mimetype == "text/html"
+        assert "KEYMINT_SECRET_KEY" in page.get_data(as_text=True)
+        assert client.get("/console/static/console.css").status_code == 200
+        assert client.get("/healthz").status_code == 200
+    finally:
+        dispose(app)
+
+
+def test_secret_key_setting_is_validated_and_masked(database_url, monkeypatch):
+    import secrets
+
+    import pytest
+
+    from app import create_app
+    from app.config import ConfigError, summary
+    from tests.support import base_config, dispose
+
+    with pytest.raises(ConfigError, match=r"KEYMINT_SECRET_KEY must be at least 32 random "
+                                          r"bytes.*decodes to only 8 bytes"):
+        create_app(base_config(database_url, KEYMINT_SECRET_KEY="c2hvcnRrZXk"))
+    with pytest.raises(ConfigError, match="not URL-safe base64"):
+        create_app(base_config(database_url, KEYMINT_SECRET_KEY="not base64 at all!"))
+    value = secrets.token_urlsafe(32)
+    monkeypatch.setenv("KEYMINT_SECRET_KEY", value)
+    app = create_app(base_config(database_url))
+    try:
+        assert app.config["SECRET_KEY"] == app.config["KEYMINT_SECRET_KEY"].reveal()
+        assert summary(app.config)["KEYMINT_SECRET_KEY"] == "********"
+        assert value not in repr(app.config)
+    finally:
+        dispose(app)
+
+
+def test_config_check_warns_about_a_per_process_secret_key(app, monkeypatch):
+    """Development without KEYMINT_SECRET_KEY works, but `config check` says what it costs."""
+    from app.cli import console_warnings
+
+    monkeypatch.setitem(app.config, "TESTING", False)
+    with app.app_context():
+        [warning] = console_warnings()
+        assert "random key per process" in warning
+        monkeypatch.setitem(app.config, "SECRET_KEY", None)
+        [warning] = console_warnings()
+        assert "answers 503" in warning

@@ -260,6 +260,19 @@ def test_an_unreachable_provider_is_a_page_not_a_500(app_factory, sqlite_url) ->
     assert response.mimetype == "text/html"
 
 
+def test_a_discovery_document_for_another_issuer_is_refused(app_factory, database_url,
+                                                              oidc_provider) -> None:
+    # The same provider under another name: its document says 127.0.0.1, not localhost.
+    settings = {**oidc_provider.settings(), "KEYMINT_CONSOLE_OIDC_ISSUER":
+                oidc_provider.issuer.replace("127.0.0.1", "localhost")}
+    app, _ = app_factory(database_url, **settings)
+    client = app.test_client()
+    page = client.get("/console/sign-in")
+    response = client.post("/console/sign-in/sso", data={"csrf_token": csrf_from(page)})
+    assert response.status_code == 502
+    assert "could not be reached" in response.get_data(as_text=True)
+
+
 def test_the_sso_form_needs_its_csrf_token(sso) -> None:
     app, _, _ = sso
     response = app.test_client().post("/console/sign-in/sso", data={})

@@ -167,7 +167,7 @@ def _claims(client: Any, token: dict[str, Any]) -> dict[str, Any]:
     claims = dict(claims)
     if "email" not in claims or "email_verified" not in claims:
         info = dict(client.userinfo(token=token))
-        if info.get("sub") != claims.get("sub"):  # OIDC Core 5.3.4
+        if info.get("sub") != claims.get("sub"):  # OIDC Core 5.3.2: the same person
             raise ValueError("userinfo is about another subject")
         claims.update({name: info[name] for name in ("email", "email_verified") if name in info})
     return claims

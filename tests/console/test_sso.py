@@ -187,6 +187,18 @@ def test_a_disabled_user_is_refused_and_audited(sso) -> None:
     assert event.details["reason"] == "user_disabled"
 
 
+def test_a_user_in_no_workspace_is_refused_by_the_consoles_own_rule(sso) -> None:
+    app, factory, provider = sso
+    factory.user("loner@example.com")
+    client = app.test_client()
+    back = sign_in_at_provider(start(client), provider.add_account("loner@example.com"))
+    response = come_back(client, back)
+    assert response.status_code == 403
+    assert 'role="alert"' in response.get_data(as_text=True)
+    assert not signed_in(client)
+    assert events(app, "console.signed_in") == []
+
+
 def test_a_tampered_state_is_refused(sso) -> None:
     app, factory, provider = sso
     factory.workspace(owner=factory.user("ann@example.com"), slug="acme")

@@ -34,6 +34,26 @@ _TITLES = {400: "Bad request", 401: "Sign-in required", 403: "Not allowed", 404:
 _HEADERS_KEPT = ("allow", "retry-after", "x-request-id")
 
 
+_G_FORM_ACTION = "console_form_action"
+
+
+def allow_form_action(origin: str) -> None:
+    """Let this page's forms lead to `origin` too: Chromium applies form-action to the
+    redirects after a form's POST, so the single sign-on button's POST, answered with a
+    redirect to the identity provider, needs the provider's origin."""
+    extra = g.get(_G_FORM_ACTION) or []
+    if origin not in extra:
+        extra.append(origin)
+    setattr(g, _G_FORM_ACTION, extra)
+
+
+def page_csp() -> str:
+    extra = g.get(_G_FORM_ACTION)
+    if not extra:
+        return CSP
+    return CSP.replace("form-action 'self'", "form-action 'self' " + " ".join(extra))
+
+
 def is_console_path(path: str) -> bool:
     return path == PREFIX or path.startswith(PREFIX + "/")
 
@@ -72,6 +92,7 @@ def _finish_console_response(response: Response) -> Response:
         response = html_error(response)
     session.write_cookie(response)
     csrf.write_cookie(response)
+    response.headers.setdefault("Content-Security-Policy", page_csp())
     for name, value in PAGE_HEADERS.items():
         response.headers.setdefault(name, value)
     response.headers["Cache-Control"] = "no-store"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from app.console import bp, session
+from app.console import allow_form_action, bp, page_url, session
 from app.services import console_auth
 
 
@@ -17,6 +19,9 @@ def index() -> Response | str:
         return redirect(url_for("console.sign_in"))
     workspaces = session.user_workspaces(user)
     if not workspaces:
+        invitations = page_url("my_invitations")
+        if invitations:  # invited, not yet a member: accept there
+            return redirect(invitations)
         return render_template("console/no_workspace.html")
     return redirect(url_for("console.keys", slug=workspaces[0][0]))
 
@@ -38,11 +43,14 @@ def render_sign_in(error: str | None = None, status: int = 200,
                    next_path: str | None = None) -> tuple[str, int]:
     """The sign-in page, with an error message (SSO and link refusals) and its status."""
     wanted = request.values.get("next", "") if next_path is None else next_path
+    issuer = current_app.config.get("KEYMINT_CONSOLE_OIDC_ISSUER")
+    if issuer:
+        parts = urlsplit(str(issuer))
+        allow_form_action(f"{parts.scheme}://{parts.netloc}")
     return render_template(
         "console/sign_in.html",
         next=wanted if session.is_safe_console_path(wanted) else "",
-        sso=bool(current_app.config.get("KEYMINT_CONSOLE_OIDC_ISSUER")),
-        error=error), status
+        sso=bool(issuer), error=error), status
 
 
 @bp.get("/sign-in")

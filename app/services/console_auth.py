@@ -11,7 +11,15 @@ from sqlalchemy.orm import Session
 
 from app import credentials
 from app.clock import utcnow
-from app.models import ConsoleLoginLink, ConsoleSession, Membership, User, UserStatus
+from app.models import (
+    ConsoleLoginLink,
+    ConsoleSession,
+    Invitation,
+    InvitationStatus,
+    Membership,
+    User,
+    UserStatus,
+)
 from app.services import accounts
 from app.services.audit import Actor, clean_user_agent
 from app.services.errors import Forbidden, InvalidInput
@@ -27,8 +35,8 @@ SIGN_IN_METHODS = ("sso", "link")
 # holder learns nothing about which case it was.
 LINK_REFUSED = ("This sign-in link is invalid, expired or already used. Ask an operator for "
                 "a new one (`keymint console login-link EMAIL`).")
-NO_WORKSPACE = ("{email} is not a member of any workspace yet; ask a workspace admin to add "
-                "you, then sign in again.")
+NO_WORKSPACE = ("{email} is not a member of any workspace and has no pending invitation; ask "
+                "a workspace admin to add or invite you, then sign in again.")
 _TOKEN_BYTES = 32
 
 
@@ -48,15 +56,21 @@ def _new_token() -> str:
     return secrets.token_urlsafe(_TOKEN_BYTES)
 
 
-def _has_membership(session: Session, user_id: int) -> bool:
-    return bool(session.scalar(select(exists().where(Membership.user_id == user_id))))
+def _belongs_somewhere(session: Session, user: User, now: datetime) -> bool:
+    """A member of a workspace, or invited to one (pending, not expired): an invited person
+    signs in to accept the invitation in the console."""
+    member = exists().where(Membership.user_id == user.id)
+    invited = exists().where(Invitation.email == user.email,
+                             Invitation.status == InvitationStatus.PENDING.value,
+                             Invitation.expires_at > now)
+    return bool(session.scalar(select(member | invited)))
 
 
 def check_may_sign_in(session: Session, user: User) -> None:
-    """A disabled user, or one in no workspace, gets no console session."""
+    """A disabled user, or one in no workspace and invited to none, gets no console session."""
     if user.status != UserStatus.ACTIVE:
         raise SignInRefused(f"the account {user.email} is disabled")
-    if not _has_membership(session, user.id):
+    if not _belongs_somewhere(session, user, utcnow()):
         raise SignInRefused(NO_WORKSPACE.format(email=user.email))
 
 
@@ -170,8 +184,9 @@ def is_live(row: ConsoleSession, now: datetime) -> bool:
 
 def session_for(session: Session, cookie_value: str | None) -> ConsoleSession | None:
     """The live session behind a cookie value, its last use noted (at most once a minute);
-    None when unknown, ended, timed out, or its user is disabled or in no workspace (checked
-    on every request, so disabling or removing a person takes effect at once)."""
+    None when unknown, ended, timed out, or its user is disabled or in no workspace and
+    invited to none (checked on every request, so disabling or removing a person takes
+    effect at once)."""
     if not cookie_value or len(cookie_value) > 128:
         return None
     row = session.scalar(select(ConsoleSession).where(
@@ -179,7 +194,7 @@ def session_for(session: Session, cookie_value: str | None) -> ConsoleSession | 
     now = utcnow()
     if row is None or not is_live(row, now):
         return None
-    if row.user.status != UserStatus.ACTIVE or not _has_membership(session, row.user_id):
+    if row.user.status != UserStatus.ACTIVE or not _belongs_somewhere(session, row.user, now):
         return None
     if now - row.last_seen_at >= TOUCH_INTERVAL:
         row.last_seen_at = now

@@ -173,3 +173,20 @@ def test_config_check_warns_about_a_per_process_secret_key(app, monkeypatch):
         monkeypatch.setitem(app.config, "SECRET_KEY", None)
         [warning] = console_warnings()
         assert "answers 503" in warning
+
+
+def test_with_single_sign_on_the_sign_in_page_may_post_to_the_identity_provider(
+        app_factory, database_url):
+    """Browsers apply form-action to the redirect after the SSO button's POST."""
+    app, _ = app_factory(database_url,
+                         KEYMINT_CONSOLE_OIDC_ISSUER="https://idp.example.com/realms/x",
+                         KEYMINT_CONSOLE_OIDC_CLIENT_ID="keymint",
+                         KEYMINT_CONSOLE_OIDC_CLIENT_SECRET="s3cret-s3cret-s3cret")
+    client = app.test_client()
+    page = client.get("/console/sign-in")
+    assert "Sign in with single sign-on" in page.get_data(as_text=True)
+    assert "form-action 'self' https://idp.example.com;" in page.headers[
+        "Content-Security-Policy"]
+    # Only the sign-in page: the rest of the console keeps form-action 'self'.
+    assert "idp.example.com" not in client.get("/console/nope").headers[
+        "Content-Security-Policy"]

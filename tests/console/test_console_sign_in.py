@@ -302,3 +302,54 @@ def test_cli_login_link_json_and_errors(cli, factory, app):
     assert disabled.exit_code == 1 and "disabled" in disabled.output
     # Only the one successful link was made and audited.
     assert len(_events(app, "console.login_link_created")) == 1
+
+
+def test_an_invited_person_may_sign_in_until_the_invitation_is_gone(client, factory, app):
+    from app.services import invitations
+
+    _, slug = _person(factory)
+    guest = factory.user()
+    with app.app_context():
+        workspace = accounts.get_workspace(db.session, slug)
+        invitation = invitations.invite(db.session, workspace, guest, "member", Actor.cli())
+        public_id = invitation.public_id
+        db.session.commit()
+    assert _use(client, make_link(app, guest)).status_code == 303
+    start = client.get("/console/")
+    assert start.status_code in (200, 302)  # the invitations page, or "no workspace yet"
+    with app.app_context():
+        invitations.revoke(db.session, invitations.get_invitation(db.session, public_id),
+                           Actor.cli())
+        db.session.commit()
+    # Neither a member nor invited any more: the session ends at once.
+    assert client.get("/console/").headers["Location"].endswith("/console/sign-in")
+
+
+def test_two_parallel_uses_of_one_link_sign_in_once(app, factory):
+    """Both requests start together; the conditional UPDATE lets exactly one through."""
+    import threading
+
+    email, _ = _person(factory)
+    token = make_link(app, email)
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def use() -> None:
+        with app.app_context():
+            try:
+                barrier.wait(timeout=10)
+                console_auth.consume_login_link(db.session, token)
+                db.session.commit()
+                outcomes.append("signed in")
+            except console_auth.SignInRefused:
+                db.session.rollback()
+                outcomes.append("refused")
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=use) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["refused", "signed in"]

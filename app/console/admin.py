@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 from flask import Response, abort
 
+from app.console import forms
 from app.models import Role, Workspace
 from app.services import access
 from app.services.errors import DomainError
-from app.web.errors import DOMAIN_STATUS
 
 MANAGERS_ONLY = "Only admins and owners of this workspace can open this page."
 
@@ -53,10 +53,6 @@ def page(slug: str, *, managers_only: bool = False) -> Page:
     return Page(workspace=workspace, role=role, user_id=user.user_id)
 
 
-def status_of(error: DomainError) -> int:
-    return next((code for cls, code in DOMAIN_STATUS.items() if isinstance(error, cls)), 400)
-
-
 def sentence(message: str) -> str:
     """A service message ("only owners can …") as a sentence for a page."""
     first = message.split(" ", 1)[0]
@@ -77,7 +73,7 @@ def errors_of(error: DomainError, field: str | None = None, *,
     message = error.message
     for name, said in (words or {}).items():
         message = re.sub(rf"\b{re.escape(name)}\b", said, message)
-    return {field or error.field or "form": sentence(message)}, status_of(error)
+    return {field or error.field or "form": sentence(message)}, forms.status_of(error)
 
 
 def html(body: str, status: int = 200) -> Response:

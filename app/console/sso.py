@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from authlib.common.errors import AuthlibBaseError
@@ -13,7 +14,7 @@ from flask import Flask, Response, current_app, redirect, request
 from flask import session as flow_session
 from joserfc.errors import JoseError
 
-from app.console import bp, home
+from app.console import allow_form_action, bp, home
 from app.console import session as console_session
 from app.extensions import db
 from app.services import console_auth, sso
@@ -94,7 +95,17 @@ def callback_url() -> str:
 
 
 def _refused(message: str, status: int) -> Response:
-    """The sign-in page again, with what went wrong (a human message, never the IdP's)."""
+    """The sign-in page again, with what went wrong (a human message, never the IdP's).
+
+    Its button leads to the provider's authorization endpoint: when the discovery document
+    (already fetched) puts that on another origin than the issuer's, form-action allows it.
+    """
+    client = current_app.extensions.get(_EXTENSION)
+    endpoint = client.server_metadata.get("authorization_endpoint") if client else None
+    if isinstance(endpoint, str):
+        parts = urlsplit(endpoint)
+        if parts.scheme in ("https", "http") and parts.netloc:
+            allow_form_action(f"{parts.scheme}://{parts.netloc}")
     body, status = home.render_sign_in(message, status, next_path="")
     return Response(body, status=status, mimetype="text/html")
 

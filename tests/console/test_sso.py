@@ -140,6 +140,9 @@ def test_an_unverified_email_is_refused_and_audited(sso) -> None:
     text = response.get_data(as_text=True)
     assert "has not verified the address ann@example.com" in text
     assert "Sign in with single sign-on" in text  # back on the sign-in page
+    # Its button may lead to the provider again (Chromium applies form-action to redirects).
+    assert f"form-action 'self' {provider.issuer};" in response.headers[
+        "Content-Security-Policy"]
     assert client.get_cookie(SESSION_COOKIE, path="/console") is None
     assert not signed_in(client)
     [event] = events(app, "console.sign_in_refused")

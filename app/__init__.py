@@ -47,7 +47,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.config import build_config
     from app.console import init_app as init_console
     from app.extensions import db, migrate
-    from app.oauth import endpoints, grants, routes, server
+    from app.oauth import endpoints, fast_introspection, grants, routes, server
     from app.runtime import audit_mirror, audit_switch, database, legacy_usage_buffer, logs, metrics
     from app.web import boundary, context, errors, guards, ops, rate_limits, telemetry
 
@@ -57,6 +57,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(build_config(config, app.instance_path))
     logs.configure(app.config["KEYMINT_LOG_LEVEL"])
 
+    fast_introspection.init_app(app)  # innermost: ProxyFix and the body limit run first
     proxies = app.config["KEYMINT_TRUSTED_PROXIES"]
     if proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)

@@ -836,7 +836,7 @@ def serve(bind: str, workers: int | None) -> None:
 
     Each worker process runs 2 Python threads; SIGTERM or SIGINT drains in-flight requests
     (up to 30 s) and runs the shutdown flushes. BIND is HOST:PORT, [IPv6]:PORT or unix:PATH;
-    anything but a loopback address needs KEYMINT_ISSUER.
+    anything but a loopback address needs KEYMINT_ISSUER and KEYMINT_SECRET_KEY.
     """
     import logging
 
@@ -854,6 +854,12 @@ def serve(bind: str, workers: int | None) -> None:
         raise click.ClickException(
             f"KEYMINT_ISSUER must be set to serve on {bind} (not a loopback address), "
             "e.g. KEYMINT_ISSUER=https://auth.example.com")
+    if not current_app.config.get("SECRET_KEY") and not loopback:
+        # The web console signs its forms with it; every node needs the same one.
+        raise click.ClickException(
+            f"KEYMINT_SECRET_KEY must be set to serve on {bind} (not a loopback address), "
+            "e.g. KEYMINT_SECRET_KEY=$(python -c \"import secrets; "
+            "print(secrets.token_urlsafe(32))\")")
     startup_log = logging.getLogger("keymint.startup")
     startup_log.info("effective configuration %s",
                      json.dumps(summary(current_app.config), sort_keys=True))
@@ -929,6 +935,9 @@ Then, with TOKEN set to its access_token:
   curl -s -u "$KEYMINT_CLIENT_ID:$KEYMINT_CLIENT_SECRET" -d "token=$TOKEN" {base}/oauth/introspect
   curl -s -u "$KEYMINT_CLIENT_ID:$KEYMINT_CLIENT_SECRET" -d "token=$TOKEN" {base}/oauth/rotate
   curl -s -u "$KEYMINT_CLIENT_ID:$KEYMINT_CLIENT_SECRET" -d "token=$TOKEN" {base}/oauth/revoke
+
+The web console ({base}/console/): sign in with a one-time link (valid 15 minutes) from
+  keymint console login-link {user.email} --base-url {base}
 """)
 
 

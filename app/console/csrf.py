@@ -41,7 +41,7 @@ def csrf_token() -> str:
     session cookie when signed in, else to a pre-session cookie set on this response.
     A sign-in during this request binds the new session."""
     if session.current() is not None:
-        value = g.get("console_set_cookie") or session.cookie_value()
+        value = g.get(session.G_SET_COOKIE) or session.cookie_value()
         if value:
             return _sign("session:" + value)
     return _sign("pre:" + _pre_session_value())

@@ -71,8 +71,8 @@ def expiry_choices(workspace: Workspace) -> tuple[list[tuple[str, str]], str]:
         days.append(limit)
     choices = [(str(d), f"{d} days" + (" (the workspace maximum)" if d == limit else ""))
                for d in days]
-    if limit is None:
-        choices.append(("never", "Never"))
+    if limit is None and workspace.default_key_lifetime_days is None:
+        choices.append(("never", "Never"))  # else the service would apply the default
     choices.append(("custom", "Custom date"))
     default = str(DEFAULT_PRESET) if DEFAULT_PRESET in days else (str(days[-1]) if days
                                                                   else "custom")

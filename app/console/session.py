@@ -28,7 +28,7 @@ G_SESSION = "console_session"
 G_WORKSPACE = "console_workspace"
 G_ROLE = "console_role"
 _G_LOOKED_UP = "console_looked_up"
-_G_SET_COOKIE = "console_set_cookie"  # a value to set, or "" to clear
+G_SET_COOKIE = "console_set_cookie"  # a value to set, or "" to clear
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,7 +62,7 @@ def set_console_cookie(response: Response, name: str, value: str) -> None:
 
 def write_cookie(response: Response) -> None:
     """Set or clear the session cookie when this request signed in or out."""
-    value = g.pop(_G_SET_COOKIE, None)
+    value = g.pop(G_SET_COOKIE, None)
     if value is not None:
         set_console_cookie(response, COOKIE, value)
 
@@ -92,7 +92,7 @@ def sign_in(user: User, method: str) -> None:
         old = console_auth.session_for(db.session, previous)
         if old is not None and old.id != started.row.id:
             old.ended_at = started.row.created_at
-    setattr(g, _G_SET_COOKIE, started.cookie_value)
+    setattr(g, G_SET_COOKIE, started.cookie_value)
     setattr(g, G_USER, ConsoleUser(user_id=user.id, email=user.email,
                                    session_id=started.row.id, method=method))
     setattr(g, G_SESSION, started.row)
@@ -107,7 +107,7 @@ def current() -> ConsoleUser | None:
     row = console_auth.session_for(db.session, cookie_value())
     if row is None:
         if cookie_value():
-            setattr(g, _G_SET_COOKIE, "")  # a dead session: drop its cookie
+            setattr(g, G_SET_COOKIE, "")  # a dead session: drop its cookie
         return None
     user = ConsoleUser(user_id=row.user_id, email=row.user.email, session_id=row.id,
                        method=row.method)
@@ -127,7 +127,7 @@ def sign_out() -> None:
     row = current_session()
     if row is not None:
         console_auth.end_session(db.session, row, actor(row.user_id))
-    setattr(g, _G_SET_COOKIE, "")
+    setattr(g, G_SET_COOKIE, "")
     setattr(g, G_USER, None)
 
 
@@ -138,7 +138,7 @@ def sign_out_everywhere() -> int:
         return 0
     ended = console_auth.end_all_sessions(db.session, db.session.get_one(User, user.user_id),
                                           actor(user.user_id))
-    setattr(g, _G_SET_COOKIE, "")
+    setattr(g, G_SET_COOKIE, "")
     setattr(g, G_USER, None)
     return ended
 

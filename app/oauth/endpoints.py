@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from authlib.consts import default_json_headers
 from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, InvalidScopeError
 from authlib.oauth2.rfc6749.endpoint import Endpoint
@@ -20,11 +22,43 @@ from app.services import resources as resource_service
 from app.services import signing_keys
 from app.services import tokens as token_service
 from app.services.errors import InvalidInput
-from app.services.keys import INTROSPECT_SCOPE
+from app.services.keys import INTROSPECT_SCOPE, KeyCredential
 from app.web import boundary
 from app.web.context import issuer
 
 INACTIVE = {"active": False}
+
+
+def is_keymint_format(token: str) -> bool:
+    """keymint's own formats are never legacy keys: a garbage `at_…` (a failed checksum) is
+    answered inactive with no query at all, as DESIGN.md promises; so is a JWT access token."""
+    return token.startswith(credentials.KEYMINT_PREFIXES) or signing_keys.is_access_jwt(token)
+
+
+def introspection_answer(info: token_service.TokenInfo | None,
+                         caller: KeyCredential, now: datetime, iss: str) -> dict:
+    """The RFC 7662 answer about a keymint token to `caller`: anything not active *for this
+    caller* (unknown, inactive, another workspace's, not for its resource) is exactly
+    inactive. The one definition, for the full path and the fast one (fast_introspection)."""
+    if info is None or info.workspace_id != caller.workspace_id or not info.is_active(now):
+        return dict(INACTIVE)
+    bound = caller.introspects_for
+    if bound is not None and not info.is_for(bound):
+        return dict(INACTIVE)  # RFC 8707 §2: not a token for this resource server
+    return {
+        "active": True,
+        "scope": " ".join(info.scopes),
+        "client_id": info.client_id,
+        "sub": str(info.user_id),
+        "username": info.user_email,
+        "token_type": "Bearer",
+        "exp": epoch(info.expires_at),
+        "iat": epoch(info.issued_at),
+        "jti": info.jti,
+        "iss": iss,
+        "workspace_id": str(info.workspace_id),
+        **({"aud": info.audience} if info.audience else {}),
+    }
 
 
 def _route_params(request, client: KeyClient) -> tuple[str, str] | None:
@@ -76,34 +110,10 @@ class KeyIntrospectionEndpoint(IntrospectionEndpoint):
 
         `info` is the token as read together with the caller's credential (one statement).
         """
-        now = utcnow()
-        if info is None:
-            # keymint's own formats are never legacy keys: garbage `at_…` (a failed checksum)
-            # costs no query at all, as DESIGN.md promises; nor is a JWT access token.
-            if (token.startswith(credentials.KEYMINT_PREFIXES)
-                    or signing_keys.is_access_jwt(token)):
-                return dict(INACTIVE)
+        if info is None and not is_keymint_format(token):
             legacy = current_app.extensions.get("keymint_legacy_introspect")
             return legacy(token, client) if legacy else dict(INACTIVE)
-        if info.workspace_id != client.credential.workspace_id or not info.is_active(now):
-            return dict(INACTIVE)
-        bound = client.credential.introspects_for
-        if bound is not None and not info.is_for(bound):
-            return dict(INACTIVE)  # RFC 8707 §2: not a token for this resource server
-        return {
-            "active": True,
-            "scope": " ".join(info.scopes),
-            "client_id": info.client_id,
-            "sub": str(info.user_id),
-            "username": info.user_email,
-            "token_type": "Bearer",
-            "exp": epoch(info.expires_at),
-            "iat": epoch(info.issued_at),
-            "jti": info.jti,
-            "iss": issuer(),
-            "workspace_id": str(info.workspace_id),
-            **({"aud": info.audience} if info.audience else {}),
-        }
+        return introspection_answer(info, client.credential, utcnow(), issuer())
 
 
 class KeyRevocationEndpoint(RevocationEndpoint):

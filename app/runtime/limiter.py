@@ -58,6 +58,9 @@ class Counter:
         self._dead = False
         self._recheck_at = 0.0
         self._recheck_delay = 1.0
+        # A new limiter counts in its configured storage: the gauge says so (one app per
+        # process; an earlier app of this process may have left it at 1).
+        metrics.set_rate_limit_fallback(False)
 
     # --- which storage counts right now ----------------------------------------------------
 
@@ -205,3 +208,8 @@ def storage_state() -> str:
 def counter() -> Counter | None:
     """The current app's counter; None when rate limiting is switched off."""
     return current_app.extensions.get(_EXTENSION)
+
+
+def counter_of(app: Flask) -> Counter | None:
+    """counter() of `app`, outside its app context."""
+    return app.extensions.get(_EXTENSION)

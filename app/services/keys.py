@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 import limits
 from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from app import credentials
@@ -611,7 +612,8 @@ CREDENTIAL_QUERY = (
 )
 
 
-def load_credential(session: Session, client_id: str, now: datetime) -> KeyCredential | None:
+def load_credential(session: Session | Engine, client_id: str,
+                    now: datetime) -> KeyCredential | None:
     """The key behind `client_id` if it may authenticate now, with its live secrets.
 
     One indexed query: key, owner, membership, workspace policy and unrevoked secrets, run as
@@ -663,6 +665,11 @@ def match_secret(cred: KeyCredential | None, presented: str) -> SecretRow | None
     return found
 
 
+def use_is_due(cred: KeyCredential, now: datetime, interval: int) -> bool:
+    """Whether this use of the key is to be recorded (mark_used writes it)."""
+    return cred.last_used_at is None or (now - cred.last_used_at).total_seconds() >= interval
+
+
 _MARK_USED = (update(ApiKey).where(ApiKey.id == bindparam("key_id"))
               .values(last_used_at=bindparam("last_used_at"),
                       last_used_ip=bindparam("last_used_ip")))
@@ -671,7 +678,7 @@ _MARK_USED = (update(ApiKey).where(ApiKey.id == bindparam("key_id"))
 def mark_used(session: Session, cred: KeyCredential, now: datetime, ip: str | None,
               interval: int) -> None:
     """Record last use at most once per `interval` seconds per key (not a write per request)."""
-    if cred.last_used_at is not None and (now - cred.last_used_at).total_seconds() < interval:
+    if not use_is_due(cred, now, interval):
         return
     session.connection().execute(_MARK_USED, {"key_id": cred.id, "last_used_at": now,
                                               "last_used_ip": (ip or None) and ip[:64]})

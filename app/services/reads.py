@@ -127,12 +127,20 @@ class HotRead:
             self._by_dialect[dialect.name] = found
         return found
 
-    def rows(self, session: Session | scoped_session, params: Mapping[str, Any]) -> list[Any]:
-        """Every row, each a namedtuple of the statement's labelled columns."""
-        current = session() if isinstance(session, scoped_session) else session
-        if current.in_transaction():
-            return all_rows(current, self.statement, params)
-        engine = _autocommit(current.get_bind())
+    def rows(self, source: Session | scoped_session | Engine,
+             params: Mapping[str, Any]) -> list[Any]:
+        """Every row, each a namedtuple of the statement's labelled columns. `source` is the
+        request's session, or an Engine where no session exists (a read outside any unit of
+        work: app/oauth/fast_introspection.py)."""
+        if isinstance(source, Engine):
+            engine = _autocommit(source)
+            fallback: Any = source
+        else:
+            current = source() if isinstance(source, scoped_session) else source
+            if current.in_transaction():
+                return all_rows(current, self.statement, params)
+            engine = _autocommit(current.get_bind())
+            fallback = current
         compiled = self._compiled(engine.dialect)
         values = dict(compiled.fixed)
         for name, value in params.items():
@@ -160,13 +168,17 @@ class HotRead:
                     conn.invalidate(error)
                 data = None
         if data is None:  # SQLAlchemy's own path decides what the error means
-            return all_rows(current, self.statement, params)
+            if isinstance(fallback, Engine):
+                with _autocommit(fallback).connect() as conn:
+                    return list(conn.execute(self.statement, params))
+            return all_rows(fallback, self.statement, params)
         make, processors = compiled.row._make, compiled.processors
         return [make([value if process is None else process(value)
                       for process, value in zip(processors, record, strict=True)])
                 for record in data]
 
-    def first(self, session: Session | scoped_session, params: Mapping[str, Any]) -> Any:
+    def first(self, source: Session | scoped_session | Engine,
+              params: Mapping[str, Any]) -> Any:
         """The first row, or None."""
-        found = self.rows(session, params)
+        found = self.rows(source, params)
         return found[0] if found else None

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, true, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from app import credentials
@@ -300,14 +301,15 @@ def lookup(session: Session, token: str, *, with_workspace: bool = False) -> Tok
 
 
 def load_caller_and_token(
-    session: Session, client_id: str, token: str | None, now: datetime
+    session: Session | Engine, client_id: str, token: str | None, now: datetime
 ) -> tuple[KeyCredential | None, TokenInfo | None]:
     """The caller's credential (as key_service.load_credential) and the presented token (as
     lookup), read by one statement.
 
     A token that is not well formed (garbage, a failed checksum) is not looked up: the
     statement is then the credential's alone. The token is None when the caller is unknown or
-    may not authenticate: nothing about it is read for a caller that fails.
+    may not authenticate: nothing about it is read for a caller that fails. An Engine instead
+    of a session reads outside any unit of work (the introspection fast path).
     """
     if not credentials.is_client_id(client_id):
         return None, None

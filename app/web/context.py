@@ -14,12 +14,15 @@ from app.services.audit import Actor
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
+def request_id_from(given: str | None) -> str:
+    """The client's X-Request-ID if it is a sane one, else a fresh id."""
+    return given if given and _REQUEST_ID.match(given) else secrets.token_hex(12)
+
+
 def request_id() -> str:
     rid = g.get("request_id")
     if rid is None:
-        given = request.headers.get("X-Request-ID", "")
-        rid = given if _REQUEST_ID.match(given) else secrets.token_hex(12)
-        g.request_id = rid
+        rid = g.request_id = request_id_from(request.headers.get("X-Request-ID"))
     return rid
 
 
@@ -112,6 +115,28 @@ def init_app(app: Flask) -> None:
 # the Host header is the client's to choose.
 _derived_issuers: dict[tuple[str, str, str], str] = {}
 _DERIVED_ISSUERS_MAX = 64
+
+
+def no_store_headers(secure: bool) -> tuple[tuple[str, str], ...]:
+    """The headers `_common_headers` gives a credential-bearing answer that set no security
+    header of its own, built once (app/oauth/fast_introspection.py answers outside Flask)."""
+    return _NO_STORE_HEADERS[secure]
+
+
+def _build_no_store_headers(secure: bool) -> tuple[tuple[str, str], ...]:
+    headers = [(name, value) for name, value in SECURITY_HEADERS.items()]
+    if secure:
+        headers.append(("Strict-Transport-Security", HSTS))
+    headers += [("Cache-Control", "no-store"), ("Pragma", "no-cache"), ("Server", SERVER_HEADER)]
+    return tuple(headers)
+
+
+_NO_STORE_HEADERS = {secure: _build_no_store_headers(secure) for secure in (False, True)}
+
+
+def derived_issuer(scheme: str, host: str, root_path: str) -> str | None:
+    """The issuer already derived for requests to (scheme, host, root path), if any."""
+    return _derived_issuers.get((scheme, host, root_path))
 
 
 def issuer() -> str:

@@ -72,6 +72,11 @@ def _key(kind: str, value: str) -> str:
     return f"{current_app.config['KEYMINT_RATELIMIT_KEY_PREFIX']}:{kind}:{value}"
 
 
+def prefixed_key(prefix: str, kind: str, value: str) -> str:
+    """_key for a given KEYMINT_RATELIMIT_KEY_PREFIX (no app context needed)."""
+    return f"{prefix}:{kind}:{value}"
+
+
 # --- what a request is keyed by (never raises: an error here would disable the limiter) ------
 
 
@@ -240,6 +245,39 @@ def authenticated(client_id: str, rate_limit: str | None) -> None:
     for item in items:
         if not counter.hit(item, key, bucket):
             raise RateLimited(scope, item, counter.seconds_until_reset(item, key, bucket), key)
+
+
+def authenticated_request_allowed(counter: limiter.Counter | None, prefix: str, endpoint: str,
+                                  key_setting: str, client_id: str, ip: str | None,
+                                  rate_limit: str | None) -> bool:
+    """The limits of a request that authenticated as `client_id` on an endpoint whose per-IP
+    limit counts only unauthenticated requests (introspection), decided without a Flask
+    request or app context (app/oauth/fast_introspection.py; `counter` is the app's
+    limiter.counter(), `prefix` its KEYMINT_RATELIMIT_KEY_PREFIX). The failure budgets of the
+    (client_id, IP) pair and of the IP, and the IP's limit on this endpoint, are tested as
+    `enforce` tests them; then the key's budget is spent as `authenticated` spends it. False
+    when one refuses: the caller hands the request to the full path, which answers the 429
+    (a refused hit counts nothing, so no budget is spent twice).
+    """
+    if counter is None:
+        return True
+    address = ip or "unknown"
+    limits = counter.limits
+    checks = (("KEYMINT_RATELIMIT_FAILED_CLIENT_IP", "pair", f"{client_id}|{address}",
+               FAILED_CLIENT_IP),
+              ("KEYMINT_RATELIMIT_FAILED_IP", "ip", address, FAILED_IP),
+              ("KEYMINT_RATELIMIT_IP", "ip", address, f"{endpoint}:{IP}"))
+    for setting, kind, value, bucket in checks:
+        key = prefixed_key(prefix, kind, value)
+        for item in limits[setting]:
+            if not counter.test(item, key, bucket):
+                return False
+    key = prefixed_key(prefix, "client", client_id)
+    if rate_limit:
+        items, bucket = key_limits(rate_limit), KEY
+    else:
+        items, bucket = limits[key_setting], f"{endpoint}:{CLIENT}"
+    return all(counter.hit(item, key, bucket) for item in items)
 
 
 @functools.lru_cache(maxsize=256)

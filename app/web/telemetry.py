@@ -37,6 +37,27 @@ def endpoint_label() -> str:
     return rule.rule if rule is not None else "<unmatched>"
 
 
+def record(endpoint: str, method: str, path: str, status: int, elapsed: float, *,
+           request_id: str, client_ip: str | None, client_id: str | None,
+           error_code: str | None, user_agent: str | None) -> None:
+    """Count the request and write its one JSON log line (also for answers given outside
+    Flask's request handling: app/oauth/fast_introspection.py)."""
+    metrics.count_request(endpoint, method, status, elapsed)
+    level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
+    if status >= 500:
+        level = logging.ERROR
+    if not log.isEnabledFor(level):
+        return
+    # `path` only: a query string may carry credentials a client should not send.
+    log.log(level, "%s %s %s", method, path, status,
+            extra={"request_id": request_id, "method": method, "path": path,
+                   "status": status, "duration_ms": round(elapsed * 1000, 3),
+                   "client_ip": client_ip, "client_id": client_id,
+                   "error_code": error_code if status >= 400 else None,
+                   # the client chooses it: as long as the audit trail keeps it
+                   "user_agent": user_agent[:USER_AGENT_MAX_LEN] if user_agent else None})
+
+
 def init_app(app: Flask) -> None:
     @app.before_request
     def _start_clock() -> None:
@@ -48,20 +69,8 @@ def init_app(app: Flask) -> None:
         started = state.get("request_started")
         elapsed = time.perf_counter() - started if started is not None else 0.0
         req = request._get_current_object()  # one context lookup instead of one per field
-        method, path, status = req.method, req.path, response.status_code
-        metrics.count_request(endpoint_label(), method, status, elapsed)
-        level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
-        if status >= 500:
-            level = logging.ERROR
-        if not log.isEnabledFor(level):
-            return response
-        user_agent = req.environ.get("HTTP_USER_AGENT")
-        # request.path only: a query string may carry credentials a client should not send.
-        log.log(level, "%s %s %s", method, path, status,
-                extra={"request_id": request_id(), "method": method, "path": path,
-                       "status": status, "duration_ms": round(elapsed * 1000, 3),
-                       "client_ip": client_ip(), "client_id": state.get(_CLIENT_ID),
-                       "error_code": state.get(_ERROR_CODE) if status >= 400 else None,
-                       # the client chooses it: as long as the audit trail keeps it
-                       "user_agent": user_agent[:USER_AGENT_MAX_LEN] if user_agent else None})
+        record(endpoint_label(), req.method, req.path, response.status_code, elapsed,
+               request_id=request_id(), client_ip=client_ip(),
+               client_id=state.get(_CLIENT_ID), error_code=state.get(_ERROR_CODE),
+               user_agent=req.environ.get("HTTP_USER_AGENT"))
         return response

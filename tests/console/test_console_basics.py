@@ -83,6 +83,13 @@ def test_post_with_a_wrong_token_or_foreign_origin_is_refused(client, factory):
     foreign = client.post("/console/sign-out", data={"csrf_token": token},
                           headers={"Origin": "https://evil.example"})
     assert foreign.status_code == 400
+    foreign_referer = client.post("/console/sign-out", data={"csrf_token": token},
+                                  headers={"Referer": "https://evil.example/page"})
+    assert foreign_referer.status_code == 400
+    # A page sent with Referrer-Policy: no-referrer (the link page) posts with Origin: null;
+    # the token still decides.
+    assert client.post("/console/sign-out", data={"csrf_token": token + "x"},
+                       headers={"Origin": "null"}).status_code == 400
     ok = client.post("/console/sign-out", data={"csrf_token": token},
                      headers={"Origin": "http://localhost"})
     assert ok.status_code == 303
@@ -190,3 +197,35 @@ def test_with_single_sign_on_the_sign_in_page_may_post_to_the_identity_provider(
     # Only the sign-in page: the rest of the console keeps form-action 'self'.
     assert "idp.example.com" not in client.get("/console/nope").headers[
         "Content-Security-Policy"]
+
+
+def test_serve_off_loopback_needs_a_secret_key_outside_development(database_url, monkeypatch):
+    """Like KEYMINT_ISSUER: required to serve off loopback, except in development."""
+    import secrets
+
+    import app.runtime.server as server
+    from app import create_app
+    from tests.support import base_config, dispose
+
+    started: list[str] = []
+    monkeypatch.setattr(server, "serve_wsgi", lambda *a, **kw: started.append(kw["bind"]))
+    monkeypatch.delenv("AUTHLIB_INSECURE_TRANSPORT", raising=False)
+    config = base_config(database_url, KEYMINT_ISSUER="https://auth.example.com")
+    config.pop("TESTING")
+    made = []
+    try:
+        app = create_app(config)
+        made.append(app)
+        refused = app.test_cli_runner().invoke(args=["serve", "--bind", "0.0.0.0:8000"])
+        assert refused.exit_code == 1 and started == []
+        assert "KEYMINT_SECRET_KEY must be set to serve on 0.0.0.0:8000" in refused.output
+        loopback = app.test_cli_runner().invoke(args=["serve", "--bind", "127.0.0.1:8000"])
+        assert loopback.exit_code == 0 and started == ["127.0.0.1:8000"]
+        app = create_app({**config, "KEYMINT_SECRET_KEY": secrets.token_urlsafe(32)})
+        made.append(app)
+        served = app.test_cli_runner().invoke(args=["serve", "--bind", "0.0.0.0:8000"])
+        assert served.exit_code == 0, served.output
+        assert started == ["127.0.0.1:8000", "0.0.0.0:8000"]
+    finally:
+        for app in made:
+            dispose(app)

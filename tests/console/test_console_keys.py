@@ -253,3 +253,16 @@ def test_list_and_revoke_tokens_one_and_all(client, app, factory):
         assert client.post("/oauth/introspect", data={"token": token},
                            auth=checker.auth).get_json() == {"active": False}
     assert mint(client, key)  # the key itself still works
+
+
+def test_a_workspace_without_a_maximum_offers_keys_that_never_expire(client, app, factory):
+    email = factory.user()
+    slug = factory.workspace(owner=email, max_key_lifetime_days=None)
+    sign_in(client, app, email)
+    form = client.get(f"/console/w/{slug}/keys/new").get_data(as_text=True)
+    assert 'value="never"' in form and "at most" not in form
+    response = _create(client, slug, expires="never")
+    assert response.status_code == 200
+    key = _created(response, email, slug)
+    detail = client.get(f"/console/w/{slug}/keys/{key.client_id}").get_data(as_text=True)
+    assert "<dt>Expires</dt><dd>never</dd>" in detail.replace("\n", "")

@@ -94,18 +94,28 @@ def callback_url() -> str:
     return f"{issuer()}{bp.url_prefix}/sign-in/sso/callback"
 
 
+def authorization_origin() -> str | None:
+    """The origin of the provider's authorization endpoint, once this process has read the
+    discovery document (no network here): a page with the SSO button must let form-action
+    lead there when it is not the issuer's origin."""
+    client = current_app.extensions.get(_EXTENSION)
+    endpoint = client.server_metadata.get("authorization_endpoint") if client else None
+    if not isinstance(endpoint, str):
+        return None
+    parts = urlsplit(endpoint)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("https", "http") \
+        and parts.netloc else None
+
+
 def _refused(message: str, status: int) -> Response:
     """The sign-in page again, with what went wrong (a human message, never the IdP's).
 
     Its button leads to the provider's authorization endpoint: when the discovery document
     (already fetched) puts that on another origin than the issuer's, form-action allows it.
     """
-    client = current_app.extensions.get(_EXTENSION)
-    endpoint = client.server_metadata.get("authorization_endpoint") if client else None
-    if isinstance(endpoint, str):
-        parts = urlsplit(endpoint)
-        if parts.scheme in ("https", "http") and parts.netloc:
-            allow_form_action(f"{parts.scheme}://{parts.netloc}")
+    origin = authorization_origin()
+    if origin:
+        allow_form_action(origin)
     body, status = home.render_sign_in(message, status, next_path="")
     return Response(body, status=status, mimetype="text/html")
 

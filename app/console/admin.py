@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from flask import Response, abort
 
+from app.console import forms
 from app.models import Role, Workspace
 from app.services import access
 from app.services.errors import DomainError
-from app.web.errors import DOMAIN_STATUS
 
 MANAGERS_ONLY = "Only admins and owners of this workspace can open this page."
 
@@ -52,10 +53,6 @@ def page(slug: str, *, managers_only: bool = False) -> Page:
     return Page(workspace=workspace, role=role, user_id=user.user_id)
 
 
-def status_of(error: DomainError) -> int:
-    return next((code for cls, code in DOMAIN_STATUS.items() if isinstance(error, cls)), 400)
-
-
 def sentence(message: str) -> str:
     """A service message ("only owners can …") as a sentence for a page."""
     first = message.split(" ", 1)[0]
@@ -64,11 +61,19 @@ def sentence(message: str) -> str:
     return message if message.endswith((".", "?", "!")) else message + "."
 
 
-def errors_of(error: DomainError, field: str | None = None) -> tuple[dict[str, str], int]:
+def errors_of(error: DomainError, field: str | None = None, *,
+              words: dict[str, str] | None = None) -> tuple[dict[str, str], int]:
     """The service's message keyed by the form field it is about (`field` overrides the
     service's own name for it, e.g. one row's role select), and the status the API answers
-    with; a page answered with it rolls this request's changes back (status >= 400)."""
-    return {field or error.field or "form": sentence(error.message)}, status_of(error)
+    with; a page answered with it rolls this request's changes back (status >= 400).
+
+    `words` says the API's field names in the message as the page's labels do
+    ("url must use https" -> "The URL must use https.").
+    """
+    message = error.message
+    for name, said in (words or {}).items():
+        message = re.sub(rf"\b{re.escape(name)}\b", said, message)
+    return {field or error.field or "form": sentence(message)}, forms.status_of(error)
 
 
 def html(body: str, status: int = 200) -> Response:

@@ -13,7 +13,7 @@ from app.clock import parse_rfc3339
 from app.console import admin, bp, session
 from app.extensions import db
 from app.serialize import audit_event_json
-from app.services import audit_query
+from app.services import accounts, audit_query
 from app.services.errors import DomainError, InvalidInput
 
 FILTERS = ("action", "actor", "key", "since", "until")
@@ -57,7 +57,11 @@ def audit(slug: str) -> Response:
         errors, status = admin.errors_of(error, field=None if error.field in FILTERS
                                          else "form")
     next_args = {name: value for name, value in values.items() if value}
+    # Ids are what the trail (and the actor filter) holds; members' emails make them readable.
+    people = {str(m.user_id): m.user.email
+              for m in accounts.list_members(db.session, p.workspace.id)}
     body = render_template("console/audit.html", workspace=p.workspace, page=p, events=events,
                            values=values, errors=errors, next_cursor=next_cursor,
-                           next_args=next_args, first_page=cursor is None)
+                           next_args=next_args, first_page=cursor is None,
+                           people=people)
     return admin.html(body, status)

@@ -34,7 +34,7 @@ def _render(p: admin.Page, *, errors: dict[str, str] | None = None, status: int 
     body = render_template(
         "console/members.html", workspace=p.workspace, page=p,
         members=accounts.list_members(db.session, p.workspace.id),
-        invitations=invitations.list_pending(db.session, p.workspace.id),
+        pending_invitations=invitations.list_pending(db.session, p.workspace.id),
         roles=_roles_to_offer(p), all_roles=[r.value for r in Role], errors=errors or {},
         values=values or {}, notice=NOTICES.get(request.args.get("done", "")))
     return admin.html(body, status)

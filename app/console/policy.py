@@ -19,14 +19,6 @@ WORDS = {"max_key_lifetime_days": "the maximum key lifetime (days)",
          "token_format": "the access token format"}
 
 
-def _in_words(errors: dict[str, str]) -> dict[str, str]:
-    worded = {}
-    for field, message in errors.items():
-        for name, words in WORDS.items():
-            message = message.replace(name, words).replace(name.capitalize(), words)
-        worded[field] = admin.sentence(message)
-    return worded
-
 
 def _effective_ttl(workspace: object) -> int:
     config = current_app.config
@@ -86,6 +78,6 @@ def policy_update(slug: str) -> Response:
                 "KEYMINT_SIGNING_KEY_ENCRYPTION_KEY") is not None,
             token_format=values["token_format"], **numbers)
     except DomainError as error:
-        errors, status = admin.errors_of(error)
-        return _render(p, errors=_in_words(errors), values=values, status=status)
+        errors, status = admin.errors_of(error, words=WORDS)
+        return _render(p, errors=errors, values=values, status=status)
     return redirect(url_for("console.policy", slug=slug, saved=1), 303)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from authlib.common.errors import AuthlibBaseError
@@ -13,7 +14,7 @@ from flask import Flask, Response, current_app, redirect, request
 from flask import session as flow_session
 from joserfc.errors import JoseError
 
-from app.console import bp, home
+from app.console import allow_form_action, bp, home
 from app.console import session as console_session
 from app.extensions import db
 from app.services import console_auth, sso
@@ -93,8 +94,28 @@ def callback_url() -> str:
     return f"{issuer()}{bp.url_prefix}/sign-in/sso/callback"
 
 
+def authorization_origin() -> str | None:
+    """The origin of the provider's authorization endpoint, once this process has read the
+    discovery document (no network here): a page with the SSO button must let form-action
+    lead there when it is not the issuer's origin."""
+    client = current_app.extensions.get(_EXTENSION)
+    endpoint = client.server_metadata.get("authorization_endpoint") if client else None
+    if not isinstance(endpoint, str):
+        return None
+    parts = urlsplit(endpoint)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("https", "http") \
+        and parts.netloc else None
+
+
 def _refused(message: str, status: int) -> Response:
-    """The sign-in page again, with what went wrong (a human message, never the IdP's)."""
+    """The sign-in page again, with what went wrong (a human message, never the IdP's).
+
+    Its button leads to the provider's authorization endpoint: when the discovery document
+    (already fetched) puts that on another origin than the issuer's, form-action allows it.
+    """
+    origin = authorization_origin()
+    if origin:
+        allow_form_action(origin)
     body, status = home.render_sign_in(message, status, next_path="")
     return Response(body, status=status, mimetype="text/html")
 
@@ -167,7 +188,7 @@ def _claims(client: Any, token: dict[str, Any]) -> dict[str, Any]:
     claims = dict(claims)
     if "email" not in claims or "email_verified" not in claims:
         info = dict(client.userinfo(token=token))
-        if info.get("sub") != claims.get("sub"):  # OIDC Core 5.3.4
+        if info.get("sub") != claims.get("sub"):  # OIDC Core 5.3.2: the same person
             raise ValueError("userinfo is about another subject")
         claims.update({name: info[name] for name in ("email", "email_verified") if name in info})
     return claims

@@ -12,6 +12,8 @@ from app.models import WebhookEndpoint
 from app.services import access, webhooks
 from app.services.errors import DomainError, NotFound
 
+# The API's field names in the services' messages, as the form's labels say them.
+WORDS = {"url": "the URL", "event_types": "the events", "description": "the description"}
 NOTICES = {
     "enabled": "Endpoint enabled.",
     "disabled": "Endpoint disabled: no events are delivered to it until it is enabled again.",
@@ -70,7 +72,7 @@ def webhook_create(slug: str) -> Response:
             allow_private=_allow_private(), event_types=values["event_types"],  # type: ignore[arg-type]
             description=str(values["description"]), enabled=bool(values["enabled"]))
     except DomainError as error:
-        errors, status = admin.errors_of(error)
+        errors, status = admin.errors_of(error, words=WORDS)
         return _render_list(p, errors=errors, values=values, status=status)
     body = render_template("console/webhook_secret.html", workspace=p.workspace, page=p,
                            endpoint=made.endpoint, secret=made.secret, created=True)

@@ -33,7 +33,7 @@ CLIENT_ID = "keymint-console"
 CLIENT_SECRET = "keymint-console-test-secret-0123456789"
 # The Flask test client's default base URL: what the console derives its callback from.
 TEST_CLIENT_CALLBACK = "http://localhost/console/sign-in/sso/callback"
-START_TIMEOUT = 30.0
+START_TIMEOUT = 90.0  # a loaded CI machine starts node slowly
 
 
 @dataclass

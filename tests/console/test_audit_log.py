@@ -36,6 +36,7 @@ def test_admins_see_the_workspace_trail_newest_first(acme: Acme) -> None:
     shown = actions(body)
     assert shown[0] == "key.created"  # the newest
     assert "member.added" in shown and "console.signed_in" in shown
+    assert f"user {user_id(acme.app, OWNER)} ({OWNER})" in body  # ids with their emails
 
 
 def test_a_member_sees_only_events_about_their_own_keys(acme: Acme) -> None:

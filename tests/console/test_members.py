@@ -170,6 +170,15 @@ def test_a_member_may_leave_but_not_remove_others(acme: Acme) -> None:
     assert role_of(acme, MEMBER) is None
 
 
+def test_the_last_owner_cannot_leave(acme: Acme) -> None:
+    owner_id = user_id(acme.app, OWNER)
+    response = submit(acme.owner, f"{PAGE}/{owner_id}/remove", page=f"{PAGE}/{owner_id}/remove")
+    assert response.status_code == 409
+    assert ('<p class="notice error" role="alert" id="form-error">The last owner of a '
+            "workspace cannot be removed.</p>") in text(response)
+    assert role_of(acme, OWNER) == "owner"
+
+
 def test_an_unknown_member_is_a_404(acme: Acme) -> None:
     assert acme.owner.get(f"{PAGE}/999999/remove").status_code == 404
     assert acme.owner.get(f"{PAGE}/abc/remove").status_code == 404
@@ -208,6 +217,22 @@ def test_the_invitee_accepts_in_the_console(acme: Acme) -> None:
     assert response.headers["Location"] == "/console/w/acme/keys"
     assert role_of(acme, invitee) == "admin"
     assert "No pending invitations for you" in text(client.get("/console/invitations"))
+
+
+def test_a_new_user_with_only_an_invitation_signs_in_and_accepts(acme: Acme) -> None:
+    newcomer = acme.factory.user("eve@example.com")  # in no workspace yet
+    submit(acme.admin, f"{PAGE}/invite", {"email": newcomer}, page=PAGE)
+    client = acme.app.test_client()
+    sign_in(client, acme.app, newcomer)
+    start = client.get("/console/")
+    assert start.status_code == 302 and start.headers["Location"] == "/console/invitations"
+    page = client.get("/console/invitations")
+    [public_id] = re.findall(r"/console/invitations/(inv_[A-Za-z0-9]+)/accept", text(page))
+    response = client.post(f"/console/invitations/{public_id}/accept",
+                           data={"csrf_token": csrf_from(page)})
+    assert response.status_code == 303
+    assert role_of(acme, newcomer) == "member"
+    assert client.get("/console/w/acme/keys").status_code == 200
 
 
 def test_every_member_form_needs_its_csrf_token(acme: Acme) -> None:

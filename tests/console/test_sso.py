@@ -140,6 +140,9 @@ def test_an_unverified_email_is_refused_and_audited(sso) -> None:
     text = response.get_data(as_text=True)
     assert "has not verified the address ann@example.com" in text
     assert "Sign in with single sign-on" in text  # back on the sign-in page
+    # Its button may lead to the provider again (Chromium applies form-action to redirects).
+    assert f"form-action 'self' {provider.issuer};" in response.headers[
+        "Content-Security-Policy"]
     assert client.get_cookie(SESSION_COOKIE, path="/console") is None
     assert not signed_in(client)
     [event] = events(app, "console.sign_in_refused")
@@ -185,6 +188,18 @@ def test_a_disabled_user_is_refused_and_audited(sso) -> None:
     assert not signed_in(client)
     [event] = events(app, "console.sign_in_refused")
     assert event.details["reason"] == "user_disabled"
+
+
+def test_a_user_in_no_workspace_is_refused_by_the_consoles_own_rule(sso) -> None:
+    app, factory, provider = sso
+    factory.user("loner@example.com")
+    client = app.test_client()
+    back = sign_in_at_provider(start(client), provider.add_account("loner@example.com"))
+    response = come_back(client, back)
+    assert response.status_code == 403
+    assert 'role="alert"' in response.get_data(as_text=True)
+    assert not signed_in(client)
+    assert events(app, "console.signed_in") == []
 
 
 def test_a_tampered_state_is_refused(sso) -> None:
@@ -258,6 +273,19 @@ def test_an_unreachable_provider_is_a_page_not_a_500(app_factory, sqlite_url) ->
     assert response.status_code == 502
     assert "could not be reached" in response.get_data(as_text=True)
     assert response.mimetype == "text/html"
+
+
+def test_a_discovery_document_for_another_issuer_is_refused(app_factory, database_url,
+                                                              oidc_provider) -> None:
+    # The same provider under another name: its document says 127.0.0.1, not localhost.
+    settings = {**oidc_provider.settings(), "KEYMINT_CONSOLE_OIDC_ISSUER":
+                oidc_provider.issuer.replace("127.0.0.1", "localhost")}
+    app, _ = app_factory(database_url, **settings)
+    client = app.test_client()
+    page = client.get("/console/sign-in")
+    response = client.post("/console/sign-in/sso", data={"csrf_token": csrf_from(page)})
+    assert response.status_code == 502
+    assert "could not be reached" in response.get_data(as_text=True)
 
 
 def test_the_sso_form_needs_its_csrf_token(sso) -> None:

@@ -28,9 +28,12 @@ from tests.support import IN_CI, PG_URL, ServerProcess, base_config, dispose
 # --- the browser -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium() -> Iterator[Any]:
-    """One headless Chromium for the whole session (each test gets its own context)."""
+    """One headless Chromium for the browser tests of this worker (each test gets its own
+    context). Package scope, not session: Playwright's sync API keeps its asyncio loop marked
+    as running in this thread while it is started, so any later test that calls asyncio.run()
+    (clients/python's ASGI tests) would fail; it stops once the worker leaves tests/browser."""
     reason = unavailable()
     if reason:
         skip_or_fail(reason)
@@ -73,12 +76,12 @@ def _sso_settings(server: ServerProcess, workdir: Path,
     return {"issuer": provider.issuer, "env": provider.settings(), "log_in": log_in}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def consoles(chromium: Any, sqlite_template: Path,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Console]]:
     """get(backend) -> the running console on that database, started on first use and kept
-    until the end of the session (per xdist worker): at most one server per database, however
-    xdist interleaves the tests of the two backends.
+    while this worker runs tests/browser (xdist hands each worker its share of a package's
+    tests in order): at most one server per database, however the backends interleave.
 
     Depends on `chromium` so that a machine without a browser skips before starting servers."""
     started: dict[str, Console] = {}

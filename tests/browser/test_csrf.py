@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.support import Console
+from tests.browser.support import Console, inspect_page
 from tests.support import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -61,4 +61,5 @@ def test_a_form_whose_token_was_removed_is_refused(console: Console, signed_in: 
         page.get_by_role("button", name="Create key").click()
     assert answer.value.status == 400
     expect(page.get_by_text(REFUSED)).to_be_visible()
+    inspect_page(console, page, "error-csrf", "the refused form's error page")
     _not_created(console, page, "tokenless")

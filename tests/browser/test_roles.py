@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.support import Console
+from tests.browser.support import Console, inspect_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -29,6 +29,7 @@ def test_a_member_cannot_see_another_members_keys(console: Console, signed_in: A
     assert response is not None and response.status == 404
     assert "max's deploy key" not in page.content()
     assert console.people["member2"] not in page.content()
+    inspect_page(console, page, "error-not-found", "the 404 page")
     shown = page.locator("main").inner_text().replace(theirs["client_id"], "ID")
     unknown = "key_" + "x" * 24
     page.goto(console.page_url(f"keys/{unknown}"))
@@ -51,5 +52,7 @@ def test_a_member_sees_no_admin_actions_on_the_members_page(console: Console,
     assert response is not None and response.status in (200, 403)
     if response.status == 200:
         expect(page.get_by_text(console.people["admin"]).first).to_be_visible()
+    else:
+        inspect_page(console, page, "error-forbidden", "the 403 page")
     expect(page.get_by_role("button", name=ADMIN_ACTIONS)).to_have_count(0)
     expect(page.get_by_role("link", name=ADMIN_ACTIONS)).to_have_count(0)

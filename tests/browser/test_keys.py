@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from tests.browser.support import (
@@ -49,7 +50,14 @@ def test_create_a_key_use_its_secret_and_find_it_gone_on_reload(console: Console
     assert token.status_code == 200, token.text
     assert token.json()["token_type"] == "Bearer"
 
-    # Nowhere to be seen again: not on the key's page, not after a reload, not in the list.
+    # Nowhere to be seen again: not on the key's page, not after a reload, not in the list,
+    # and Back does not bring it back (Chromium keeps no copy of a no-store POST answer and
+    # will not resend the form on its own).
+    page.goto(console.page_url(f"keys/{created.client_id}"))
+    with pytest.raises(PlaywrightError, match="ERR_CACHE_MISS"):
+        page.go_back()
+    page.wait_for_url(re.compile("^chrome-error://"))
+    assert created.secret not in page.content()
     page.goto(console.page_url(f"keys/{created.client_id}"))
     page.reload()
     expect(page.get_by_role("heading", name=re.compile("billing worker"))).to_be_visible()

@@ -176,10 +176,37 @@ def sign_in_by_link(page: Any, console: Console, email: str, *, executable: bool
     expect(page.get_by_text(email).first).to_be_visible()
 
 
+# Replaces every secret-, token- and id-shaped value in the page's text with PREFIX_EXAMPLE…
+# (and window.__keymintUnmask() puts them back), for the screenshots copied into docs/.
+_MASK = r"""() => {
+    const shaped = /\b(sk|at|key|tok|whe|whsec|whd)_[0-9A-Za-z+\/=-]{4,}…?/g;
+    const changed = [];
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        const masked = node.nodeValue.replace(shaped, (_, prefix) => prefix + "_EXAMPLE…");
+        if (masked !== node.nodeValue) {
+            changed.push([node, node.nodeValue]);
+            node.nodeValue = masked;
+        }
+    }
+    window.__keymintUnmask = () => changed.forEach(([node, value]) => { node.nodeValue = value; });
+    return changed.length;
+}"""
+
+
+def _save(target: Path, data: bytes) -> None:
+    """Write whole, then rename: parallel workers may shoot the same page name."""
+    partial = target.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_bytes(data)
+    partial.replace(target)
+
+
 def inspect_page(console: Console, page: Any, name: str, what: str) -> None:
     """Screenshots and axe-core on the page as it is now, at desktop (1280x800) and mobile
-    (390x844) width: tests/browser/artifacts/NAME-desktop.png and NAME-mobile.png, and no
-    serious or critical axe violation (the failure lists each: rule, impact, help, elements).
+    (390x844) width: tests/browser/artifacts/NAME-desktop.png and NAME-mobile.png (and under
+    artifacts/docs/ the same with credential-shaped values masked, the copy for docs/console/),
+    and no serious or critical axe violation (the failure lists each: rule, impact, help,
+    elements).
 
     Done on the SQLite server only: the markup does not depend on the database, and the
     journeys that lead to the page run on both."""
@@ -187,17 +214,17 @@ def inspect_page(console: Console, page: Any, name: str, what: str) -> None:
         return
     from axe_playwright_python.sync_playwright import Axe
 
-    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "docs").mkdir(parents=True, exist_ok=True)
     axe = Axe()
     before = page.viewport_size
     bad: list[str] = []
     for label, size in (("desktop", DESKTOP), ("mobile", MOBILE)):
         page.set_viewport_size(size)
-        # Written whole then renamed: parallel workers may shoot the same page name.
-        target = ARTIFACTS / f"{name}-{label}.png"
-        partial = target.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_bytes(page.screenshot(animations="disabled"))
-        partial.replace(target)
+        _save(ARTIFACTS / f"{name}-{label}.png", page.screenshot(animations="disabled"))
+        # The copy for docs/console/ shows no credential-shaped value, not even a test one.
+        assert page.evaluate(_MASK) >= 0
+        _save(ARTIFACTS / "docs" / f"{name}-{label}.png", page.screenshot(animations="disabled"))
+        page.evaluate("window.__keymintUnmask()")
         for v in axe.run(page).response["violations"]:
             if v["impact"] in ("serious", "critical"):
                 nodes = "; ".join(" ".join(node["target"]) + " " + node["html"][:120]

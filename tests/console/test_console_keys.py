@@ -248,6 +248,7 @@ def test_list_and_revoke_tokens_one_and_all(client, app, factory):
     body = client.get(everything.headers["Location"]).get_data(as_text=True)
     assert "No active tokens." in body
     assert "key.tokens_revoked" in body  # the key's recent events
+    assert f"<td>{email}</td>" in body  # the actor by email, not by id
     checker = factory.key(scopes="introspect")
     for token in (first, second, third):
         assert client.post("/oauth/introspect", data={"token": token},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, render_template, request
@@ -45,6 +46,19 @@ def allow_form_action(origin: str) -> None:
     if origin not in extra:
         extra.append(origin)
     setattr(g, _G_FORM_ACTION, extra)
+
+
+# Functions naming further origins the sign-in page's forms lead to (None: none yet), e.g.
+# the identity provider's authorization endpoint from its cached discovery document.
+FORM_ACTION_SOURCES: list[Callable[[], str | None]] = []
+
+
+def sign_in_form_actions() -> None:
+    """Allow, on this response, every origin FORM_ACTION_SOURCES names."""
+    for source in FORM_ACTION_SOURCES:
+        origin = source()
+        if origin:
+            allow_form_action(origin)
 
 
 def page_csp() -> str:

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from flask import current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from app.console import allow_form_action, bp, page_url, session
+from app.console import allow_form_action, bp, page_url, session, sign_in_form_actions
 from app.services import console_auth
 
 
@@ -47,6 +47,7 @@ def render_sign_in(error: str | None = None, status: int = 200,
     if issuer:
         parts = urlsplit(str(issuer))
         allow_form_action(f"{parts.scheme}://{parts.netloc}")
+        sign_in_form_actions()
     return render_template(
         "console/sign_in.html",
         next=wanted if session.is_safe_console_path(wanted) else "",

@@ -6,12 +6,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from flask import abort, make_response, redirect, render_template, request, url_for
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from app.clock import utcnow
 from app.console import bp, forms, session
 from app.extensions import db
-from app.models import ApiKey, Role, Workspace
+from app.models import ApiKey, Role, User, Workspace
 from app.services import access, audit_query
 from app.services import keys as key_service
 from app.services import tokens as token_service
@@ -156,11 +157,16 @@ def _render_detail(workspace: Workspace, role: Role, principal: access.Principal
     now = utcnow()
     events = audit_query.page(db.session, audit_query.EventFilter(
         workspace_id=workspace.id, key=key.client_id), limit=RECENT_EVENTS).events
+    # People by email rather than by id, as a person reading the page knows them.
+    user_ids = {int(e.actor_id) for e in events
+                if e.actor_type == "user" and e.actor_id and e.actor_id.isdigit()}
+    emails = {str(uid): email for uid, email in db.session.execute(
+        select(User.id, User.email).where(User.id.in_(user_ids)))} if user_ids else {}
     return render_template(
         "console/key_detail.html", workspace=workspace, role=role, key=key, now=now,
         state=key.state(now), secrets=[s for s in key.secrets if s.revoked_at is None
                                        and (s.expires_at is None or s.expires_at > now)],
-        tokens=token_service.list_active(db.session, key.id), events=events,
+        tokens=token_service.list_active(db.session, key.id), events=events, emails=emails,
         may_rotate=key.user_id == principal.user_id, errors=errors or {},
         grace=grace if grace is not None else str(key_service.DEFAULT_GRACE_PERIOD),
         max_grace=key_service.MAX_GRACE_PERIOD), status

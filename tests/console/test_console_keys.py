@@ -248,6 +248,7 @@ def test_list_and_revoke_tokens_one_and_all(client, app, factory):
     body = client.get(everything.headers["Location"]).get_data(as_text=True)
     assert "No active tokens." in body
     assert "key.tokens_revoked" in body  # the key's recent events
+    assert f"<td>{email}</td>" in body  # the actor by email, not by id
     checker = factory.key(scopes="introspect")
     for token in (first, second, third):
         assert client.post("/oauth/introspect", data={"token": token},
@@ -266,3 +267,17 @@ def test_a_workspace_without_a_maximum_offers_keys_that_never_expire(client, app
     key = _created(response, email, slug)
     detail = client.get(f"/console/w/{slug}/keys/{key.client_id}").get_data(as_text=True)
     assert "<dt>Expires</dt><dd>never</dd>" in detail.replace("\n", "")
+
+
+def test_workspace_switcher_and_key_page_headers(client, app, factory):
+    email, slug = _signed_in(client, app, factory)
+    second = factory.workspace(owner=email)
+    page = client.get(f"/console/w/{slug}/keys")
+    assert f'<option value="{second}"' in page.get_data(as_text=True)
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["Cache-Control"] == "no-store"
+    switched = client.get(f"/console/switch?workspace={second}")
+    assert switched.status_code == 302
+    assert switched.headers["Location"].endswith(f"/console/w/{second}/keys")
+    assert client.get(f"/console/switch?workspace={factory.workspace()}").status_code == 404

@@ -14,7 +14,7 @@ from flask import Flask, Response, current_app, redirect, request
 from flask import session as flow_session
 from joserfc.errors import JoseError
 
-from app.console import allow_form_action, bp, home
+from app.console import FORM_ACTION_SOURCES, bp, home
 from app.console import session as console_session
 from app.extensions import db
 from app.services import console_auth, sso
@@ -107,15 +107,12 @@ def authorization_origin() -> str | None:
         and parts.netloc else None
 
 
-def _refused(message: str, status: int) -> Response:
-    """The sign-in page again, with what went wrong (a human message, never the IdP's).
+if authorization_origin not in FORM_ACTION_SOURCES:  # the sign-in page's form-action
+    FORM_ACTION_SOURCES.append(authorization_origin)
 
-    Its button leads to the provider's authorization endpoint: when the discovery document
-    (already fetched) puts that on another origin than the issuer's, form-action allows it.
-    """
-    origin = authorization_origin()
-    if origin:
-        allow_form_action(origin)
+
+def _refused(message: str, status: int) -> Response:
+    """The sign-in page again, with what went wrong (a human message, never the IdP's)."""
     body, status = home.render_sign_in(message, status, next_path="")
     return Response(body, status=status, mimetype="text/html")
 

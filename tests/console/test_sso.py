@@ -288,6 +288,18 @@ def test_a_discovery_document_for_another_issuer_is_refused(app_factory, databas
     assert "could not be reached" in response.get_data(as_text=True)
 
 
+def test_an_authorization_endpoint_on_another_origin_is_allowed_in_form_action(sso) -> None:
+    app, _, provider = sso
+    client = app.test_client()
+    start(client)  # the discovery document is read and cached
+    before = client.get("/console/sign-in").headers["Content-Security-Policy"]
+    assert f"form-action 'self' {provider.issuer};" in before
+    cached = app.extensions["keymint_console_sso"].server_metadata
+    cached["authorization_endpoint"] = "https://login.example.net/authorize"
+    csp = client.get("/console/sign-in").headers["Content-Security-Policy"]
+    assert "https://login.example.net" in csp.split("form-action", 1)[1].split(";", 1)[0]
+
+
 def test_the_sso_form_needs_its_csrf_token(sso) -> None:
     app, _, _ = sso
     response = app.test_client().post("/console/sign-in/sso", data={})

@@ -16,6 +16,7 @@ from tests.browser.support import (
         create_key_in_ui,
     inspect_page,
     secret_on,
+    sign_in_by_link,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -113,9 +114,10 @@ def test_revoke_after_confirmation_stops_token_requests(console: Console,
     assert response.json()["error"] == "invalid_client"
 
 
-def test_with_javascript_off_creating_a_key_still_works(console: Console,
-                                                        signed_in: Any) -> None:
-    page = signed_in("member", java_script_enabled=False)
+def test_with_javascript_off_signing_in_and_creating_a_key_still_work(
+        console: Console, new_context: Any) -> None:
+    page = new_context(java_script_enabled=False).new_page()
+    sign_in_by_link(page, console, console.people["member"], executable=False)
     created = create_key_in_ui(page, console, "no-js worker")
     assert _token_works(console, created.client_id, created.secret)
     # Without the script the copy button stays hidden; the secret is there to select.

@@ -69,9 +69,9 @@ def test_a_common_introspection_never_reaches_flask(client, factory, handed_over
 
 
 def _answers(app, client, caller, token, **extra):
-    app.config["KEYMINT_INTROSPECTION_FAST_PATH"] = False
+    app.config["KEYMINT_FAST_PATHS"] = False
     full = _comparable(_introspect(client, caller, token, **extra))
-    app.config["KEYMINT_INTROSPECTION_FAST_PATH"] = True
+    app.config["KEYMINT_FAST_PATHS"] = True
     fast = _comparable(_introspect(client, caller, token, **extra))
     return full, fast
 
@@ -99,9 +99,9 @@ def test_an_https_answer_carries_hsts_as_the_full_path_does(app, client, factory
     token = mint(client, caller)
     secure = {"base_url": "https://localhost"}
     client.post("/oauth/introspect", data={"token": token}, auth=caller.auth, **secure)
-    app.config["KEYMINT_INTROSPECTION_FAST_PATH"] = False
+    app.config["KEYMINT_FAST_PATHS"] = False
     full = client.post("/oauth/introspect", data={"token": token}, auth=caller.auth, **secure)
-    app.config["KEYMINT_INTROSPECTION_FAST_PATH"] = True
+    app.config["KEYMINT_FAST_PATHS"] = True
     fast = client.post("/oauth/introspect", data={"token": token}, auth=caller.auth, **secure)
     assert _comparable(fast) == _comparable(full)
     assert fast.headers["Strict-Transport-Security"].startswith("max-age=")
@@ -171,7 +171,7 @@ def test_the_kill_switch_sends_everything_to_the_full_path(app, client, factory,
     caller = factory.key()
     token = mint(client, caller)
     _warm(client, caller, token)
-    app.config["KEYMINT_INTROSPECTION_FAST_PATH"] = False
+    app.config["KEYMINT_FAST_PATHS"] = False
     handed_over.clear()
     assert _introspect(client, caller, token).get_json()["active"] is True
     assert handed_over == ["/oauth/introspect"]

@@ -344,7 +344,7 @@ def load_from_environment() -> dict[str, Any]:
         # Only for the benchmark's baseline run: false writes no audit events at all.
         "KEYMINT_AUDIT_ENABLED": _bool("KEYMINT_AUDIT_ENABLED", True),
         # Kill switch of the introspection fast path (app/oauth/fast_introspection.py).
-        "KEYMINT_INTROSPECTION_FAST_PATH": _bool("KEYMINT_INTROSPECTION_FAST_PATH", True),
+        "KEYMINT_FAST_PATHS": _bool("KEYMINT_FAST_PATHS", True),
         # Mirror each committed audit event as one JSON line to the `keymint.audit` logger.
         "KEYMINT_AUDIT_LOG": _bool("KEYMINT_AUDIT_LOG", False),
         # Secrets: validated and wrapped in Secret by _secret_settings (build_config).

@@ -14,8 +14,13 @@ _SOURCE_MIGRATIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspat
 
 
 def migrations_dir() -> str:
-    """The Alembic scripts: the installed package app.migrations (a wheel maps the top-level
-    migrations/ there), else the source checkout's migrations/; never the working directory."""
+    """The Alembic scripts: the source checkout's migrations/ next to this app/ when there is
+    one, else the installed package app.migrations (a wheel maps the top-level migrations/
+    there); never the working directory. The checkout first: an editable install's finder
+    maps app.migrations to the checkout it was installed from, which is not this one when
+    the code runs from another worktree."""
+    if os.path.isfile(os.path.join(_SOURCE_MIGRATIONS, "env.py")):
+        return _SOURCE_MIGRATIONS
     try:
         return str(resources.files("app.migrations"))
     except ModuleNotFoundError:  # a source checkout: app/ and migrations/ are siblings
@@ -41,12 +46,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     from app.api import webhooks as webhooks_api
     from app.config import build_config
+    from app.console import init_app as init_console
     from app.extensions import db, migrate
     from app.oauth import endpoints, fast_introspection, grants, routes, server
     from app.runtime import audit_mirror, audit_switch, database, legacy_usage_buffer, logs, metrics
     from app.web import boundary, context, errors, guards, ops, rate_limits, telemetry
 
-    # No static files: every route is an API route, documented in /openapi.json.
+    # No app-wide static files: the API's routes are documented in /openapi.json; the
+    # console serves its own stylesheet and script (/console/static/).
     app = Flask(__name__, instance_relative_config=True, static_folder=None)
     app.config.update(build_config(config, app.instance_path))
     logs.configure(app.config["KEYMINT_LOG_LEVEL"])
@@ -82,6 +89,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(webhooks_api.bp)
     legacy_usage_buffer.init_app(app)  # before legacy: its views count uses in the buffer
     legacy.init_app(app)  # legacy-keys blueprint, X-API-Key guard, introspection hook
+    init_console(app)  # before the boundary: its pages' hook runs after the boundary's
     errors.register(app)
     boundary.init_app(app)  # the last after_request hook: it runs first (see boundary)
     audit_switch.init_app(app)

@@ -836,7 +836,7 @@ def serve(bind: str, workers: int | None) -> None:
 
     Each worker process runs 2 Python threads; SIGTERM or SIGINT drains in-flight requests
     (up to 30 s) and runs the shutdown flushes. BIND is HOST:PORT, [IPv6]:PORT or unix:PATH;
-    anything but a loopback address needs KEYMINT_ISSUER.
+    anything but a loopback address needs KEYMINT_ISSUER and KEYMINT_SECRET_KEY.
     """
     import logging
 
@@ -854,6 +854,12 @@ def serve(bind: str, workers: int | None) -> None:
         raise click.ClickException(
             f"KEYMINT_ISSUER must be set to serve on {bind} (not a loopback address), "
             "e.g. KEYMINT_ISSUER=https://auth.example.com")
+    if not current_app.config.get("SECRET_KEY") and not loopback:
+        # The web console signs its forms with it; every node needs the same one.
+        raise click.ClickException(
+            f"KEYMINT_SECRET_KEY must be set to serve on {bind} (not a loopback address), "
+            "e.g. KEYMINT_SECRET_KEY=$(python -c \"import secrets; "
+            "print(secrets.token_urlsafe(32))\")")
     startup_log = logging.getLogger("keymint.startup")
     startup_log.info("effective configuration %s",
                      json.dumps(summary(current_app.config), sort_keys=True))
@@ -929,19 +935,35 @@ Then, with TOKEN set to its access_token:
   curl -s -u "$KEYMINT_CLIENT_ID:$KEYMINT_CLIENT_SECRET" -d "token=$TOKEN" {base}/oauth/introspect
   curl -s -u "$KEYMINT_CLIENT_ID:$KEYMINT_CLIENT_SECRET" -d "token=$TOKEN" {base}/oauth/rotate
   curl -s -u "$KEYMINT_CLIENT_ID:$KEYMINT_CLIENT_SECRET" -d "token=$TOKEN" {base}/oauth/revoke
+
+The web console ({base}/console/): sign in with a one-time link (valid 15 minutes) from
+  keymint console login-link {user.email} --base-url {base}
 """)
 
 
 def startup_warnings() -> list[str]:
     """What an operator should hear about at start-up (logged by `serve`, printed by
     `config check`): a legacy sunset that passed or comes within 30 days while legacy keys
-    are still enabled."""
+    are still enabled; a console without its KEYMINT_SECRET_KEY."""
     try:
         warning = legacy_service.sunset_warning(
             db.session, current_app.config["KEYMINT_LEGACY_SUNSET"], utcnow())
     finally:
         db.session.rollback()
-    return [warning] if warning else []
+    return ([warning] if warning else []) + console_warnings()
+
+
+def console_warnings() -> list[str]:
+    """The web console without a KEYMINT_SECRET_KEY: off (503), or on a per-process key."""
+    config = current_app.config
+    if not config.get("SECRET_KEY"):
+        return ["KEYMINT_SECRET_KEY is not set: the web console (/console/) answers 503 until "
+                "it is (docs/console.md)"]
+    if config.get("CONSOLE_EPHEMERAL_SECRET_KEY") and not config.get("TESTING"):
+        return ["KEYMINT_SECRET_KEY is not set: development mode signs console forms with a "
+                "random key per process, so console sign-ins end at restart and forms fail "
+                "across several workers (the quickstart keeps one in instance/secret_key)"]
+    return []
 
 
 @config_cli.command("check")
@@ -1051,6 +1073,9 @@ def register(app: Flask) -> None:
 
     from app.cli_webhooks import webhooks_cli  # imports app.cli: loaded here, not at the top
     app.cli.add_command(webhooks_cli)
+    from app.cli_console import console_cli  # imports this module: registered late
+
+    app.cli.add_command(console_cli)
     app.cli.add_command(config_cli)
     app.cli.add_command(db_cli)  # replaces Flask-Migrate's: its developer verbs are `dev db`
 

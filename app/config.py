@@ -281,12 +281,71 @@ def _metrics_token(value: Any) -> Secret | None:
     return Secret(text.encode("ascii"))
 
 
+SECRET_KEY_MIN_BYTES = 32
+
+
+def _secret_key(value: Any) -> Secret | None:
+    """KEYMINT_SECRET_KEY: at least 32 random bytes, URL-safe base64 (padding optional).
+
+    It signs the console's CSRF tokens and its sign-in flow state (Flask's SECRET_KEY).
+    Error messages give the length, never the value.
+    """
+    if value is None or isinstance(value, Secret) or value == "":
+        return value or None
+    text = str(value).strip()
+    problem = (f"KEYMINT_SECRET_KEY must be at least {SECRET_KEY_MIN_BYTES} random bytes in "
+               "URL-safe base64, e.g. the output of `python -c \"import secrets; "
+               "print(secrets.token_urlsafe(32))\"`")
+    key = None
+    if _URLSAFE_B64.fullmatch(text):
+        try:
+            key = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        except (binascii.Error, ValueError):
+            key = None
+    if key is None:
+        raise ConfigError(f"{problem}; the value set ({len(text)} characters) is not URL-safe "
+                          "base64")
+    if len(key) < SECRET_KEY_MIN_BYTES:
+        raise ConfigError(f"{problem}; the value set decodes to only {len(key)} bytes")
+    return Secret(key)
+
+
+def is_development(config: Mapping[str, Any]) -> bool:
+    """Tests (TESTING) or plain-HTTP development (AUTHLIB_INSECURE_TRANSPORT=1, as the
+    quickstart sets for its loopback server): where a missing KEYMINT_SECRET_KEY may be
+    replaced by a random per-process one."""
+    insecure = os.environ.get("AUTHLIB_INSECURE_TRANSPORT", "").lower() in {"1", "true"}
+    return bool(config.get("TESTING")) or insecure
+
+
+def _flask_secret_key(config: dict[str, Any]) -> None:
+    """Flask's SECRET_KEY from KEYMINT_SECRET_KEY. Without one: a random per-process key in
+    development and tests (console sign-ins then last one process lifetime, and a
+    multi-worker server needs a shared key: the quickstart writes one to the instance
+    folder); elsewhere none, and the console answers 503 until it is set (the API does not
+    need it)."""
+    key = config["KEYMINT_SECRET_KEY"]
+    if key is not None:
+        config["SECRET_KEY"] = key.reveal()
+        config["CONSOLE_EPHEMERAL_SECRET_KEY"] = False
+    elif is_development(config) and not config.get("SECRET_KEY"):
+        import secrets
+
+        config["SECRET_KEY"] = secrets.token_bytes(SECRET_KEY_MIN_BYTES)
+        config["CONSOLE_EPHEMERAL_SECRET_KEY"] = True
+    else:
+        config.setdefault("SECRET_KEY", None)
+        config["CONSOLE_EPHEMERAL_SECRET_KEY"] = False
+
+
 def _secret_settings(config: dict[str, Any]) -> None:
     """Validate secret settings given as strings (environment or overrides); mask them."""
     config["KEYMINT_AUDIT_HMAC_KEY"] = _audit_hmac_key(config.get("KEYMINT_AUDIT_HMAC_KEY"))
     config["KEYMINT_METRICS_TOKEN"] = _metrics_token(config.get("KEYMINT_METRICS_TOKEN"))
     config["KEYMINT_SIGNING_KEY_ENCRYPTION_KEY"] = _signing_key_encryption_key(
         config.get("KEYMINT_SIGNING_KEY_ENCRYPTION_KEY"))
+    config["KEYMINT_SECRET_KEY"] = _secret_key(config.get("KEYMINT_SECRET_KEY"))
+    _flask_secret_key(config)
 
 
 def load_from_environment() -> dict[str, Any]:
@@ -352,6 +411,7 @@ def load_from_environment() -> dict[str, Any]:
         "KEYMINT_METRICS_TOKEN": os.environ.get("KEYMINT_METRICS_TOKEN") or None,
         "KEYMINT_SIGNING_KEY_ENCRYPTION_KEY": (
             os.environ.get("KEYMINT_SIGNING_KEY_ENCRYPTION_KEY") or None),
+        "KEYMINT_SECRET_KEY": os.environ.get("KEYMINT_SECRET_KEY") or None,
         "KEYMINT_WEBHOOK_ALLOW_PRIVATE_TARGETS": _bool("KEYMINT_WEBHOOK_ALLOW_PRIVATE_TARGETS",
                                                        False),
     }

@@ -406,6 +406,11 @@ CASES: list[Case] = [
          lambda w: w.cli("users", "enable", w.member),
          lambda w, _: [cli_event("user.enabled", "user", w.user_id(w.member), w.ws())],
          prepare=lambda w: w.cli("users", "disable", w.member)),
+    Case("cli: console login-link", "a member of one workspace",
+         lambda w: w.cli("console", "login-link", w.member, "--base-url",
+                         "https://keymint.example"),
+         lambda w, _: [cli_event("console.login_link_created", "user", w.user_id(w.member),
+                                 w.ws())]),
     Case("cli: users enable", "already active: nothing changes",
          lambda w: w.cli("users", "enable", w.member), lambda w, _: []),
     Case("cli: workspaces list", "read only",
@@ -671,6 +676,8 @@ READ_ONLY = {
 }
 READ_ONLY_PREFIXES = {
     "cli: db ": "schema migrations (Flask-Migrate): the schema, not audited data",
+    "POST /console/": "the console's forms call the API's services (audited by the rows "
+                      "above); its own events are asserted in tests/console/",
 }
 
 

@@ -118,5 +118,7 @@ def test_demo_prints_a_working_credential(cli, client, backend, app):
     assert result.output.count(lines["client_secret"]) == 1
     assert 'curl -s -u "$KEYMINT_CLIENT_ID:$KEYMINT_CLIENT_SECRET"' in result.output
     assert "127.0.0.1:8123/oauth/token" in result.output
+    assert ("keymint console login-link demo@example.com --base-url http://127.0.0.1:8123"
+            in result.output)
     # idempotent: a second run reuses the user and workspace and adds a key
     assert cli("demo", *force).exit_code == 0

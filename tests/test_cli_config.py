@@ -102,6 +102,7 @@ def test_config_check_before_the_first_migration_warns_instead_of_failing(tmp_pa
 def test_config_check_prints_every_setting_with_secrets_and_passwords_masked(
         sqlite_env: dict[str, str]) -> None:
     env = {**sqlite_env, "KEYMINT_AUDIT_HMAC_KEY": HMAC_KEY, "KEYMINT_METRICS_TOKEN": METRICS_TOKEN,
+           "KEYMINT_SECRET_KEY": HMAC_KEY,
            "KEYMINT_RATELIMIT_STORAGE_URL": "redis://:hunter2@127.0.0.1:6379/11",
            "KEYMINT_ISSUER": "https://auth.example.com/", "KEYMINT_ACCESS_TOKEN_TTL": "600"}
     text = run("config", "check", env=env)
@@ -122,6 +123,7 @@ def test_config_check_prints_every_setting_with_secrets_and_passwords_masked(
     settings = payload["settings"]
     assert payload["ok"] is True and payload["warnings"] == []
     assert settings["KEYMINT_AUDIT_HMAC_KEY"] == settings["KEYMINT_METRICS_TOKEN"] == "********"
+    assert settings["KEYMINT_SECRET_KEY"] == "********"
     assert settings["KEYMINT_RATELIMIT_STORAGE_URL"] == "redis://:***@127.0.0.1:6379/11"
     assert settings["KEYMINT_DATABASE_URL"] == sqlite_env["KEYMINT_DATABASE_URL"]
     assert settings["KEYMINT_LEGACY_SUNSET"] == "2025-12-31T23:59:59Z"

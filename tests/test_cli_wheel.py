@@ -132,6 +132,11 @@ def test_wheel_installs_migrates_serves_and_issues_a_token(installed: Path,
                                  auth=(key["client_id"], key["client_secret"]), timeout=10)
         assert response.status_code == 200, response.text
         assert response.json()["token_type"].lower() == "bearer"
+        # The web console's templates and static files ship in the wheel.
+        page = requests.get(base + "/console/sign-in", timeout=10)
+        assert page.status_code == 200 and "keymint console login-link" in page.text
+        assert requests.get(base + "/console/static/console.css", timeout=10).status_code == 200
+        assert requests.get(base + "/console/static/copy.js", timeout=10).status_code == 200
         logged = (tmp_path / "serve.log").read_text()
         assert logged.count("effective configuration") == 1
         assert METRICS_TOKEN not in logged

@@ -4,6 +4,7 @@ Layers, top to bottom (the "Architecture" of the design notes):
 
     top         app/__init__.py (create_app), app/cli.py, wsgi.py — may use anything
     api         app/api: management routes
+    console     app/console: the web console's pages (a sibling of api)
     oauth       app/oauth: the protocol and its routes
     web         app/web: HTTP plumbing shared by every blueprint
     runtime     app/runtime: process machinery (server, lifecycle, logs, metrics, engine)
@@ -39,8 +40,9 @@ _BELOW_WEB = frozenset({"web"}) | _BELOW_RUNTIME
 
 # layer -> the layers its modules may import (its own included)
 ALLOWED: dict[str, frozenset[str]] = {
-    "top": frozenset({"top", "api", "oauth", "oauth-public"}) | _BELOW_WEB,
+    "top": frozenset({"top", "api", "console", "oauth", "oauth-public"}) | _BELOW_WEB,
     "api": frozenset({"api", "oauth-public"}) | _BELOW_WEB,
+    "console": frozenset({"console", "oauth-public"}) | _BELOW_WEB,
     "oauth": frozenset({"oauth", "oauth-public"}) | _BELOW_WEB,
     "web": _BELOW_WEB,
     "runtime": _BELOW_RUNTIME,
@@ -60,6 +62,7 @@ OAUTH_PUBLIC = frozenset({"app.oauth.resource", "app.oauth.errors"})
 
 _PREFIXES = (
     ("app.api", "api"),
+    ("app.console", "console"),
     ("app.oauth", "oauth"),
     ("app.web", "web"),
     ("app.runtime", "runtime"),
@@ -77,6 +80,7 @@ _PREFIXES = (
     ("app.cli_resources", "top"),
     ("app.cli_webhooks", "top"),
     ("app.cli_admin", "top"),
+    ("app.cli_console", "top"),
     ("wsgi", "top"),
 )
 

@@ -19,8 +19,11 @@ HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "tra
 
 
 def served_routes(app) -> set[tuple[str, str]]:
+    """Every API route; the web console's HTML pages (/console/) are not part of the API."""
     routes = set()
     for rule in app.url_map.iter_rules():
+        if rule.rule == "/console" or rule.rule.startswith("/console/"):
+            continue
         path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             routes.add((method, path))

@@ -12,6 +12,7 @@ from app.models.accounts import (
 )
 from app.models.audit import AuditEvent, AuditSeal
 from app.models.base import Base
+from app.models.console import ConsoleLoginLink, ConsoleSession
 from app.models.keys import ApiKey, KeySecret
 from app.models.legacy import LegacyBrownout, LegacyKey
 from app.models.resources import Resource, ResourceCatalog
@@ -31,6 +32,8 @@ __all__ = [
     "AuditEvent",
     "AuditSeal",
     "Base",
+    "ConsoleLoginLink",
+    "ConsoleSession",
     "DeliveryStatus",
     "Invitation",
     "InvitationStatus",

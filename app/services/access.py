@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import ApiKey, Invitation, Membership, Role, User, Workspace
+from app.models import ApiKey, Invitation, Membership, Resource, Role, User, Workspace
 from app.services import invitations as invitation_service
 from app.services import keys as key_service
 from app.services.audit import Actor
@@ -49,6 +49,30 @@ def principal_of(token: TokenInfo) -> Principal:
     return Principal(user_id=token.user_id, workspace_id=token.workspace_id,
                      role=Role(token.role), client_id=token.client_id,
                      key_scopes=token.key_scopes & frozenset(token.scopes))
+
+
+def offered_scopes(session: Session) -> list[str]:
+    """Every scope a key can be given here: keymint's own, then the registered resources'."""
+    own = [key_service.INTROSPECT_SCOPE, *sorted(key_service.MANAGEMENT_SCOPES)]
+    extra: set[str] = set()
+    for scopes in session.scalars(select(Resource.scopes)):
+        extra.update(scopes.split())
+    return own + sorted(extra - set(own))
+
+
+def grantable_scopes(session: Session, principal: Principal) -> list[str]:
+    """The scopes `principal` may give a new key (what check_grantable_scopes accepts)."""
+    return [s for s in offered_scopes(session) if s in principal.key_scopes
+            and (principal.manages_keys or s not in key_service.MANAGEMENT_SCOPES)]
+
+
+def person_principal(session: Session, user_id: int, workspace_id: int,
+                     role: Role) -> Principal:
+    """A person acting in the web console with their current role: no key or token narrows
+    them, so they may grant any offered scope; check_grantable_scopes still keeps management
+    scopes to admins and owners."""
+    return Principal(user_id=user_id, workspace_id=workspace_id, role=role, client_id="",
+                     key_scopes=frozenset(offered_scopes(session)))
 
 
 def caller_workspace(session: Session, principal: Principal) -> Workspace:

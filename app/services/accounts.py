@@ -97,7 +97,7 @@ def disable_user(session: Session, user: User, actor: Actor) -> User:
         return user
     user.status = UserStatus.DISABLED.value
     user.disabled_at = utcnow()
-    _audit_in_each_workspace(session, "user.disabled", user, actor)
+    audit_in_each_workspace(session, "user.disabled", user, actor)
     session.flush()
     return user
 
@@ -109,17 +109,18 @@ def enable_user(session: Session, user: User, actor: Actor) -> User:
         return user
     user.status = UserStatus.ACTIVE.value
     user.disabled_at = None
-    _audit_in_each_workspace(session, "user.enabled", user, actor)
+    audit_in_each_workspace(session, "user.enabled", user, actor)
     session.flush()
     return user
 
 
-def _audit_in_each_workspace(session: Session, action: str, user: User, actor: Actor) -> None:
+def audit_in_each_workspace(session: Session, action: str, user: User, actor: Actor,
+                            details: dict[str, object] | None = None) -> None:
     """One event per workspace of `user` (each workspace's trail shows it), or one without a
     workspace for a user in none."""
     for workspace_id in [m.workspace_id for m in user.memberships] or [None]:
         audit.record(session, action, actor, workspace_id=workspace_id, target_type="user",
-                     target_id=str(user.id))
+                     target_id=str(user.id), details=details)
 
 
 def list_users(session: Session, *, status: str | None = None) -> list[User]:

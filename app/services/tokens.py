@@ -16,7 +16,7 @@ from app.models import AccessToken, ApiKey, KeySecret, Membership, User, UserSta
 from app.services import audit, reads, signing_keys, token_counts, webhooks
 from app.services import keys as key_service
 from app.services.audit import Actor
-from app.services.errors import Conflict, InvalidInput
+from app.services.errors import Conflict, InvalidInput, NotFound
 from app.services.keys import KeyCredential, SecretRow
 
 
@@ -334,14 +334,30 @@ _REVOKE_ONE = (update(AccessToken)
 
 def revoke(session: Session, info: TokenInfo, actor: Actor, reason: str = "revoked") -> bool:
     """Revoke one token; True if this call changed it (idempotent otherwise)."""
+    return _revoke_one(session, info.id, info.jti, info.workspace_id, actor, reason)
+
+
+def _revoke_one(session: Session, token_id: int, jti: str, workspace_id: int, actor: Actor,
+                reason: str) -> bool:
     result = session.connection().execute(
-        _REVOKE_ONE, {"token_id": info.id, "now": utcnow(), "reason": reason})
+        _REVOKE_ONE, {"token_id": token_id, "now": utcnow(), "reason": reason})
     if not result.rowcount:
         return False
     token_counts.note(session, token_counts.REVOKED, reason)
-    audit.append(session, "token.revoked", actor, workspace_id=info.workspace_id,
-                 target_type="token", target_id=info.jti, details={"reason": reason})
+    audit.append(session, "token.revoked", actor, workspace_id=workspace_id,
+                 target_type="token", target_id=jti, details={"reason": reason})
     return True
+
+
+def revoke_of_key(session: Session, key: ApiKey, jti: str, actor: Actor) -> bool:
+    """Revoke one token of `key` named by its public jti (the console's token list);
+    NotFound for a jti of another key. True if this call changed it."""
+    row = session.execute(select(AccessToken.id, AccessToken.workspace_id).where(
+        AccessToken.jti == jti, AccessToken.key_id == key.id)).first() if len(jti) <= 32 \
+        else None
+    if row is None:
+        raise NotFound(f"no token {jti!r} of this key", field="jti")
+    return _revoke_one(session, row.id, jti, row.workspace_id, actor, "revoked")
 
 
 def _revoke_lineage(session: Session, root_id: int, now: datetime) -> list[int]:

@@ -414,7 +414,50 @@ def load_from_environment() -> dict[str, Any]:
         "KEYMINT_SECRET_KEY": os.environ.get("KEYMINT_SECRET_KEY") or None,
         "KEYMINT_WEBHOOK_ALLOW_PRIVATE_TARGETS": _bool("KEYMINT_WEBHOOK_ALLOW_PRIVATE_TARGETS",
                                                        False),
+        # Console single sign-on (OpenID Connect): all three or none (_console_oidc_settings).
+        "KEYMINT_CONSOLE_OIDC_ISSUER": os.environ.get("KEYMINT_CONSOLE_OIDC_ISSUER") or None,
+        "KEYMINT_CONSOLE_OIDC_CLIENT_ID": os.environ.get("KEYMINT_CONSOLE_OIDC_CLIENT_ID") or None,
+        "KEYMINT_CONSOLE_OIDC_CLIENT_SECRET": (
+            os.environ.get("KEYMINT_CONSOLE_OIDC_CLIENT_SECRET") or None),
     }
+
+
+CONSOLE_OIDC_SETTINGS = ("KEYMINT_CONSOLE_OIDC_ISSUER", "KEYMINT_CONSOLE_OIDC_CLIENT_ID",
+                         "KEYMINT_CONSOLE_OIDC_CLIENT_SECRET")
+
+
+def _console_oidc_settings(config: dict[str, Any]) -> None:
+    """The console's OpenID provider: issuer, client id and client secret, all three or none.
+
+    The issuer is where `<issuer>/.well-known/openid-configuration` is fetched from: https, or
+    http on a loopback host only (the same rule as KEYMINT_ISSUER). The secret is masked.
+    """
+    issuer, client_id, secret = (config.get(name) or None for name in CONSOLE_OIDC_SETTINGS)
+    given = [name for name, value in zip(CONSOLE_OIDC_SETTINGS, (issuer, client_id, secret),
+                                         strict=True) if value]
+    if given and len(given) != len(CONSOLE_OIDC_SETTINGS):
+        missing = [name for name in CONSOLE_OIDC_SETTINGS if name not in given]
+        raise ConfigError(f"console single sign-on needs {', '.join(CONSOLE_OIDC_SETTINGS)} "
+                          f"together; {', '.join(missing)} not set")
+    if not given:
+        for name in CONSOLE_OIDC_SETTINGS:
+            config[name] = None
+        return
+    problem = _issuer_problem(issuer) if isinstance(issuer, str) else "must be a string"
+    if problem is not None:
+        shown = "" if "@" in str(issuer) else f", got {issuer!r}"
+        raise ConfigError(f"KEYMINT_CONSOLE_OIDC_ISSUER {problem}{shown}; expected "
+                          f"{ISSUER_FORM}")
+    config["KEYMINT_CONSOLE_OIDC_ISSUER"] = issuer.rstrip("/")
+    if not isinstance(client_id, str) or not _PRINTABLE_ASCII.fullmatch(client_id):
+        raise ConfigError("KEYMINT_CONSOLE_OIDC_CLIENT_ID must be printable ASCII without "
+                          "spaces")
+    if not isinstance(secret, Secret):
+        text = str(secret)
+        if not _PRINTABLE_ASCII.fullmatch(text):
+            raise ConfigError("KEYMINT_CONSOLE_OIDC_CLIENT_SECRET must be printable ASCII "
+                              f"without spaces; the value set has {len(text)} characters")
+        config["KEYMINT_CONSOLE_OIDC_CLIENT_SECRET"] = Secret(text.encode("ascii"))
 
 
 DATABASE_FORM = ("sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE "
@@ -503,6 +546,7 @@ def build_config(overrides: dict[str, Any] | None, instance_path: str) -> dict[s
     _legacy_settings(config)
     config["KEYMINT_ISSUER"] = normalise_issuer(config.get("KEYMINT_ISSUER"))
     _secret_settings(config)
+    _console_oidc_settings(config)
     _ratelimit_storage(config.get("KEYMINT_RATELIMIT_STORAGE_URL") or "memory://")
     if config.get("SQLALCHEMY_DATABASE_URI"):
         _database_url(config["SQLALCHEMY_DATABASE_URI"])

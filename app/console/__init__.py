@@ -25,7 +25,8 @@ PAGE_HEADERS = {
 
 # The modules whose routes make up the console; each adds its views to `bp` on import.
 # C2's admin pages (members, policy, audit, legacy, webhooks, sso) are added here.
-PAGE_MODULES = ("home", "links", "keys")
+PAGE_MODULES = ("home", "links", "keys", "sso", "members", "policy", "audit", "legacy",
+                "webhooks")
 
 # Error titles for the HTML pages; the message is the error's own (safe to show) description.
 _TITLES = {400: "Bad request", 401: "Sign-in required", 403: "Not allowed", 404: "Not found",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from app import credentials
 from app.clock import utcnow
@@ -78,6 +78,17 @@ def list_pending(session: Session, workspace_id: int) -> list[Invitation]:
         select(Invitation).where(Invitation.workspace_id == workspace_id,
                                  Invitation.status == InvitationStatus.PENDING.value,
                                  Invitation.expires_at > utcnow())
+        .order_by(Invitation.id)))
+
+
+def pending_for(session: Session, user: User) -> list[Invitation]:
+    """Invitations addressed to `user`'s email that can still be accepted, oldest first,
+    each with its workspace."""
+    return list(session.scalars(
+        select(Invitation).options(joinedload(Invitation.workspace))
+        .where(Invitation.email == user.email,
+               Invitation.status == InvitationStatus.PENDING.value,
+               Invitation.expires_at > utcnow())
         .order_by(Invitation.id)))
 
 

@@ -7,6 +7,7 @@ import time
 
 from flask import Flask, Response, g, request
 
+from app import credentials
 from app.runtime import metrics
 from app.services.audit import USER_AGENT_MAX_LEN
 from app.web.context import client_ip, request_id
@@ -17,6 +18,9 @@ log = logging.getLogger("keymint.request")
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 _SOURCE = __file__
+_CREDENTIAL_PREFIXES = (credentials.SECRET_PREFIX, credentials.TOKEN_PREFIX,
+                        credentials.LOGIN_LINK_PREFIX, credentials.CONSOLE_SESSION_PREFIX,
+                        credentials.WEBHOOK_SECRET_PREFIX)
 _CLIENT_ID = "keymint_client_id"
 _ERROR_CODE = "keymint_error_code"
 
@@ -49,6 +53,10 @@ def record(endpoint: str, method: str, path: str, status: int, elapsed: float, *
         level = logging.ERROR
     if not log.isEnabledFor(level):
         return
+    if any(prefix in path for prefix in _CREDENTIAL_PREFIXES):
+        # A credential in the path itself (a console sign-in link): the record's fields stay
+        # clean too, not only the JSON line keymint's formatter redacts.
+        path = credentials.redact_credentials(path)
     # `path` only: a query string may carry credentials a client should not send.
     # The record is made here rather than by log.log(): that would walk the stack for the
     # caller's file and line (findCaller, ~12 % of the line's cost), which no line prints.

@@ -242,6 +242,16 @@ def _audit_hmac_key(value: Any) -> Secret | None:
     return Secret(key)
 
 
+def _urlsafe_b64_bytes(text: str) -> bytes | None:
+    """The bytes of URL-safe base64 `text` (padding optional), or None if it is not that."""
+    if not _URLSAFE_B64.fullmatch(text):
+        return None
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        return None
+
+
 def _signing_key_encryption_key(value: Any) -> Secret | None:
     """KEYMINT_SIGNING_KEY_ENCRYPTION_KEY: exactly 32 random bytes, URL-safe base64.
 
@@ -254,12 +264,7 @@ def _signing_key_encryption_key(value: Any) -> Secret | None:
     problem = (f"KEYMINT_SIGNING_KEY_ENCRYPTION_KEY must be {SIGNING_KEY_ENCRYPTION_KEY_BYTES} "
                "random bytes in URL-safe base64, e.g. the output of `python -c \"import "
                "secrets; print(secrets.token_urlsafe(32))\"`")
-    key = None
-    if _URLSAFE_B64.fullmatch(text):
-        try:
-            key = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        except (binascii.Error, ValueError):
-            key = None
+    key = _urlsafe_b64_bytes(text)
     if key is None:
         raise ConfigError(f"{problem}; the value set ({len(text)} characters) is not URL-safe "
                           "base64")
@@ -296,12 +301,7 @@ def _secret_key(value: Any) -> Secret | None:
     problem = (f"KEYMINT_SECRET_KEY must be at least {SECRET_KEY_MIN_BYTES} random bytes in "
                "URL-safe base64, e.g. the output of `python -c \"import secrets; "
                "print(secrets.token_urlsafe(32))\"`")
-    key = None
-    if _URLSAFE_B64.fullmatch(text):
-        try:
-            key = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        except (binascii.Error, ValueError):
-            key = None
+    key = _urlsafe_b64_bytes(text)
     if key is None:
         raise ConfigError(f"{problem}; the value set ({len(text)} characters) is not URL-safe "
                           "base64")

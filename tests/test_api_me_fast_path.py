@@ -3,28 +3,13 @@ and every request it must leave to Flask."""
 
 from app import credentials
 from app.api.fast_me import FastMe
-from tests.support import add_legacy_key, bearer, mint
+from tests.support import add_legacy_key, bearer, count_hand_overs, mint
 
 LEGACY = "legacy-static-key-0123456789"
 
 
-def fast_layer(app) -> FastMe:
-    layer = app.wsgi_app
-    while not isinstance(layer, FastMe):
-        layer = getattr(layer, "wsgi_app", None) or layer.app
-    return layer
-
-
 def _spy(app) -> list[str]:
-    layer, calls = fast_layer(app), []
-    inner = layer.wsgi_app
-
-    def counting(environ, start_response):
-        calls.append(environ.get("PATH_INFO"))
-        return inner(environ, start_response)
-
-    layer.wsgi_app = counting
-    return calls
+    return count_hand_overs(app, FastMe)[0]
 
 
 def _comparable(response):

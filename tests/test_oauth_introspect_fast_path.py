@@ -9,32 +9,18 @@ from freezegun import freeze_time
 
 from app import credentials
 from app.oauth.fast_introspection import FastIntrospection
-from tests.support import add_legacy_key, mint
+from tests.support import add_legacy_key, count_hand_overs, mint
 
 T0 = datetime(2030, 3, 1, tzinfo=UTC)
 LEGACY = "legacy-static-key-0123456789"
 
 
-def fast_layer(app) -> FastIntrospection:
-    layer = app.wsgi_app
-    while not isinstance(layer, FastIntrospection):
-        layer = getattr(layer, "wsgi_app", None) or layer.app
-    return layer
-
-
 @pytest.fixture
 def handed_over(app):
     """How many requests the fast path handed to Flask (the full path) so far."""
-    layer = fast_layer(app)
-    inner, calls = layer.wsgi_app, []
-
-    def counting(environ, start_response):
-        calls.append(environ.get("PATH_INFO"))
-        return inner(environ, start_response)
-
-    layer.wsgi_app = counting
+    calls, undo = count_hand_overs(app, FastIntrospection)
     yield calls
-    layer.wsgi_app = inner
+    undo()
 
 
 def _introspect(client, caller, token, **extra):

@@ -34,6 +34,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app import cli
     from app.api import (
         audit,
+        fast_me,
         invitations,
         keys,
         legacy,
@@ -57,7 +58,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(build_config(config, app.instance_path))
     logs.configure(app.config["KEYMINT_LOG_LEVEL"])
 
-    fast_introspection.init_app(app)  # innermost: ProxyFix and the body limit run first
+    # Fast paths innermost: ProxyFix and the body limit run before them.
+    fast_introspection.init_app(app)
+    fast_me.init_app(app)
     proxies = app.config["KEYMINT_TRUSTED_PROXIES"]
     if proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)

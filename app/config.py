@@ -242,6 +242,16 @@ def _audit_hmac_key(value: Any) -> Secret | None:
     return Secret(key)
 
 
+def _urlsafe_b64_bytes(text: str) -> bytes | None:
+    """The bytes of URL-safe base64 `text` (padding optional), or None if it is not that."""
+    if not _URLSAFE_B64.fullmatch(text):
+        return None
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        return None
+
+
 def _signing_key_encryption_key(value: Any) -> Secret | None:
     """KEYMINT_SIGNING_KEY_ENCRYPTION_KEY: exactly 32 random bytes, URL-safe base64.
 
@@ -254,12 +264,7 @@ def _signing_key_encryption_key(value: Any) -> Secret | None:
     problem = (f"KEYMINT_SIGNING_KEY_ENCRYPTION_KEY must be {SIGNING_KEY_ENCRYPTION_KEY_BYTES} "
                "random bytes in URL-safe base64, e.g. the output of `python -c \"import "
                "secrets; print(secrets.token_urlsafe(32))\"`")
-    key = None
-    if _URLSAFE_B64.fullmatch(text):
-        try:
-            key = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        except (binascii.Error, ValueError):
-            key = None
+    key = _urlsafe_b64_bytes(text)
     if key is None:
         raise ConfigError(f"{problem}; the value set ({len(text)} characters) is not URL-safe "
                           "base64")
@@ -296,12 +301,7 @@ def _secret_key(value: Any) -> Secret | None:
     problem = (f"KEYMINT_SECRET_KEY must be at least {SECRET_KEY_MIN_BYTES} random bytes in "
                "URL-safe base64, e.g. the output of `python -c \"import secrets; "
                "print(secrets.token_urlsafe(32))\"`")
-    key = None
-    if _URLSAFE_B64.fullmatch(text):
-        try:
-            key = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        except (binascii.Error, ValueError):
-            key = None
+    key = _urlsafe_b64_bytes(text)
     if key is None:
         raise ConfigError(f"{problem}; the value set ({len(text)} characters) is not URL-safe "
                           "base64")
@@ -403,7 +403,7 @@ def load_from_environment() -> dict[str, Any]:
         # Only for the benchmark's baseline run: false writes no audit events at all.
         "KEYMINT_AUDIT_ENABLED": _bool("KEYMINT_AUDIT_ENABLED", True),
         # Kill switch of the introspection fast path (app/oauth/fast_introspection.py).
-        "KEYMINT_INTROSPECTION_FAST_PATH": _bool("KEYMINT_INTROSPECTION_FAST_PATH", True),
+        "KEYMINT_FAST_PATHS": _bool("KEYMINT_FAST_PATHS", True),
         # Mirror each committed audit event as one JSON line to the `keymint.audit` logger.
         "KEYMINT_AUDIT_LOG": _bool("KEYMINT_AUDIT_LOG", False),
         # Secrets: validated and wrapped in Secret by _secret_settings (build_config).

@@ -19,6 +19,11 @@ TOKEN_ID_PREFIX = "tok_"  # noqa: S105
 # Webhook signing secrets (Standard Webhooks: base64 after the prefix; app/services/webhooks.py)
 WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105
 INVITATION_ID_PREFIX = "inv_"
+# Console credentials (app/services/console_auth.py): a sign-in link's token travels in a URL
+# path, a session id in a cookie; prefixed and checksummed like secrets so that the log
+# redactor recognises them wherever they end up (a request line's path, say).
+LOGIN_LINK_PREFIX = "sil_"
+CONSOLE_SESSION_PREFIX = "cs_"
 RANDOM_BODY = 40
 CHECKSUM_LEN = 6
 HINT_LEN = 8  # prefix plus a few characters: enough to recognise, far too few to guess
@@ -73,6 +78,18 @@ def new_secret() -> str:
 
 def new_access_token() -> str:
     return _make_checked(TOKEN_PREFIX)
+
+
+def new_login_link_token() -> str:
+    return _make_checked(LOGIN_LINK_PREFIX)
+
+
+def is_login_link_token(value: str | None) -> bool:
+    return isinstance(value, str) and _has_valid_shape(value, LOGIN_LINK_PREFIX)
+
+
+def new_console_session_id() -> str:
+    return _make_checked(CONSOLE_SESSION_PREFIX)
 
 
 def new_token_id() -> str:
@@ -139,7 +156,8 @@ REDACTED = "[REDACTED]"
 # so "task_12345678" is no token; "_" may precede ("last_token_at_..."). A webhook signing
 # secret is base64 after its prefix ("+", "/" and "=" padding included).
 CREDENTIAL_TEXT = re.compile(
-    rf"(?<![0-9A-Za-z])(?:(?:{SECRET_PREFIX}|{TOKEN_PREFIX})[0-9A-Za-z]{{8,}}"
+    rf"(?<![0-9A-Za-z])(?:(?:{SECRET_PREFIX}|{TOKEN_PREFIX}|{LOGIN_LINK_PREFIX}"
+    rf"|{CONSOLE_SESSION_PREFIX})[0-9A-Za-z]{{8,}}"
     rf"|{WEBHOOK_SECRET_PREFIX}[0-9A-Za-z+/]{{8,}}=*)")
 
 

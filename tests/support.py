@@ -523,3 +523,29 @@ def first_signing_key(app: Any, alg: str = "ES256") -> str:
         args=["signing-keys", "rotate", "--now", "--alg", alg, "--json"])
     assert result.exit_code == 0, result.output
     return json.loads(result.output)["kid"]
+
+
+def wsgi_layer(app: Any, kind: type) -> Any:
+    """The middleware of type `kind` in `app`'s WSGI stack (a fast path, say)."""
+    layer = app.wsgi_app
+    while not isinstance(layer, kind):
+        layer = getattr(layer, "wsgi_app", None) or layer.app
+    return layer
+
+
+def count_hand_overs(app: Any, kind: type) -> tuple[list[str], Callable[[], None]]:
+    """(paths, undo): every request the `kind` fast path hands to Flask is appended to paths."""
+    layer, calls = wsgi_layer(app, kind), []
+    inner = layer.wsgi_app
+
+    def counting(environ: dict[str, Any], start_response: Any) -> Any:
+        calls.append(environ.get("PATH_INFO"))
+        return inner(environ, start_response)
+
+    layer.wsgi_app = counting
+
+    def undo() -> None:
+        layer.wsgi_app = inner
+
+    return calls, undo
+

@@ -9,32 +9,18 @@ from freezegun import freeze_time
 
 from app import credentials
 from app.oauth.fast_introspection import FastIntrospection
-from tests.support import add_legacy_key, mint
+from tests.support import add_legacy_key, count_hand_overs, mint
 
 T0 = datetime(2030, 3, 1, tzinfo=UTC)
 LEGACY = "legacy-static-key-0123456789"
 
 
-def fast_layer(app) -> FastIntrospection:
-    layer = app.wsgi_app
-    while not isinstance(layer, FastIntrospection):
-        layer = getattr(layer, "wsgi_app", None) or layer.app
-    return layer
-
-
 @pytest.fixture
 def handed_over(app):
     """How many requests the fast path handed to Flask (the full path) so far."""
-    layer = fast_layer(app)
-    inner, calls = layer.wsgi_app, []
-
-    def counting(environ, start_response):
-        calls.append(environ.get("PATH_INFO"))
-        return inner(environ, start_response)
-
-    layer.wsgi_app = counting
+    calls, undo = count_hand_overs(app, FastIntrospection)
     yield calls
-    layer.wsgi_app = inner
+    undo()
 
 
 def _introspect(client, caller, token, **extra):
@@ -69,9 +55,9 @@ def test_a_common_introspection_never_reaches_flask(client, factory, handed_over
 
 
 def _answers(app, client, caller, token, **extra):
-    app.config["KEYMINT_INTROSPECTION_FAST_PATH"] = False
+    app.config["KEYMINT_FAST_PATHS"] = False
     full = _comparable(_introspect(client, caller, token, **extra))
-    app.config["KEYMINT_INTROSPECTION_FAST_PATH"] = True
+    app.config["KEYMINT_FAST_PATHS"] = True
     fast = _comparable(_introspect(client, caller, token, **extra))
     return full, fast
 
@@ -99,9 +85,9 @@ def test_an_https_answer_carries_hsts_as_the_full_path_does(app, client, factory
     token = mint(client, caller)
     secure = {"base_url": "https://localhost"}
     client.post("/oauth/introspect", data={"token": token}, auth=caller.auth, **secure)
-    app.config["KEYMINT_INTROSPECTION_FAST_PATH"] = False
+    app.config["KEYMINT_FAST_PATHS"] = False
     full = client.post("/oauth/introspect", data={"token": token}, auth=caller.auth, **secure)
-    app.config["KEYMINT_INTROSPECTION_FAST_PATH"] = True
+    app.config["KEYMINT_FAST_PATHS"] = True
     fast = client.post("/oauth/introspect", data={"token": token}, auth=caller.auth, **secure)
     assert _comparable(fast) == _comparable(full)
     assert fast.headers["Strict-Transport-Security"].startswith("max-age=")
@@ -171,7 +157,7 @@ def test_the_kill_switch_sends_everything_to_the_full_path(app, client, factory,
     caller = factory.key()
     token = mint(client, caller)
     _warm(client, caller, token)
-    app.config["KEYMINT_INTROSPECTION_FAST_PATH"] = False
+    app.config["KEYMINT_FAST_PATHS"] = False
     handed_over.clear()
     assert _introspect(client, caller, token).get_json()["active"] is True
     assert handed_over == ["/oauth/introspect"]
@@ -242,3 +228,29 @@ def test_a_locked_out_pair_is_refused_even_with_the_right_secret(app_factory, da
                            auth=wrong).status_code == 401
     refused = _introspect(client, caller, token)
     assert refused.status_code == 429 and refused.get_json()["error"] == "rate_limited"
+
+
+def test_a_handed_over_request_is_not_read_twice(app, client, factory, handed_over):
+    """What the fast path read goes with the request: the full path reads nothing again."""
+    from tests.test_statement_counts import counted
+
+    with freeze_time(T0) as clock:
+        caller = factory.key()
+        token = mint(client, caller)
+        clock.tick(timedelta(seconds=app.config["KEYMINT_LAST_USED_INTERVAL"]))
+        handed_over.clear()
+        with counted(app) as seen:  # the use is due: recorded by the full path
+            assert _introspect(client, caller, token).get_json()["active"] is True
+        assert handed_over == ["/oauth/introspect"]
+        selects = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
+        updates = [s for s in seen if s.lstrip().upper().startswith("UPDATE")]
+        assert len(selects) == 1 and len(updates) == 1, seen
+        handed_over.clear()
+        with counted(app) as seen:  # a wrong secret: refused and audited by the full path
+            wrong = (caller.client_id, credentials.new_secret())
+            assert client.post("/oauth/introspect", data={"token": token},
+                               auth=wrong).status_code == 401
+        assert handed_over == ["/oauth/introspect"]
+        selects = [s for s in seen if s.lstrip().upper().startswith("SELECT")
+                   and "access_tokens" in s]
+        assert len(selects) == 1, seen

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, render_template, request
+from flask import Blueprint, Flask, Response, abort, current_app, g, render_template, request
 from flask.sessions import SecureCookieSessionInterface
 
 bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates",
@@ -149,6 +149,18 @@ class ConsoleFlowSession(SecureCookieSessionInterface):
         return cookie_secure()
 
 
+def _refuse_nul() -> None:
+    """A NUL in a path segment, query or form value is no slug, id or filter any page knows:
+    400 here, before PostgreSQL refuses it as text and the boundary reports a database
+    error (503)."""
+    values = [*(request.view_args or {}).values(), *request.args.values()]
+    if request.method == "POST":
+        values += [value for _, value in request.form.items(multi=True)]
+    if any(isinstance(value, str) and "\x00" in value for value in values):
+        abort(400, description="The request holds a NUL character, which no console page "
+                               "accepts.")
+
+
 def init_app(app: Flask) -> None:
     """Register the console. Call it before the request boundary's init_app: its
     after_request hook must run after the boundary's (Flask runs them in reverse)."""
@@ -157,6 +169,7 @@ def init_app(app: Flask) -> None:
     for name in PAGE_MODULES:  # before the first registration: routes are added on import
         importlib.import_module(f"app.console.{name}")
     if not bp.before_request_funcs:
+        bp.before_request(_refuse_nul)
         bp.before_request(session.require_secret_key)
         bp.before_request(csrf.check_post)
     app.register_blueprint(bp)

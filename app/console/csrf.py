@@ -59,7 +59,10 @@ def _expected() -> list[str]:
 
 
 def _same_origin(value: str) -> bool:
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. "http://[::1": not an origin this site has
+        return False
     return f"{parts.scheme}://{parts.netloc}".lower() == f"{request.scheme}://{request.host}".lower()
 
 
@@ -76,7 +79,9 @@ def check_post() -> None:
     if not origin and referer and not _same_origin(referer):
         abort(400, description=REFUSED)
     given = request.form.get(FIELD, "")
-    if not given or not any(hmac.compare_digest(given, expected) for expected in _expected()):
+    # compare_digest takes ASCII strings only; a token this site made is always ASCII.
+    if not given or not given.isascii() or not any(
+            hmac.compare_digest(given, expected) for expected in _expected()):
         abort(400, description=REFUSED)
 
 

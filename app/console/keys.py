@@ -107,7 +107,7 @@ def _expiry_from_form(expires: str, expires_on: str) -> dict[str, Any]:
             raise InvalidInput("Choose a custom expiry date (YYYY-MM-DD).",
                                field="expires") from None
         return {"expires_at": datetime(day.year, day.month, day.day, tzinfo=UTC)}
-    if expires.isdigit() and len(expires) <= 5:
+    if expires.isascii() and expires.isdigit() and len(expires) <= 5:
         return {"expires_in_days": int(expires)}
     raise InvalidInput("Choose when the key expires.", field="expires")
 

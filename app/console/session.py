@@ -200,7 +200,16 @@ def safe_next(value: str | None = None, default: str | None = None) -> str:
 def is_safe_console_path(value: str) -> bool:
     if not value or len(value) > 2000 or not value.isprintable() or "\\" in value:
         return False
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. "//[x": no path of this site
+        return False
+    segments = parts.path.split("/")
+    # No "." or ".." segment (raw or percent-encoded): a browser would resolve
+    # /console/../oauth/token to a page outside the console.
+    if any(segment.replace("%2e", ".").replace("%2E", ".") in (".", "..")
+           for segment in segments):
+        return False
     return (not parts.scheme and not parts.netloc and not value.startswith("//")
             and (parts.path == "/console" or parts.path.startswith("/console/")))
 

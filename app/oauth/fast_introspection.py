@@ -21,40 +21,33 @@ costs. Nothing is cached: every answer is read from the database when the reques
 from __future__ import annotations
 
 import io
-import json
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_plus
 
 from flask import Flask
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.sansio.utils import get_host
 
 from app import credentials
 from app.clock import utcnow
-from app.extensions import db
 from app.oauth import endpoints
 from app.runtime import limiter
 from app.services import keys as key_service
 from app.services import tokens as token_service
 from app.services.keys import INTROSPECT_SCOPE
-from app.web import basic_auth, rate_limits, telemetry
-from app.web.context import derived_issuer, no_store_headers, request_id_from
+from app.web import basic_auth, rate_limits
+from app.web.context import derived_issuer
+from app.web.fast_path import FastPath, hand_over, taken
 from app.web.validation import FORM_CONTENT_TYPE
 
 PATH = "/oauth/introspect"
 ENDPOINT = "oauth.introspect"  # the Flask endpoint name: rate-limit buckets are keyed by it
-RULE = PATH  # the metrics' endpoint label (the route template)
 KEY_SETTING = "KEYMINT_RATELIMIT_INTROSPECT"
 # The parameters a common introspection sends; anything else is the full path's to judge.
 _PARAMETERS = frozenset({"token", "token_type_hint", "client_id", "client_secret"})
 # A common introspection is a few hundred bytes; a larger body is the full path's.
 _MAX_BODY = 4096
-
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
 
 def _form(body: bytes) -> dict[str, str] | None:
     """The urlencoded body as one value per name, or None when it is not a plain one."""
@@ -90,44 +83,23 @@ def _credentials(environ: dict[str, Any], form: dict[str, str]) -> tuple[str, st
     return form["client_id"], form["client_secret"]
 
 
-class FastIntrospection:
+class FastIntrospection(FastPath):
     """WSGI middleware in front of the Flask app (inside ProxyFix and the body limit)."""
 
-    def __init__(self, app: Flask, wsgi_app: WsgiApp) -> None:
-        self.app = app
-        self.wsgi_app = wsgi_app
-        self._db_engine: Engine | None = None
-        self._encoder: json.JSONEncoder | None = None
+    rule = PATH
 
-    def _json(self) -> json.JSONEncoder:
-        """Flask's JSON as Authlib's answers use it (sort_keys, ensure_ascii), one encoder
-        built once instead of one per json.dumps() call."""
-        if self._encoder is None:
-            provider = self.app.json
-            self._encoder = json.JSONEncoder(
-                sort_keys=getattr(provider, "sort_keys", True),
-                ensure_ascii=getattr(provider, "ensure_ascii", True))
-        return self._encoder
+    def handles(self, environ: dict[str, Any]) -> bool:
+        return environ.get("PATH_INFO") == PATH and environ.get("REQUEST_METHOD") == "POST"
 
-    def _engine(self) -> Engine:
-        """The app's engine (Flask-SQLAlchemy keeps one per app; dispose() keeps the object)."""
-        if self._db_engine is None:
-            with self.app.app_context():
-                self._db_engine = db.engine
-        return self._db_engine
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]):
-        if (environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST"
-                or not self.app.config["KEYMINT_INTROSPECTION_FAST_PATH"]):
-            return self.wsgi_app(environ, start_response)
-        started = time.perf_counter()
+    def answer(self, environ: dict[str, Any], started: float,
+               start_response: Callable[..., Any]) -> list[bytes] | None:
         body = self._body(environ)
-        if body is not None:
-            answered = self._answer(environ, body, started, start_response)
-            if answered is not None:
-                return answered
-            environ["wsgi.input"] = io.BytesIO(body)
-        return self.wsgi_app(environ, start_response)
+        if body is None:
+            return None
+        answered = self._answer(environ, body, started, start_response)
+        if answered is None:
+            environ["wsgi.input"] = io.BytesIO(body)  # the full path reads it again
+        return answered
 
     def _body(self, environ: dict[str, Any]) -> bytes | None:
         """The request body, when the request can be a common introspection at all."""
@@ -144,7 +116,10 @@ class FastIntrospection:
         if not 0 < length <= _MAX_BODY:
             return None
         body = environ["wsgi.input"].read(length)
-        return body if len(body) == length else None
+        if len(body) != length:
+            environ["wsgi.input"] = io.BytesIO(body)
+            return None
+        return body
 
     def _issuer(self, environ: dict[str, Any]) -> str | None:
         configured = self.app.config.get("KEYMINT_ISSUER")
@@ -179,10 +154,11 @@ class FastIntrospection:
         config = self.app.config
         now = utcnow()
         try:
-            cred, info = token_service.load_caller_and_token(self._engine(), client_id, token,
+            cred, info = token_service.load_caller_and_token(self.engine(), client_id, token,
                                                              now)
         except SQLAlchemyError:  # the full path maps it (503, pool timeout, ...)
             return None
+        hand_over(environ, (client_id, token), (cred, info))
         if (cred is None or key_service.match_secret(cred, secret) is None
                 or INTROSPECT_SCOPE not in cred.scopes
                 or key_service.use_is_due(cred, now, config["KEYMINT_LAST_USED_INTERVAL"])
@@ -190,16 +166,10 @@ class FastIntrospection:
                     limiter.counter_of(self.app), config["KEYMINT_RATELIMIT_KEY_PREFIX"],
                     ENDPOINT, KEY_SETTING, client_id, ip, cred.rate_limit)):
             return None
+        taken(environ)  # answered here: nothing to hand over
         answer = endpoints.introspection_answer(info, cred, now, iss)
-        payload = self._json().encode(answer).encode()
-        rid = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
-        start_response("200 OK", [
-            ("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
-            ("X-Request-ID", rid), *no_store_headers(environ.get("wsgi.url_scheme") == "https")])
-        telemetry.record(RULE, "POST", PATH, 200, time.perf_counter() - started,
-                         request_id=rid, client_ip=ip, client_id=cred.client_id,
-                         error_code=None, user_agent=environ.get("HTTP_USER_AGENT"))
-        return [payload]
+        return self.respond(environ, start_response, started,
+                            self.encoder().encode(answer).encode(), cred.client_id)
 
 
 def init_app(app: Flask) -> None:

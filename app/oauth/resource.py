@@ -22,7 +22,7 @@ from app.oauth.server import authenticate_basic_client
 from app.services import keys as key_service
 from app.services import resources as resource_service
 from app.services import tokens as token_service
-from app.web import rate_limits
+from app.web import fast_path, rate_limits
 from app.web.telemetry import note_client, note_error
 
 
@@ -31,6 +31,9 @@ class KeymintBearerValidator(BearerTokenValidator):
     introspection; then the route's scopes decide."""
 
     def authenticate_token(self, token_string: str) -> token_service.TokenInfo | None:
+        found, info = fast_path.prefetched(request.environ, (token_string,))
+        if found:  # read by the fast path (app/api/fast_me.py), which handed the request over
+            return info
         return token_service.lookup(db.session, token_string, with_workspace=True)
 
     def validate_token(self, token: token_service.TokenInfo | None, scopes, request) -> None:

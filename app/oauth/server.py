@@ -9,6 +9,7 @@ from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749.authenticate_client import ClientAuthentication
 from flask import Flask, current_app, request
+from flask import request as flask_request
 from sqlalchemy.orm import Session
 
 from app import credentials
@@ -21,7 +22,7 @@ from app.runtime import metrics
 from app.services import accounts, audit, reads, signing_keys
 from app.services import keys as key_service
 from app.services import tokens as token_service
-from app.web import basic_auth, boundary, rate_limits
+from app.web import basic_auth, boundary, fast_path, rate_limits
 from app.web.context import client_ip, issuer, request_actor
 from app.web.telemetry import note_client, note_error
 from app.web.validation import FORM_CONTENT_TYPE
@@ -123,8 +124,11 @@ class KeyAuthentication(ClientAuthentication):
         if endpoint in TOKEN_ENDPOINTS:
             # The caller and the token it presents, in one statement; the endpoint takes the
             # token from the request (presented_token) instead of reading it again.
-            cred, request.keymint_token = token_service.load_caller_and_token(
-                db.session, client_id, form.get("token"), now)
+            found, read = fast_path.prefetched(flask_request.environ,
+                                               (client_id, form.get("token")))
+            cred, request.keymint_token = read if found else \
+                token_service.load_caller_and_token(db.session, client_id, form.get("token"),
+                                                    now)
         else:
             cred = key_service.load_credential(db.session, client_id, now)
         cred, matched = verify_secret(cred, client_id, secret, now)

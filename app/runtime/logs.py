@@ -39,7 +39,7 @@ _PATTERNS = [
 # line without it skips that regex: most lines hold none, and the case-insensitive
 # alternations cost ~20 µs per line to scan. None = always scan (hex runs have no literal).
 _MUST_CONTAIN: list[tuple[str, ...] | None] = [
-    ("sk_", "at_", "whsec_"),
+    ("sk_", "at_", "whsec_", "sil_", "cs_"),
     ("eyj",),
     None,
     ("basic", "bearer"),

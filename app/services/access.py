@@ -68,11 +68,19 @@ def grantable_scopes(session: Session, principal: Principal) -> list[str]:
 
 def person_principal(session: Session, user_id: int, workspace_id: int,
                      role: Role) -> Principal:
-    """A person acting in the web console with their current role: no key or token narrows
-    them, so they may grant any offered scope; check_grantable_scopes still keeps management
-    scopes to admins and owners."""
+    """A person acting in the web console with their current role, granting what the API
+    would let them grant. Admins and owners manage the workspace's keys: any offered scope.
+    A member, through the API, grants only scopes the token they call with holds: here, the
+    scopes their own live keys in this workspace hold (never a management scope:
+    check_grantable_scopes), so the console lets nobody grant more than /api/v1 would."""
+    if role.manages_workspace:
+        held = frozenset(offered_scopes(session))
+    else:
+        held = frozenset(scope for key in key_service.list_keys(
+            session, workspace_id=workspace_id, user_id=user_id, state="active")
+            for scope in key.scopes.split())
     return Principal(user_id=user_id, workspace_id=workspace_id, role=role, client_id="",
-                     key_scopes=frozenset(offered_scopes(session)))
+                     key_scopes=held)
 
 
 def caller_workspace(session: Session, principal: Principal) -> Workspace:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -37,7 +36,6 @@ LINK_REFUSED = ("This sign-in link is invalid, expired or already used. Ask an o
                 "a new one (`keymint console login-link EMAIL`).")
 NO_WORKSPACE = ("{email} is not a member of any workspace and has no pending invitation; ask "
                 "a workspace admin to add or invite you, then sign in again.")
-_TOKEN_BYTES = 32
 
 
 class SignInRefused(Forbidden):
@@ -52,8 +50,6 @@ class CreatedLink:
     link: ConsoleLoginLink
 
 
-def _new_token() -> str:
-    return secrets.token_urlsafe(_TOKEN_BYTES)
 
 
 def _belongs_somewhere(session: Session, user: User, now: datetime) -> bool:
@@ -90,7 +86,7 @@ def create_login_link(session: Session, email: str, actor: Actor, *,
     if note is not None:
         note = note.strip()[:200] or None
     now = utcnow()
-    token = _new_token()
+    token = credentials.new_login_link_token()
     link = ConsoleLoginLink(token_digest=credentials.digest(token), user_id=user.id,
                             created_at=now, expires_at=now + LINK_VALIDITY, used_at=None,
                             created_by=(actor.id or actor.type)[:64], note=note)
@@ -103,7 +99,7 @@ def create_login_link(session: Session, email: str, actor: Actor, *,
 
 
 def _usable_link(session: Session, token: str, now: datetime) -> ConsoleLoginLink | None:
-    if not token or len(token) > 128:
+    if not credentials.is_login_link_token(token):  # garbage costs no query
         return None
     link = session.scalar(select(ConsoleLoginLink).where(
         ConsoleLoginLink.token_digest == credentials.digest(token)))
@@ -163,7 +159,7 @@ def start_session(session: Session, user: User, method: str, actor: Actor) -> St
         raise InvalidInput(f"unknown sign-in method {method!r}", field="method")
     check_may_sign_in(session, user)
     now = utcnow()
-    value = _new_token()
+    value = credentials.new_console_session_id()
     row = ConsoleSession(id_digest=credentials.digest(value), user_id=user.id, method=method,
                          created_at=now, last_seen_at=now, expires_at=now + ABSOLUTE_LIFETIME,
                          ended_at=None, ip=(actor.ip or None) and actor.ip[:64],

@@ -279,7 +279,8 @@ def _token_info(row) -> TokenInfo:
                        else frozenset(row.tok_key_resources.split())))
 
 
-def lookup(session: Session, token: str, *, with_workspace: bool = False) -> TokenInfo | None:
+def lookup(session: Session | Engine, token: str, *,
+           with_workspace: bool = False) -> TokenInfo | None:
     """The token's row with its key, owner and membership; None for garbage or unknown.
 
     A value that cannot be a keymint token (is_presented_token: a failed checksum, a JWT

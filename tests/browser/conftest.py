@@ -129,8 +129,8 @@ def _start_console(backend: str, sqlite_template: Path,
 
 
 def _seed(console: Console, workdir: Path) -> None:
-    """The team (an owner, an admin, two members and one who signs out everywhere) and an
-    imported legacy key, so the legacy page has something to show."""
+    """The team (an owner, an admin, two members and one who signs out everywhere), a key of
+    each member, and an imported legacy key, so the legacy page has something to show."""
     people = console.people
     for email in people.values():
         console.cli("users", "create", email)
@@ -139,6 +139,10 @@ def _seed(console: Console, workdir: Path) -> None:
         if role != "owner":
             console.cli("members", "add", WORKSPACE, email, "--role",
                         "admin" if role == "admin" else "member")
+    # A member grants only scopes one of their own live keys holds (as through the API): an
+    # operator's key with `introspect` lets the members' new keys have a scope to pick.
+    for role in ("member", "member2"):
+        console.create_key(people[role], "laptop script", scopes="introspect")
     legacy = workdir / "legacy.csv"
     legacy.write_text(f"workspace,key,label\n{WORKSPACE},legacy-0123456789abcdef,nightly export\n")
     console.cli("legacy", "import", str(legacy))

@@ -179,7 +179,7 @@ def sign_in_by_link(page: Any, console: Console, email: str, *, executable: bool
 # Replaces every secret-, token- and id-shaped value in the page's text with PREFIX_EXAMPLE…
 # (and window.__keymintUnmask() puts them back), for the screenshots copied into docs/.
 _MASK = r"""() => {
-    const shaped = /\b(sk|at|key|tok|whe|whsec|whd)_[0-9A-Za-z+\/=-]{4,}…?/g;
+    const shaped = /\b(sk|at|key|tok|whe|whsec|whd|sil|cs)_[0-9A-Za-z+\/=-]{4,}…?/g;
     const changed = [];
     const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
     for (let node = walker.nextNode(); node; node = walker.nextNode()) {

@@ -84,3 +84,14 @@ def test_truncated_and_extended_values_are_rejected():
     assert not credentials.is_access_token(token + "0")
     assert not credentials.is_access_token("")
     assert not credentials.is_access_token(None)
+
+
+def test_console_link_tokens_and_session_ids_are_checked_and_redacted():
+    link, session_id = credentials.new_login_link_token(), credentials.new_console_session_id()
+    assert link.startswith("sil_") and session_id.startswith("cs_")
+    assert credentials.is_login_link_token(link)
+    assert not credentials.is_login_link_token(link[:-1] + ("0" if link[-1] != "0" else "1"))
+    assert not credentials.is_login_link_token(session_id)
+    line = f"GET /console/sign-in/link/{link} 200 cookie={session_id}"
+    assert credentials.redact_credentials(line) == (
+        "GET /console/sign-in/link/[REDACTED] 200 cookie=[REDACTED]")
